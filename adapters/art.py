@@ -1,0 +1,17 @@
+"""art adapter (being written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.base import Adapter, Impl
+from harness.models import WrappedModel
+
+
+class ArtAdapter(Adapter):
+    name = "art"
+    package = "adversarial-robustness-toolbox"
+    IMPLS: dict[str, Impl] = {}
+
+    def convert(self, model: WrappedModel) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,17 @@
+"""cleverhans adapter (being written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.base import Adapter, Impl
+from harness.models import WrappedModel
+
+
+class CleverHansAdapter(Adapter):
+    name = "cleverhans"
+    package = "cleverhans"
+    IMPLS: dict[str, Impl] = {}
+
+    def convert(self, model: WrappedModel) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,95 @@
+"""The canonical attack catalogue: one name and one set of parameters per attack.
+
+Every parameter an adapter passes to a library comes from a resolved spec; library defaults
+are never relied upon. Attack-specific parameters have harness defaults listed here, so a
+spec resolves to a complete, explicit parameter set that is recorded with every result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Norm = Literal["linf", "l2", "l1", "l0"]
+Kind = Literal["fixed", "minimal"]
+NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
+LIBRARIES: tuple[str, ...] = ("art", "foolbox", "cleverhans")
+FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
+
+
+@dataclass(frozen=True)
+class AttackDef:
+    """What the harness knows about one attack, independent of any library.
+
+    ``kind`` is ``fixed`` for fixed-budget attacks (``eps`` required, output must stay in the
+    eps-ball) and ``minimal`` for minimum-norm attacks (``eps`` optional: success is also
+    reported within ``eps`` when it is given). ``common`` names the canonical common
+    parameters the attack uses; ``params`` are attack-specific parameters and their defaults.
+    """
+
+    name: str
+    kind: Kind
+    norms: tuple[Norm, ...]
+    description: str
+    common: frozenset[str] = frozenset()
+    params: dict[str, Any] = field(default_factory=dict)
+    default_steps: int | None = None
+
+
+_ITER = frozenset({"steps", "step_size"})
+
+CATALOGUE: dict[str, AttackDef] = {
+    "fgsm": AttackDef("fgsm", "fixed", ("linf",), "Fast Gradient Sign Method (one step).",
+                      frozenset()),
+    "fgm": AttackDef("fgm", "fixed", ("l2",), "Fast Gradient Method, L2-normalised step.",
+                     frozenset()),
+    "bim": AttackDef("bim", "fixed", ("linf", "l2"),
+                     "Basic Iterative Method: PGD from the clean input, no random start.",
+                     _ITER, default_steps=10),
+    "pgd": AttackDef("pgd", "fixed", ("linf", "l2"),
+                     "Projected Gradient Descent (Madry et al.), optional random start.",
+                     _ITER | {"random_start", "restarts"}, default_steps=40),
+    "mim": AttackDef("mim", "fixed", ("linf", "l2"), "Momentum Iterative Method.",
+                     _ITER, {"decay": 1.0}, default_steps=10),
+    "apgd": AttackDef("apgd", "fixed", ("linf", "l2"),
+                      "Auto-PGD (Croce & Hein), adaptive step size; starts randomly.",
+                      _ITER | {"restarts"}, {"loss": "ce"}, default_steps=100),
+    "ddn": AttackDef("ddn", "fixed", ("l2",), "Decoupled Direction and Norm (Rony et al.).",
+                     frozenset({"steps"}), {"init_epsilon": 1.0, "gamma": 0.05},
+                     default_steps=100),
+    "cw": AttackDef("cw", "minimal", ("l2",), "Carlini & Wagner L2.",
+                    frozenset({"steps"}),
+                    {"c": 1.0, "confidence": 0.0, "learning_rate": 0.01,
+                     "binary_search_steps": 5}, default_steps=100),
+    "ead": AttackDef("ead", "minimal", ("l1",), "Elastic-net attack (EAD, Chen et al.).",
+                     frozenset({"steps"}),
+                     {"c": 1.0, "confidence": 0.0, "learning_rate": 0.01,
+                      "binary_search_steps": 5, "beta": 0.01, "decision_rule": "EN"},
+                     default_steps=100),
+    "deepfool": AttackDef("deepfool", "minimal", ("l2", "linf"), "DeepFool (untargeted).",
+                          frozenset({"steps"}), {"overshoot": 0.02, "candidates": 10},
+                          default_steps=50),
+    "jsma": AttackDef("jsma", "minimal", ("l0",), "Jacobian-based Saliency Map Attack.",
+                      frozenset(), {"theta": 1.0, "gamma": 0.2}),
+    "fmn": AttackDef("fmn", "minimal", ("linf", "l2", "l1", "l0"),
+                     "Fast Minimum-Norm attack (Pintor et al.).",
+                     frozenset({"steps"}),
+                     {"max_stepsize": 1.0, "min_stepsize": 0.01, "gamma": 0.05,
+                      "binary_search_steps": 10}, default_steps=100),
+}
+
+#: Attack-specific parameters that must be strictly positive when given.
+POSITIVE_PARAMS = frozenset({"c", "learning_rate", "binary_search_steps", "candidates",
+                             "max_stepsize", "min_stepsize", "init_epsilon", "theta"})
+
+
+def get_attack(name: str) -> AttackDef:
+    """Return the catalogue entry for ``name`` or raise a one-line error listing the names."""
+    from harness.errors import HarnessError
+
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise HarnessError(
+            f"unknown attack {name!r}; known attacks: {', '.join(sorted(CATALOGUE))}"
+        ) from None

@@ -1,0 +1,173 @@
+"""Framework-neutral model wrapping: bounds, shape, layout, classes, logits, query counting.
+
+A :class:`WrappedModel` owns two ways into the network:
+
+* ``predict_logits`` - the harness's own, uncounted forward pass (used by the referee);
+* ``counted`` - a framework-native callable (a ``torch.nn.Module`` or a TF callable) that
+  every library's queries go through. It casts inputs to float32, counts forward rows and
+  backward rows, and (for declared probability models) turns probabilities into logits.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+Layout = Literal["NCHW", "NHWC", "flat"]
+Outputs = Literal["logits", "probabilities"]
+Framework = Literal["torch", "tensorflow"]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Forward and backward rows (samples) that went through a counted model."""
+
+    forward: int
+    backward: int
+
+
+class QueryCounter(ABC):
+    """Counts rows passed forward and backward through the counted model."""
+
+    @abstractmethod
+    def read(self) -> Counts: ...
+
+    @abstractmethod
+    def reset(self) -> None: ...
+
+
+class WrappedModel(ABC):
+    """A classifier with everything the libraries need stated explicitly."""
+
+    framework: Framework
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        nb_classes: int,
+        bounds: tuple[float, float],
+        layout: Layout,
+        outputs: Outputs = "logits",
+        name: str = "model",
+    ) -> None:
+        lo, hi = (float(b) for b in bounds)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise HarnessError(f"model {name!r}: bounds must be finite with low < high, got {bounds}")
+        if nb_classes < 2:
+            raise HarnessError(f"model {name!r}: nb_classes must be >= 2, got {nb_classes}")
+        if layout not in ("NCHW", "NHWC", "flat"):
+            raise HarnessError(f"model {name!r}: layout must be NCHW, NHWC or flat, got {layout!r}")
+        if outputs not in ("logits", "probabilities"):
+            raise HarnessError(f"model {name!r}: outputs must be 'logits' or 'probabilities'")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.nb_classes = int(nb_classes)
+        self.bounds = (lo, hi)
+        self.layout: Layout = layout
+        self.outputs: Outputs = outputs
+        self.name = name
+        self._library_forms: dict[str, Any] = {}
+
+    # -- framework-specific ------------------------------------------------------------
+    @property
+    @abstractmethod
+    def counter(self) -> QueryCounter: ...
+
+    @property
+    @abstractmethod
+    def counted(self) -> Any:
+        """The framework-native callable that all libraries' queries go through."""
+
+    @abstractmethod
+    def _raw_forward(self, x: np.ndarray) -> np.ndarray:
+        """Uncounted forward pass of one float32 batch; returns model outputs."""
+
+    # -- shared ------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def predict_logits(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Harness-side forward pass (not counted): logits as float32 numpy."""
+        x = np.asarray(x, dtype=np.float32)
+        outs = [self._raw_forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        out = np.concatenate(outs) if outs else np.zeros((0, self.nb_classes), np.float32)
+        if self.outputs == "probabilities":
+            out = np.log(np.clip(out, 1e-30, None))
+        return out.astype(np.float32, copy=False)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Harness-side predicted labels (int64)."""
+        return self.predict_logits(x, batch_size).argmax(axis=1).astype(np.int64)
+
+    def check_inputs(self, x: np.ndarray) -> None:
+        """Raise a one-line error if ``x`` does not fit this model's shape and bounds."""
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise HarnessError(
+                f"model {self.name!r} expects inputs of shape (N, "
+                f"{', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise HarnessError(f"inputs for model {self.name!r} contain NaN or inf")
+        lo, hi = self.bounds
+        if x.size and (x.min() < lo or x.max() > hi):
+            raise HarnessError(
+                f"inputs for model {self.name!r} lie outside its bounds [{lo:g}, {hi:g}] "
+                f"(min {x.min():g}, max {x.max():g})"
+            )
+
+    def check_outputs(self, x: np.ndarray) -> None:
+        """Refuse a model that outputs probabilities while declaring logits (or vice versa)."""
+        raw = self._raw_forward(np.asarray(x[:64], dtype=np.float32))
+        if raw.ndim != 2 or raw.shape[1] != self.nb_classes:
+            raise HarnessError(
+                f"model {self.name!r} returned outputs of shape {raw.shape}; "
+                f"expected (N, {self.nb_classes})"
+            )
+        looks_like_probs = bool(
+            np.all(raw >= 0) and np.all(raw <= 1) and np.allclose(raw.sum(axis=1), 1.0, atol=1e-3)
+        )
+        if self.outputs == "logits" and looks_like_probs:
+            raise HarnessError(
+                f"model {self.name!r} outputs probabilities (rows are non-negative and sum to 1); "
+                "remove the softmax layer, or declare outputs='probabilities' so the harness "
+                "takes their log"
+            )
+        if self.outputs == "probabilities" and not looks_like_probs:
+            raise HarnessError(
+                f"model {self.name!r} is declared to output probabilities but its rows do not "
+                "sum to 1"
+            )
+
+    def library_form(self, library: str, build: Any) -> Any:
+        """Cache of this model converted to a library's form (built once by ``build()``)."""
+        if library not in self._library_forms:
+            self._library_forms[library] = build()
+        return self._library_forms[library]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "framework": self.framework, "input_shape": list(self.input_shape),
+            "layout": self.layout, "nb_classes": self.nb_classes, "bounds": list(self.bounds),
+            "outputs": self.outputs,
+        }
+
+
+def wrap_model(model: Any, **kwargs: Any) -> WrappedModel:
+    """Wrap a ``torch.nn.Module`` or a Keras/TensorFlow model (framework detected by type)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        from harness.torch_model import TorchModel
+
+        return TorchModel(model, **kwargs)
+    if sys.modules.get("keras") is not None or sys.modules.get("tensorflow") is not None:
+        from harness.tf_model import TFModel
+
+        return TFModel(model, **kwargs)
+    raise HarnessError(f"cannot wrap a {type(model).__name__}: expected a torch or Keras model")

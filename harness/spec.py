@@ -1,0 +1,131 @@
+"""Attack specs: what a user writes, validated and resolved to explicit parameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.catalogue import CATALOGUE, LIBRARIES, POSITIVE_PARAMS, Norm
+
+TargetMode = Literal["random", "least_likely"]
+
+
+class AttackSpec(BaseModel):
+    """A canonical attack spec, as written in an experiment file or passed from Python.
+
+    ``eps`` and ``step_size`` are absolute, in input units (the model's ``bounds`` scale).
+    ``params`` holds attack-specific canonical parameters (see the catalogue);
+    ``library_options`` is the explicit escape hatch: extra keyword arguments per library,
+    passed verbatim and recorded.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attack: str
+    norm: Norm | None = None
+    eps: float | None = Field(default=None, ge=0)
+    steps: int | None = Field(default=None, ge=1)
+    step_size: float | None = Field(default=None, gt=0)
+    random_start: bool = False
+    restarts: int = Field(default=1, ge=1)
+    targeted: bool = False
+    target_mode: TargetMode = "random"
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    library_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> AttackSpec:
+        if self.attack not in CATALOGUE:
+            raise ValueError(
+                f"unknown attack {self.attack!r}; known: {', '.join(sorted(CATALOGUE))}"
+            )
+        d = CATALOGUE[self.attack]
+        if self.norm is not None and self.norm not in d.norms:
+            raise ValueError(f"{self.attack} supports norms {list(d.norms)}, not {self.norm!r}")
+        if self.eps is not None and not math.isfinite(self.eps):
+            raise ValueError("eps must be finite")
+        if d.kind == "fixed" and self.eps is None:
+            raise ValueError(f"{self.attack} is a fixed-budget attack: eps is required")
+        for name, value, used in (
+            ("steps", self.steps, "steps" in d.common),
+            ("step_size", self.step_size, "step_size" in d.common),
+        ):
+            if value is not None and not used:
+                raise ValueError(f"{self.attack} takes no {name}")
+        if self.random_start and "random_start" not in d.common:
+            raise ValueError(f"{self.attack} takes no random_start")
+        if self.restarts > 1 and "restarts" not in d.common:
+            raise ValueError(f"{self.attack} takes no restarts")
+        if self.restarts > 1 and self.attack == "pgd" and not self.random_start:
+            raise ValueError("restarts > 1 needs random_start: true (restarts would be identical)")
+        unknown = set(self.params) - set(d.params)
+        if unknown:
+            raise ValueError(
+                f"unknown params {sorted(unknown)} for {self.attack}; known: {sorted(d.params)}"
+            )
+        for k, v in self.params.items():
+            if k in POSITIVE_PARAMS and not (isinstance(v, int | float) and v > 0):
+                raise ValueError(f"params.{k} must be > 0")
+        bad_libs = set(self.library_options) - set(LIBRARIES)
+        if bad_libs:
+            raise ValueError(
+                f"library_options names unknown libraries {sorted(bad_libs)}; "
+                f"known: {list(LIBRARIES)}"
+            )
+        return self
+
+    def resolve(self) -> ResolvedSpec:
+        """Fill every parameter the attack uses with an explicit value."""
+        d = CATALOGUE[self.attack]
+        norm = self.norm or d.norms[0]
+        steps = self.steps if self.steps is not None else d.default_steps
+        if self.attack in ("fgsm", "fgm"):
+            steps = 1
+        step_size = self.step_size
+        if step_size is None and "step_size" in d.common and self.eps is not None:
+            # Madry et al.'s rule, absolute; APGD starts from 2*eps as in Croce & Hein.
+            step_size = 2.0 * self.eps if self.attack == "apgd" else 2.5 * self.eps / float(steps or 1)
+        if self.attack in ("fgsm", "fgm"):
+            step_size = self.eps
+        random_start = self.random_start or self.attack == "apgd"
+        params = {**d.params, **self.params}
+        return ResolvedSpec(
+            attack=self.attack, kind=d.kind, norm=norm, eps=self.eps, steps=steps,
+            step_size=step_size, random_start=random_start, restarts=self.restarts,
+            targeted=self.targeted, target_mode=self.target_mode, params=params,
+            library_options={k: dict(v) for k, v in self.library_options.items()},
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A spec with every parameter explicit; what adapters translate and results record."""
+
+    attack: str
+    kind: str
+    norm: Norm
+    eps: float | None
+    steps: int | None
+    step_size: float | None
+    random_start: bool
+    restarts: int
+    targeted: bool
+    target_mode: TargetMode
+    params: dict[str, Any] = field(default_factory=dict)
+    library_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. ``pgd-linf eps=0.1 targeted``."""
+        eps = "" if self.eps is None else f" eps={self.eps:g}"
+        return f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}"
+
+    def options_for(self, library: str) -> dict[str, Any]:
+        """The escape-hatch keyword arguments for ``library`` (empty if none)."""
+        return dict(self.library_options.get(library, {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

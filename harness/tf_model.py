@@ -1,0 +1,97 @@
+"""TensorFlow/Keras side of model wrapping: a counting, float32-casting callable.
+
+Counters are ``tf.Variable``s so they count inside ``tf.function`` graphs too (ART's TF2
+``predict`` and CleverHans' gradient helpers are compiled). Backward rows are counted by an
+identity with a custom gradient on the model output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from harness.models import Counts, Layout, Outputs, QueryCounter, WrappedModel
+
+
+class TFCounter(QueryCounter):
+    def __init__(self) -> None:
+        self.forward = tf.Variable(0, dtype=tf.int64, trainable=False, name="advh_forward")
+        self.backward = tf.Variable(0, dtype=tf.int64, trainable=False, name="advh_backward")
+
+    def read(self) -> Counts:
+        return Counts(int(self.forward.numpy()), int(self.backward.numpy()))
+
+    def reset(self) -> None:
+        self.forward.assign(0)
+        self.backward.assign(0)
+
+
+class CountingCallable:
+    """What the libraries call: ``f(x, training=False) -> logits``."""
+
+    def __init__(self, inner: Any, counter: TFCounter, probabilities: bool) -> None:
+        self.inner = inner
+        self.counter = counter
+        self.probabilities = probabilities
+
+    def __call__(self, x: Any, training: bool = False, **_: Any) -> tf.Tensor:
+        x = tf.cast(x, tf.float32)
+        rows = tf.cast(tf.shape(x)[0], tf.int64)
+        self.counter.forward.assign_add(rows)
+        out = self.inner(x, training=False)
+        if self.probabilities:
+            out = tf.math.log(tf.maximum(out, 1e-30))
+        return self._count_backward(out, rows)
+
+    def _count_backward(self, out: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+        counter = self.counter
+
+        @tf.custom_gradient
+        def identity(t: tf.Tensor) -> Any:
+            def grad(dy: tf.Tensor) -> tf.Tensor:
+                counter.backward.assign_add(rows)
+                return dy
+
+            return tf.identity(t), grad
+
+        return identity(out)
+
+
+class TFModel(WrappedModel):
+    framework = "tensorflow"
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        input_shape: tuple[int, ...],
+        nb_classes: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        layout: Layout | None = None,
+        outputs: Outputs = "logits",
+        name: str = "tf-model",
+    ) -> None:
+        layout = layout or ("NHWC" if len(input_shape) == 3 else "flat")
+        super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
+                         layout=layout, outputs=outputs, name=name)
+        if hasattr(model, "trainable"):
+            model.trainable = False
+        self.model = model
+        self._counter = TFCounter()
+        self._counted = CountingCallable(model, self._counter, outputs == "probabilities")
+
+    @property
+    def counter(self) -> TFCounter:
+        return self._counter
+
+    @property
+    def counted(self) -> CountingCallable:
+        return self._counted
+
+    def _raw_forward(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(tf.convert_to_tensor(x), training=False))
+
+    def to_tensor(self, x: np.ndarray) -> Any:
+        return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))

@@ -1,0 +1,60 @@
+"""Shared fixtures: small seeded models in both frameworks and image batches >= 28x28."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+SHAPE_NCHW = (1, 28, 28)
+
+
+@pytest.fixture(scope="session")
+def image_batch() -> tuple[np.ndarray, np.ndarray]:
+    """16 real MNIST test images (NCHW float32 in [0,1]) and their labels."""
+    from harness.data import load_dataset
+
+    ds = load_dataset("mnist", n_samples=16, split="test")
+    return ds.x, ds.y
+
+
+def _torch_cnn(seed: int = 0):  # type: ignore[no-untyped-def]
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 5, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 12 * 12, 10),
+    )
+
+
+@pytest.fixture
+def torch_model():  # type: ignore[no-untyped-def]
+    """An untrained, seeded torch CNN wrapped for the harness (NCHW, 1x28x28, 10 classes)."""
+    from harness.torch_model import TorchModel
+
+    return TorchModel(_torch_cnn(), input_shape=SHAPE_NCHW, nb_classes=10, bounds=(0.0, 1.0),
+                      name="tiny-torch")
+
+
+@pytest.fixture
+def tf_model():  # type: ignore[no-untyped-def]
+    """An untrained, seeded Keras CNN wrapped for the harness (NHWC, 28x28x1, 10 classes)."""
+    import keras
+
+    from harness.tf_model import TFModel
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 5, strides=2, activation="relu"),
+        keras.layers.Flatten(), keras.layers.Dense(10),
+    ])
+    return TFModel(net, input_shape=(28, 28, 1), nb_classes=10, bounds=(0.0, 1.0), name="tiny-tf")
+
+
+def to_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
+    """NCHW batch -> the model's layout."""
+    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if layout == "NHWC" else x_nchw
