@@ -72,6 +72,8 @@ class WrappedModel(ABC):
         self.layout: Layout = layout
         self.outputs: Outputs = outputs
         self.name = name
+        #: Rows of the head-to-head table group models by family (the recipe for built-ins).
+        self.family = name
         self._library_forms: dict[str, Any] = {}
 
     # -- framework-specific ------------------------------------------------------------
@@ -153,7 +155,7 @@ class WrappedModel(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "framework": self.framework, "input_shape": list(self.input_shape),
+            "name": self.name, "family": self.family, "framework": self.framework, "input_shape": list(self.input_shape),
             "layout": self.layout, "nb_classes": self.nb_classes, "bounds": list(self.bounds),
             "outputs": self.outputs,
         }

@@ -1,0 +1,144 @@
+"""The referee: judges what a library returned, identically for every library.
+
+Nothing a library says about success is used. Predictions come from the harness's own
+forward pass; norms, eps-ball and box checks are computed here on the returned arrays.
+
+A sample counts as a *success* only if the model got it right originally, the adversarial
+input is finite, not degenerate, inside the box and (for fixed-budget attacks, or when an
+``eps`` is given) inside the eps-ball, and the model's prediction meets the goal (differs
+from the label, or equals the target when targeted). Samples that fool the model but break
+a constraint are counted as ``fooled`` and flagged, never as successes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Relative and absolute float tolerance for eps-ball checks (float32 rounding, e.g.
+#: Foolbox reports L-inf 0.10000000149 for eps 0.1).
+EPS_RTOL = 1e-5
+EPS_ATOL = 1e-6
+#: Tolerance for box (bounds) checks and for counting a coordinate as changed (L0).
+BOX_ATOL = 1e-6
+L0_ATOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Per-sample judgement (arrays of length N) for one attack cell."""
+
+    records: pd.DataFrame
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+
+def perturbation_norms(delta: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample L0, L1, L2 and L-inf norms of ``delta`` (N, ...), in float64."""
+    d = delta.reshape(len(delta), -1).astype(np.float64)
+    a = np.abs(d)
+    return {
+        "l0": (a > L0_ATOL).sum(axis=1).astype(np.float64),
+        "l1": a.sum(axis=1),
+        "l2": np.sqrt((d * d).sum(axis=1)),
+        "linf": a.max(axis=1) if d.shape[1] else np.zeros(len(d)),
+    }
+
+
+def within_eps(norm_values: np.ndarray, eps: float) -> np.ndarray:
+    return norm_values <= eps * (1.0 + EPS_RTOL) + EPS_ATOL
+
+
+def judge(
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_adv: np.ndarray,
+    clean_pred: np.ndarray,
+    adv_pred: np.ndarray,
+    bounds: tuple[float, float],
+    norm: str,
+    eps: float | None,
+    enforce_eps: bool,
+    targets: np.ndarray | None = None,
+) -> Verdict:
+    """Judge one batch. ``adv_pred`` must be the harness's prediction on ``x_adv``.
+
+    ``enforce_eps``: a fixed-budget attack must stay in the eps-ball (violations are not
+    successes). For minimum-norm attacks pass ``enforce_eps=False``: ``success`` is then any
+    valid misclassification and ``success_at_eps`` adds the eps condition when eps is given.
+    """
+    n = len(x)
+    x = x.astype(np.float32, copy=False)
+    finite = np.isfinite(x_adv.reshape(n, -1)).all(axis=1)
+    safe_adv = np.where(np.isfinite(x_adv), x_adv, x)  # norms of non-finite rows are NaN below
+    norms = perturbation_norms(safe_adv - x)
+    for v in norms.values():
+        v[~finite] = np.nan
+    lo, hi = bounds
+    flat = safe_adv.reshape(n, -1)
+    box_violation = finite & ((flat < lo - BOX_ATOL) | (flat > hi + BOX_ATOL)).any(axis=1)
+    # Degenerate: a constant image (e.g. Foolbox's all-zero fallback) from a non-constant input.
+    xf = x.reshape(n, -1)
+    degenerate = finite & (np.ptp(flat, axis=1) == 0) & (np.ptp(xf, axis=1) > 0)
+    correct = clean_pred == y
+    goal = adv_pred == targets if targets is not None else adv_pred != y
+    fooled = correct & goal & finite
+    in_ball = within_eps(norms[norm], eps) if eps is not None else np.ones(n, bool)
+    eps_violation = finite & ~in_ball if (eps is not None and enforce_eps) else np.zeros(n, bool)
+    valid = finite & ~box_violation & ~degenerate & ~eps_violation
+    success = fooled & valid
+    success_at_eps = success & in_ball
+    records = pd.DataFrame({
+        "sample": np.arange(n),
+        "label": y.astype(np.int64),
+        "target": targets.astype(np.int64) if targets is not None else np.full(n, -1),
+        "clean_pred": clean_pred.astype(np.int64),
+        "adv_pred": adv_pred.astype(np.int64),
+        "correct": correct,
+        "fooled": fooled,
+        "success": success,
+        "success_at_eps": success_at_eps,
+        "nonfinite": ~finite,
+        "box_violation": box_violation,
+        "eps_violation": eps_violation,
+        "degenerate": degenerate,
+        **{k: v for k, v in norms.items()},
+    })
+    return Verdict(records)
+
+
+def summarize(records: pd.DataFrame, norm: str) -> dict[str, float | int]:
+    """Per-cell summary of per-sample records (one row of the summary table)."""
+    n = len(records)
+    correct = records["correct"].to_numpy()
+    success = records["success"].to_numpy()
+    n_correct = int(correct.sum())
+    dist = records.loc[success, norm].to_numpy()
+    return {
+        "n": n,
+        "n_correct": n_correct,
+        "n_misclassified_clean": n - n_correct,
+        "clean_accuracy": n_correct / n if n else float("nan"),
+        "success_rate": float(success.sum() / n_correct) if n_correct else float("nan"),
+        "success_rate_at_eps": (
+            float(records["success_at_eps"].sum() / n_correct) if n_correct else float("nan")
+        ),
+        "robust_accuracy": float((correct & ~success).sum() / n) if n else float("nan"),
+        "median_norm": float(np.median(dist)) if len(dist) else float("nan"),
+        "mean_norm": float(np.mean(dist)) if len(dist) else float("nan"),
+        **{f"median_{k}": _median(records.loc[success, k]) for k in ("l0", "l1", "l2", "linf")},
+        "n_fooled_invalid": int((records["fooled"] & ~records["success"]).sum()),
+        "n_eps_violations": int(records["eps_violation"].sum()),
+        "n_box_violations": int(records["box_violation"].sum()),
+        "n_degenerate": int(records["degenerate"].sum()),
+        "n_nonfinite": int(records["nonfinite"].sum()),
+    }
+
+
+def _median(s: pd.Series) -> float:
+    return float(np.median(s.to_numpy())) if len(s) else float("nan")

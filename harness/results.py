@@ -1,0 +1,102 @@
+"""Results on disk: ``results/<run>/`` with Parquet tables, a CSV summary and a manifest.
+
+Layout of a results directory::
+
+    summary.parquet   one row per cell (status, reason, metrics, library call, spec)
+    summary.csv       the same, for spreadsheets
+    records.parquet   one row per (cell, sample): predictions, flags, norms
+    manifest.json     versions, experiment, resolved specs, seed, input and model info
+
+Directories are written atomically: everything goes to a hidden sibling first and is
+renamed into place at the end, so an interrupted or failed run leaves no partial directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.data import Dataset
+    from harness.experiment import Experiment
+    from harness.models import WrappedModel
+    from harness.runner import RunResult
+
+PACKAGES = ("advharness", "adversarial-robustness-toolbox", "foolbox", "cleverhans", "torch",
+            "tensorflow", "keras", "numpy", "pandas", "eagerpy", "scipy")
+FILES = ("summary.parquet", "summary.csv", "records.parquet", "manifest.json")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the harness, the three libraries and the frameworks."""
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> dict[str, Any]:
+    return {
+        "experiment": exp.model_dump(mode="json"),
+        "resolved_specs": [a.resolve().to_dict() for a in exp.attacks],
+        "seed": exp.seed,
+        "data": {"dataset": ds.name, "split": ds.split, "n": len(ds.x), "source": ds.source,
+                 "sha256": ds.fingerprint()},
+        "models": [{**m.describe(), **getattr(m, "recipe_info", {})} for m in models],
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+    }
+
+
+def write_results(result: RunResult, target: Path) -> Path:
+    """Write ``result`` to ``target`` atomically (replacing an older run there)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        result.summary.to_parquet(tmp / "summary.parquet", index=False)
+        result.summary.to_csv(tmp / "summary.csv", index=False)
+        result.records.to_parquet(tmp / "records.parquet", index=False)
+        (tmp / "manifest.json").write_text(json.dumps(result.manifest, indent=2, default=str))
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_results(path: str | Path) -> RunResult:
+    """Load a results directory written by :func:`write_results`."""
+    from harness.runner import RunResult
+
+    p = Path(path)
+    missing = [f for f in FILES if not (p / f).is_file()]
+    if missing:
+        raise HarnessError(f"{p} is not a results directory (missing {', '.join(missing)})")
+    return RunResult(
+        summary=pd.read_parquet(p / "summary.parquet"),
+        records=pd.read_parquet(p / "records.parquet"),
+        manifest=json.loads((p / "manifest.json").read_text()),
+        path=p,
+    )

@@ -1,0 +1,100 @@
+"""The head-to-head table: one row per (attack, norm, eps), one column group per
+(library, framework), and its rendering for the terminal."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+METRICS = ("success_rate", "robust_accuracy", "median_norm", "time_s", "queries_per_sample")
+ROW_KEYS = ["family", "attack", "norm", "eps", "targeted"]
+
+
+def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
+    """Pivot per-cell summaries into the comparison table.
+
+    Index: (family, attack, norm, eps, targeted) - ``family`` is the model recipe, so the
+    PyTorch and Keras versions of one model share a row. Columns: (library, framework,
+    metric) with the metrics in :data:`METRICS` plus ``status``.
+    """
+    if summary.empty:
+        return pd.DataFrame()
+    s = summary.copy()
+    s["eps"] = s["eps"].astype(object).where(s["eps"].notna(), "-")
+    for m in METRICS:
+        if m not in s:
+            s[m] = float("nan")
+    long = s.melt(id_vars=[*ROW_KEYS, "library", "framework"],
+                  value_vars=[*METRICS, "status"], var_name="metric")
+    table = long.pivot_table(index=ROW_KEYS, columns=["library", "framework", "metric"],
+                             values="value", aggfunc="first", sort=False, dropna=False)
+    order = {m: i for i, m in enumerate([*METRICS, "status"])}
+    return table.sort_index(axis=1, level=[0, 1], sort_remaining=False).reindex(
+        sorted(table.columns, key=lambda c: (c[0], c[1], order[c[2]])), axis=1
+    )
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
+    """A rich renderable: the table plus numbered footnotes for unsupported/error cells."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, show_lines=True)
+    groups = list(dict.fromkeys(zip(summary["library"], summary["framework"], strict=True)))
+    table.add_column("attack")
+    for lib, fw in groups:
+        table.add_column(f"{lib}\n{fw}", justify="right")
+    notes: dict[str, int] = {}
+    s = summary.assign(eps=summary["eps"].astype(object).where(summary["eps"].notna(), None))
+    for key, rows in s.groupby(ROW_KEYS, sort=False, dropna=False):
+        family, attack, norm, eps, targeted = key
+        label = f"{attack} {norm}" + (f" eps={eps:g}" if eps is not None else "")
+        label += " T" if targeted else ""
+        label += f"\n[dim]{family}[/dim]" if s["family"].nunique() > 1 else ""
+        cells = []
+        by = {(r["library"], r["framework"]): r for _, r in rows.iterrows()}
+        for g in groups:
+            r = by.get(g)
+            if r is None:
+                cells.append("")
+            elif r["status"] != "ok":
+                n = notes.setdefault(f"{r['status']}: {r['reason']}", len(notes) + 1)
+                cells.append(f"[yellow]{r['status']}[/yellow] [{n}]")
+            else:
+                cells.append(
+                    f"succ {_fmt(r['success_rate'], '.2f')}  rob {_fmt(r['robust_accuracy'], '.2f')}\n"
+                    f"med {_fmt(r['median_norm'], '.3g')}  {_fmt(r['time_s'], '.2f')}s\n"
+                    f"q/s {_fmt(r['queries_per_sample'], '.1f')}" + _flags(r)
+                )
+        table.add_row(label, *cells)
+    legend = Text(
+        "succ: success rate on initially-correct samples; rob: robust accuracy; med: median "
+        "perturbation norm of successes; s: attack wall time; q/s: forward+backward rows per "
+        "sample; T: targeted.", style="dim")
+    foot = Text("\n".join(f"[{n}] {text}" for text, n in notes.items()))
+    return Group(table, legend, foot)
+
+
+def _flags(r: pd.Series) -> str:
+    flags = [f"{name} {int(r[col])}" for col, name in (
+        ("n_eps_violations", "eps-viol"), ("n_box_violations", "box-viol"),
+        ("n_degenerate", "degenerate"), ("n_nonfinite", "nan")) if r.get(col, 0)]
+    return ("\n[red]" + ", ".join(flags) + "[/red]") if flags else ""
+
+
+def render_text(summary: pd.DataFrame, title: str = "head-to-head", width: int = 160) -> str:
+    """The rendered table as plain text (for logs and tests)."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(render(summary, title))
+    return console.export_text()

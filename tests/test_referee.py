@@ -1,0 +1,104 @@
+"""The referee catches bad outputs, whatever the library claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.referee import judge, perturbation_norms, summarize
+
+N, D = 6, 16
+
+
+def _case(x_adv: np.ndarray, adv_pred: np.ndarray, clean_pred: np.ndarray | None = None,
+          eps: float | None = 0.1, enforce: bool = True, targets: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.8, size=(N, 1, 4, 4)).astype(np.float32)
+    y = np.arange(N) % 3
+    clean = y.copy() if clean_pred is None else clean_pred
+    return x, y, judge(x=x, y=y, x_adv=x_adv(x) if callable(x_adv) else x_adv, clean_pred=clean,
+                       adv_pred=adv_pred, bounds=(0.0, 1.0), norm="linf", eps=eps,
+                       enforce_eps=enforce, targets=targets).records
+
+
+def test_valid_successes_are_counted() -> None:
+    _, y, r = _case(lambda x: x + 0.05, adv_pred=(np.arange(N) + 1) % 3)
+    assert r["success"].all() and not r["eps_violation"].any()
+    assert np.allclose(r["linf"], 0.05, atol=1e-6)
+
+
+def test_outside_eps_ball_is_not_a_success() -> None:
+    _, _, r = _case(lambda x: x + np.where(np.arange(N)[:, None, None, None] < 2, 0.2, 0.05),
+                    adv_pred=(np.arange(N) + 1) % 3)
+    assert r["eps_violation"].tolist() == [True, True, False, False, False, False]
+    assert r["fooled"].all()
+    assert r["success"].tolist() == [False, False, True, True, True, True]
+
+
+def test_float_rounding_at_eps_is_tolerated() -> None:
+    _, _, r = _case(lambda x: x + np.float32(0.10000000149), adv_pred=(np.arange(N) + 1) % 3)
+    assert not r["eps_violation"].any()
+
+
+def test_outside_box_is_caught() -> None:
+    def adv(x: np.ndarray) -> np.ndarray:
+        a = x.copy()
+        a[0, 0, 0, 0] = 1.05
+        a[1, 0, 0, 0] = -0.01
+        return a
+
+    _, _, r = _case(adv, adv_pred=(np.arange(N) + 1) % 3, eps=None, enforce=False)
+    assert r["box_violation"].tolist()[:3] == [True, True, False]
+    assert not r["success"][:2].any() and r["success"][2:].all()
+
+
+def test_all_zero_fallback_is_degenerate() -> None:
+    adv_pred = (np.arange(N) + 1) % 3  # the zero image is "misclassified"
+    _, _, r = _case(lambda x: np.zeros_like(x), adv_pred=adv_pred, eps=None, enforce=False)
+    assert r["degenerate"].all() and not r["success"].any() and r["fooled"].all()
+
+
+def test_nan_outputs_are_flagged_not_successes() -> None:
+    def adv(x: np.ndarray) -> np.ndarray:
+        a = x.copy()
+        a[2] = np.nan
+        return a
+
+    _, _, r = _case(adv, adv_pred=(np.arange(N) + 1) % 3, eps=None, enforce=False)
+    assert r["nonfinite"].tolist() == [False, False, True, False, False, False]
+    assert not r["success"][2] and np.isnan(r["l2"][2])
+
+
+def test_already_misclassified_are_excluded() -> None:
+    y = np.arange(N) % 3
+    clean = y.copy()
+    clean[:2] = (y[:2] + 1) % 3
+    _, _, r = _case(lambda x: x + 0.05, adv_pred=(np.arange(N) + 1) % 3, clean_pred=clean)
+    assert not r["success"][:2].any()
+    s = summarize(r, "linf")
+    assert s["n_misclassified_clean"] == 2 and s["n_correct"] == 4
+    assert s["success_rate"] == 1.0 and s["robust_accuracy"] == 0.0
+
+
+def test_targeted_success_needs_the_target() -> None:
+    targets = (np.arange(N) + 2) % 3
+    adv_pred = np.where(np.arange(N) < 3, targets, (np.arange(N) + 1) % 3)
+    _, _, r = _case(lambda x: x + 0.01, adv_pred=adv_pred, targets=targets)
+    assert r["success"].tolist() == [True, True, True, False, False, False]
+
+
+def test_minimal_attack_success_at_eps() -> None:
+    _, _, r = _case(lambda x: x + np.where(np.arange(N)[:, None, None, None] < 3, 0.15, 0.05),
+                    adv_pred=(np.arange(N) + 1) % 3, eps=0.1, enforce=False)
+    assert r["success"].all()
+    assert r["success_at_eps"].tolist() == [False] * 3 + [True] * 3
+    s = summarize(r, "linf")
+    assert s["success_rate"] == 1.0 and s["success_rate_at_eps"] == 0.5
+
+
+@pytest.mark.parametrize("norm,expected", [("l0", 3.0), ("l1", 0.6), ("l2", np.sqrt(0.14)),
+                                           ("linf", 0.3)])
+def test_norms(norm: str, expected: float) -> None:
+    d = np.zeros((1, 2, 3), np.float32)
+    d[0, 0, 0], d[0, 1, 1], d[0, 1, 2] = 0.1, -0.2, 0.3
+    assert perturbation_norms(d)[norm][0] == pytest.approx(expected, rel=1e-6)
