@@ -46,11 +46,9 @@ class LibraryCall:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"callable": self.callable, "kwargs": self.kwargs, "call_kwargs": self.call_kwargs,
-             "notes": self.notes},
-            default=_jsonable, sort_keys=True,
-        )
+        record = {"callable": self.callable, "kwargs": self.kwargs,
+                  "call_kwargs": self.call_kwargs, "notes": self.notes}
+        return json.dumps(_finite(record), default=_jsonable, sort_keys=True, allow_nan=False)
 
 
 @dataclass
@@ -136,11 +134,20 @@ class Adapter(ABC):
         """Build this library's form of ``model`` (ART estimator, Foolbox model, model_fn)."""
 
 
+def _finite(o: Any) -> Any:
+    """Strict JSON: non-finite floats (e.g. ``norm=np.inf``) become the strings "inf"/"nan"."""
+    if isinstance(o, dict):
+        return {str(k): _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    if isinstance(o, float | np.floating) and not np.isfinite(o):
+        return str(float(o))
+    return o
+
+
 def _jsonable(o: Any) -> Any:
     if isinstance(o, np.generic):
-        return o.item()
+        return _finite(o.item())
     if isinstance(o, np.ndarray):
         return f"<array shape={list(o.shape)} dtype={o.dtype}>"
-    if isinstance(o, float) and o == float("inf"):
-        return "inf"
     return repr(o)

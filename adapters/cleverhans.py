@@ -1,17 +1,255 @@
-"""cleverhans adapter (being written)."""
+"""CleverHans 4.0.0 adapter: function-style attacks on the wrapped model's counted callable.
+
+CleverHans attacks are plain functions of ``model_fn(x) -> logits``. The ``model_fn`` is
+``model.counted``, so every query is counted. Every parameter that affects the result is
+passed explicitly (CleverHans does not clip unless ``clip_min``/``clip_max`` are given, and its
+torch and tf2 defaults differ), ``library_options["cleverhans"]`` is merged last, and the
+whole call is recorded in a :class:`LibraryCall`. CleverHans v4 has no DeepFool, JSMA, EAD,
+APGD, FMN or DDN; those are absent from ``IMPLS`` so the base class reports them.
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import Adapter, Impl
+import numpy as np
+
+from adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
+from harness.errors import HarnessError, Unsupported
 from harness.models import WrappedModel
+
+_NORM: dict[str, float | int] = {"linf": np.inf, "l2": 2}
+_PKG = {"torch": "cleverhans.torch.attacks", "tensorflow": "cleverhans.tf2.attacks"}
+_TF_LOSS = "tf.nn.sparse_softmax_cross_entropy_with_logits"
+_SET_BY_HARNESS = frozenset({"model_fn", "x", "y"})
+
+_SANITY_NOTE = ("sanity_checks=False: CleverHans' check does np.all over a list of tensors, "
+                "which raises on numpy>=1.24 (tf2 BIM/Madry default to True)")
+_TF_CW_BROKEN = ("TypeError: 'list' object is not callable (tf2/attacks/carlini_wagner_l2.py:168 "
+                 "calls self.optimizer.variables(); on Keras 3 `variables` is a list). Every call "
+                 "with binary_search_steps >= 1 fails")
+
+Kwargs = tuple[dict[str, Any], list[str]]
+
+
+def _path(framework: str, module: str, function: str | None = None) -> str:
+    """Dotted path of a CleverHans attack function."""
+    return f"{_PKG[framework]}.{module}.{function or module}"
+
+
+def _import(path: str) -> Callable[..., Any]:
+    """Import a function from its dotted path (CleverHans' attack packages export nothing)."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+# -- live objects per framework (chosen by dict, imported lazily) ---------------------------
+def _torch_labels(y: np.ndarray, x: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(x.device)
+
+
+def _tf_labels(y: np.ndarray, x: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(np.asarray(y, dtype=np.int64))
+
+
+def _torch_numpy(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _tf_numpy(t: Any) -> np.ndarray:
+    return np.asarray(t)
+
+
+def _tf_loss() -> Any:
+    import tensorflow as tf
+
+    return tf.nn.sparse_softmax_cross_entropy_with_logits
+
+
+_LABELS: dict[str, Callable[[np.ndarray, Any], Any]] = {  # int64 labels beside inputs x
+    "torch": _torch_labels, "tensorflow": _tf_labels,
+}
+_TO_NUMPY: dict[str, Callable[[Any], np.ndarray]] = {"torch": _torch_numpy, "tensorflow": _tf_numpy}
+
+
+# -- kwargs builders: JSON-able kwargs (placeholders for live objects) + notes ----------------
+def _common(req: AttackRequest) -> dict[str, Any]:
+    """model_fn, x, clip range and labels/targets, shared by every attack."""
+    lo, hi = req.model.bounds
+    return {"model_fn": "<model_fn>", "x": "inputs", "clip_min": lo, "clip_max": hi,
+            "y": "targets" if req.spec.targeted else "labels", "targeted": req.spec.targeted}
+
+
+def _budget(req: AttackRequest, iterative: bool) -> dict[str, Any]:
+    """eps, norm and (for iterative attacks) eps_iter / nb_iter."""
+    spec = req.spec
+    out: dict[str, Any] = {"eps": float(spec.eps or 0.0), "norm": _NORM[spec.norm]}
+    if iterative:
+        out |= {"eps_iter": float(spec.step_size or 0.0), "nb_iter": int(spec.steps or 0)}
+    return out
+
+
+def _tf_loss_kw(req: AttackRequest) -> dict[str, Any]:
+    """tf2 FGM/PGD take ``loss_fn`` (default None -> sparse softmax CE): pass it explicitly."""
+    return {"loss_fn": _TF_LOSS} if req.model.framework == "tensorflow" else {}
+
+
+def _fgm_kwargs(req: AttackRequest) -> Kwargs:
+    kw = {**_common(req), **_budget(req, False), **_tf_loss_kw(req), "sanity_checks": False}
+    return kw, [f"{req.spec.attack} = fast_gradient_method with norm={kw['norm']}", _SANITY_NOTE]
+
+
+def _pgd_kwargs(req: AttackRequest) -> Kwargs:
+    spec, fw = req.spec, req.model.framework
+    kw = {**_common(req), **_budget(req, True), **_tf_loss_kw(req),
+          "rand_init": spec.random_start, "rand_minmax": float(spec.eps or 0.0),
+          "sanity_checks": False}
+    notes = ["rand_minmax = eps passed explicitly (tf2 rand_init defaults to None/off, "
+             "tf2 madry_et_al rand_minmax to 0.3 absolute)", _SANITY_NOTE]
+    if spec.random_start and spec.norm == "l2":
+        notes.append("torch L2 random start: uniform in the L-inf cube of radius rand_minmax, "
+                     "then projected onto the L2 ball (lands near its surface)" if fw == "torch"
+                     else "tf2 L2 random start: uniform in the L2 ball (Calafiore et al.)")
+    return kw, notes
+
+
+def _bim_kwargs(req: AttackRequest) -> Kwargs:
+    kw = {**_common(req), **_budget(req, True), "rand_init": False,
+          "rand_minmax": float(req.spec.eps or 0.0), "sanity_checks": False}
+    if req.model.framework == "torch":
+        note = ("CleverHans torch has no BIM: projected_gradient_descent with rand_init=False "
+                "is BIM (Kurakin et al.), as its docstring says")
+    else:
+        note = ("tf2 basic_iterative_method always calls PGD with rand_init=False; its "
+                "rand_init/rand_minmax arguments are ignored (recorded for completeness)")
+    return kw, [note, _SANITY_NOTE]
+
+
+def _mim_kwargs(req: AttackRequest) -> Kwargs:
+    kw = {**_common(req), **_budget(req, True),
+          "decay_factor": float(req.spec.params["decay"]), "sanity_checks": False}
+    return kw, ["decay_factor = params.decay; gradient normalised by its mean |g| per sample; "
+                "MIM has no eps_iter <= eps assertion (unlike PGD/BIM)", _SANITY_NOTE]
+
+
+def _cw_kwargs(req: AttackRequest) -> Kwargs:
+    p = req.spec.params
+    kw = {**_common(req), "n_classes": req.model.nb_classes, "lr": float(p["learning_rate"]),
+          "confidence": float(p["confidence"]), "initial_const": float(p["c"]),
+          "binary_search_steps": int(p["binary_search_steps"]),
+          "max_iterations": int(req.spec.steps or 0)}
+    return kw, [
+        "initial_const = params.c, lr = params.learning_rate, max_iterations = steps; "
+        "torch CW has no abort_early and returns the input where it finds nothing",
+        "torch CW keeps the Adam state and modifier across binary-search steps",
+        "torch CW multiplies const (N,1) by the loss (N,): each sample's effective constant "
+        "is the batch mean of all constants, so results depend on the batch composition",
+    ]
+
+
+# -- the generic runner -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Recipe:
+    """One attack's translation: the CleverHans function per framework and a kwargs builder.
+
+    ``step_le_eps``: the function asserts ``eps_iter <= eps``; a larger step is Unsupported.
+    """
+
+    functions: dict[str, str]
+    build: Callable[[AttackRequest], Kwargs]
+    step_le_eps: bool = False
+
+    def __call__(self, request: AttackRequest) -> AttackOutput:
+        return _run(self, request)
+
+
+def _merge_options(req: AttackRequest, fn: Callable[..., Any], kwargs: dict[str, Any],
+                   notes: list[str]) -> None:
+    """Merge ``library_options["cleverhans"]`` into ``kwargs`` last, noting each one."""
+    options = req.spec.options_for("cleverhans")
+    params = inspect.signature(fn).parameters
+    open_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key, value in options.items():
+        if key in _SET_BY_HARNESS:
+            raise HarnessError(f"library_options.cleverhans.{key} is set by the harness")
+        if key not in params and not open_kw:
+            raise HarnessError(f"library_options.cleverhans.{key}: {fn.__name__} has no such "
+                               f"argument; it takes {', '.join(params)}")
+        was = f" (harness value {kwargs[key]!r})" if key in kwargs else ""
+        notes.append(f"library_options: {key}={value!r}{was}")
+        kwargs[key] = value
+
+
+def _run(recipe: _Recipe, req: AttackRequest) -> AttackOutput:
+    """Build, check, call (in chunks of ``batch_size``) and record one CleverHans attack."""
+    model, fw = req.model, req.model.framework
+    path = recipe.functions[fw]
+    kwargs, notes = recipe.build(req)
+    fn = _import(path)
+    _merge_options(req, fn, kwargs, notes)
+    if recipe.step_le_eps and kwargs["eps_iter"] > kwargs["eps"]:
+        raise Unsupported(f"cleverhans {fn.__name__} asserts eps_iter <= eps; got step_size "
+                          f"{kwargs['eps_iter']:g} > eps {kwargs['eps']:g}")
+    if req.spec.restarts > 1:
+        notes.append("restarts are done by the harness (one CleverHans call per restart)")
+    labels = req.targets if req.spec.targeted else req.y
+    if labels is None:
+        raise HarnessError("a targeted attack needs target classes")
+    model_fn = CleverHansAdapter().model_form(model)
+    to_tensor = model.to_tensor  # type: ignore[attr-defined]  # Torch/TFModel, not the ABC
+    live_static = {"model_fn": model_fn}
+    if kwargs.get("loss_fn") == _TF_LOSS:
+        live_static["loss_fn"] = _tf_loss()
+    n, bs = len(req.x), max(1, int(req.batch_size))
+    if n > bs:
+        notes.append(f"called once per chunk of {bs} inputs")
+    x_adv = np.empty(req.x.shape, dtype=np.float32)
+    for start in range(0, n, bs):
+        rows = slice(start, start + bs)
+        x = to_tensor(req.x[rows])
+        live = {**kwargs, **live_static, "x": x, "y": _LABELS[fw](labels[rows], x)}
+        x_adv[rows] = _TO_NUMPY[fw](fn(**live))  # copies: never aliases request.x
+    return AttackOutput(x_adv, LibraryCall(callable=path, kwargs=kwargs, notes=notes))
+
+
+def _fgm_recipe() -> _Recipe:
+    return _Recipe({fw: _path(fw, "fast_gradient_method") for fw in _PKG}, _fgm_kwargs)
+
+
+def _pgd_recipe() -> _Recipe:
+    return _Recipe({fw: _path(fw, "projected_gradient_descent") for fw in _PKG}, _pgd_kwargs,
+                   step_le_eps=True)
 
 
 class CleverHansAdapter(Adapter):
+    """CleverHans 4.0.0: torch and tf2 function attacks (FGM, BIM, PGD, MIM, C&W L2)."""
+
     name = "cleverhans"
     package = "cleverhans"
-    IMPLS: dict[str, Impl] = {}
+    IMPLS: dict[str, Impl] = {
+        "fgsm": Impl(("linf",), _fgm_recipe()),
+        "fgm": Impl(("l2",), _fgm_recipe()),
+        "bim": Impl(("linf", "l2"), _Recipe(
+            {"torch": _path("torch", "projected_gradient_descent"),
+             "tensorflow": _path("tensorflow", "basic_iterative_method")},
+            _bim_kwargs, step_le_eps=True)),
+        "pgd": Impl(("linf", "l2"), _pgd_recipe()),
+        "mim": Impl(("linf", "l2"), _Recipe(
+            {"tensorflow": _path("tensorflow", "momentum_iterative_method")}, _mim_kwargs),
+            frameworks=("tensorflow",)),
+        "cw": Impl(("l2",), _Recipe(
+            {"torch": _path("torch", "carlini_wagner_l2")}, _cw_kwargs),
+            broken={"tensorflow": _TF_CW_BROKEN}),
+    }
 
     def convert(self, model: WrappedModel) -> Any:
-        raise NotImplementedError
+        """CleverHans' ``model_fn`` is the counted callable (torch module / TF callable)."""
+        return model.counted

@@ -15,6 +15,8 @@ Kind = Literal["fixed", "minimal"]
 NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
 LIBRARIES: tuple[str, ...] = ("art", "foolbox", "cleverhans")
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
+#: Short framework names for narrow table headers.
+SHORT = {"tensorflow": "tf"}
 
 
 @dataclass(frozen=True)

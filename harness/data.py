@@ -65,11 +65,16 @@ def default_mnist_dir() -> Path:
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped) into a uint8 array, validating its header."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise HarnessError(f"{path}: cannot read ({e})") from None
     if len(data) < 4:
         raise HarnessError(f"{path}: not an IDX file (too short)")
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if len(data) < 4 + 4 * ndim:
+        raise HarnessError(f"{path}: truncated IDX header")
     if zero != 0 or dtype != 0x08:
         raise HarnessError(f"{path}: not an unsigned-byte IDX file (magic {data[:4].hex()})")
     dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
@@ -92,21 +97,34 @@ def _load_mnist(split: Split, path: Path | None) -> tuple[np.ndarray, np.ndarray
     if all(p is not None for p in found["train"] + found["test"]):
         img, lab = found[split]
         assert img is not None and lab is not None
-        return read_idx(img), read_idx(lab), f"official MNIST {split} split from {directory}"
+        images, labels = _pair(img, lab)
+        return images, labels, f"official MNIST {split} split from {directory}"
     img, lab = found["test"]
     if img is None or lab is None:
         raise HarnessError(
             f"no MNIST IDX files in {directory} (need t10k-images-idx3-ubyte[.gz] and "
             "t10k-labels-idx1-ubyte[.gz]; set ADVHARNESS_MNIST_DIR or data.path)"
         )
-    images, labels = read_idx(img), read_idx(lab)
-    if len(images) != len(labels):
-        raise HarnessError(f"{directory}: {len(images)} images but {len(labels)} labels")
+    images, labels = _pair(img, lab)
+    if len(images) <= MNIST_RESPLIT_TEST:
+        raise HarnessError(f"{directory}: only {len(images)} t10k images; the re-split needs "
+                           f"more than {MNIST_RESPLIT_TEST}")
     order = np.random.default_rng(MNIST_RESPLIT_SEED).permutation(len(images))
     idx = order[:MNIST_RESPLIT_TEST] if split == "test" else order[MNIST_RESPLIT_TEST:]
     source = (f"MNIST t10k re-split (seed {MNIST_RESPLIT_SEED}, {MNIST_RESPLIT_TEST} test / "
               f"{len(images) - MNIST_RESPLIT_TEST} train) from {directory}")
     return images[idx], labels[idx], source
+
+
+def _pair(img: Path, lab: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W) scaled to [0, 1] and labels (N,), checked against each other."""
+    images, labels = read_idx(img), read_idx(lab)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise HarnessError(f"{img}: expected (N, H, W) images and (N,) labels, got "
+                           f"{images.shape} and {labels.shape}")
+    if len(images) != len(labels):
+        raise HarnessError(f"{img.parent}: {len(images)} images but {len(labels)} labels")
+    return (images.astype(np.float32) / 255.0), labels
 
 
 def _load_digits(split: Split) -> tuple[np.ndarray, np.ndarray, str]:
@@ -137,14 +155,12 @@ def load_dataset(
     else:
         raise HarnessError(f"unknown dataset {name!r}; known datasets: digits, mnist")
     x = images.astype(np.float32)
-    if x.max() > 1.0:
-        x = x / 255.0
     x = x.reshape(len(x), 1, *x.shape[1:])
     y = labels.astype(np.int64)
     if offset < 0 or (n_samples is not None and n_samples < 1):
         raise HarnessError("n_samples must be >= 1 and offset >= 0")
     end = len(x) if n_samples is None else offset + n_samples
-    if end > len(x):
+    if offset >= len(x) or end > len(x):
         raise HarnessError(
             f"{name} {split} has {len(x)} images; cannot take {n_samples} from offset {offset}"
         )

@@ -87,6 +87,10 @@ class WrappedModel(ABC):
         """The framework-native callable that all libraries' queries go through."""
 
     @abstractmethod
+    def to_tensor(self, x: np.ndarray) -> Any:
+        """``x`` as a float32 tensor of this framework, on the model's device."""
+
+    @abstractmethod
     def _raw_forward(self, x: np.ndarray) -> np.ndarray:
         """Uncounted forward pass of one float32 batch; returns model outputs."""
 
@@ -155,7 +159,8 @@ class WrappedModel(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "family": self.family, "framework": self.framework, "input_shape": list(self.input_shape),
+            "name": self.name, "family": self.family, "framework": self.framework,
+            "input_shape": list(self.input_shape),
             "layout": self.layout, "nb_classes": self.nb_classes, "bounds": list(self.bounds),
             "outputs": self.outputs,
         }

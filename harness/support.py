@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.catalogue import CATALOGUE, FRAMEWORKS
+from harness.catalogue import CATALOGUE, FRAMEWORKS, SHORT
 
 
 def support_matrix() -> pd.DataFrame:
@@ -38,9 +38,9 @@ def support_table(matrix: pd.DataFrame, show_reasons: bool = False) -> Any:
 
     groups = list(dict.fromkeys(zip(matrix["library"], matrix["framework"], strict=True)))
     table = Table(title="support matrix (u = untargeted, t = targeted)")
-    table.add_column("attack")
+    table.add_column("attack", no_wrap=True)
     for lib, fw in groups:
-        table.add_column(f"{lib}\n{fw}", justify="center")
+        table.add_column(f"{lib}\n{SHORT.get(fw, fw)}", justify="center")
     for (attack, norm), rows in matrix.groupby(["attack", "norm"], sort=False):
         cells = []
         for lib, fw in groups:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.catalogue import SHORT
+
 METRICS = ("success_rate", "robust_accuracy", "median_norm", "time_s", "queries_per_sample")
 ROW_KEYS = ["family", "attack", "norm", "eps", "targeted"]
 
@@ -48,9 +50,9 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
 
     table = Table(title=title, show_lines=True)
     groups = list(dict.fromkeys(zip(summary["library"], summary["framework"], strict=True)))
-    table.add_column("attack")
+    table.add_column("attack", no_wrap=True)
     for lib, fw in groups:
-        table.add_column(f"{lib}\n{fw}", justify="right")
+        table.add_column(f"{lib}\n{SHORT.get(fw, fw)}", justify="right")
     notes: dict[str, int] = {}
     s = summary.assign(eps=summary["eps"].astype(object).where(summary["eps"].notna(), None))
     for key, rows in s.groupby(ROW_KEYS, sort=False, dropna=False):

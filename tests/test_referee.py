@@ -22,7 +22,7 @@ def _case(x_adv: np.ndarray, adv_pred: np.ndarray, clean_pred: np.ndarray | None
 
 
 def test_valid_successes_are_counted() -> None:
-    _, y, r = _case(lambda x: x + 0.05, adv_pred=(np.arange(N) + 1) % 3)
+    _, _, r = _case(lambda x: x + 0.05, adv_pred=(np.arange(N) + 1) % 3)
     assert r["success"].all() and not r["eps_violation"].any()
     assert np.allclose(r["linf"], 0.05, atol=1e-6)
 
