@@ -97,7 +97,8 @@ class Adapter(ABC):
         if not targeted and not impl.untargeted:
             return f"{self.name} {attack}: {impl.why_not_untargeted}"
         if framework in impl.broken:
-            return f"{self.name} {attack} on {framework} is broken in the installed version: {impl.broken[framework]}"
+            why = impl.broken[framework]
+            return f"{self.name} {attack} on {framework} is broken in the installed version: {why}"
         return None
 
     def run(self, request: AttackRequest) -> AttackOutput:

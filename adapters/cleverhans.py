@@ -200,11 +200,15 @@ def _run(recipe: _Recipe, req: AttackRequest) -> AttackOutput:
                           f"{kwargs['eps_iter']:g} > eps {kwargs['eps']:g}")
     if req.spec.restarts > 1:
         notes.append("restarts are done by the harness (one CleverHans call per restart)")
+    if fw == "torch" and req.spec.norm == "l2" and req.spec.attack in ("fgm", "bim", "pgd"):
+        notes.append("torch L2 steps: CleverHans uses a batch-MEAN cross-entropy and floors the "
+                     "squared gradient norm at 1e-12 (optimize_linear), so very confident samples "
+                     "get a step shorter than eps / eps_iter; the result depends on batch size")
     labels = req.targets if req.spec.targeted else req.y
     if labels is None:
         raise HarnessError("a targeted attack needs target classes")
     model_fn = CleverHansAdapter().model_form(model)
-    to_tensor = model.to_tensor  # type: ignore[attr-defined]  # Torch/TFModel, not the ABC
+    to_tensor = model.to_tensor
     live_static = {"model_fn": model_fn}
     if kwargs.get("loss_fn") == _TF_LOSS:
         live_static["loss_fn"] = _tf_loss()

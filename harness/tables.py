@@ -30,12 +30,11 @@ def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
             s[m] = float("nan")
     long = s.melt(id_vars=[*ROW_KEYS, "library", "framework"],
                   value_vars=[*METRICS, "status"], var_name="metric")
-    table = long.pivot_table(index=ROW_KEYS, columns=["library", "framework", "metric"],
-                             values="value", aggfunc="first", sort=False, dropna=False)
+    keys = [*ROW_KEYS, "library", "framework", "metric"]
+    long = long.drop_duplicates(subset=keys)  # one model per (family, framework)
+    table = long.set_index(keys)["value"].unstack(["library", "framework", "metric"])
     order = {m: i for i, m in enumerate([*METRICS, "status"])}
-    return table.sort_index(axis=1, level=[0, 1], sort_remaining=False).reindex(
-        sorted(table.columns, key=lambda c: (c[0], c[1], order[c[2]])), axis=1
-    )
+    return table.reindex(sorted(table.columns, key=lambda c: (c[0], c[1], order[c[2]])), axis=1)
 
 
 def _fmt(v: Any, spec: str) -> str:
