@@ -7,39 +7,41 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from harness.errors import HarnessError
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _console() -> Any:
+    """A rich console; wide when the output is not a terminal (files, pipes, CI logs)."""
     from rich.console import Console
 
+    return Console(width=None if sys.stdout.isatty() else 150)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from harness.experiment import load_experiment
     from harness.runner import run_experiment
     from harness.tables import render
 
     exp = load_experiment(args.experiment)
     result = run_experiment(exp, args.results_dir, out_dir=args.out, progress=not args.no_progress)
-    Console().print(render(result.summary, title=f"{exp.name}: head-to-head"))
+    _console().print(render(result.summary, title=f"{exp.name}: head-to-head"))
     print(f"results: {result.path}")
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from harness.results import read_results
     from harness.tables import render
 
     result = read_results(args.results)
     name = result.manifest.get("experiment", {}).get("name", str(args.results))
-    Console().print(render(result.summary, title=f"{name}: head-to-head"))
+    _console().print(render(result.summary, title=f"{name}: head-to-head"))
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from harness.support import support_matrix, support_table
 
     matrix = support_matrix()
@@ -47,7 +49,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         matrix = matrix[matrix["attack"] == args.attack]
         if matrix.empty:
             raise HarnessError(f"unknown attack {args.attack!r}")
-    Console().print(support_table(matrix, show_reasons=args.reasons))
+    _console().print(support_table(matrix, show_reasons=args.reasons))
     return 0
 
 

@@ -37,8 +37,15 @@ def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(sorted(table.columns, key=lambda c: (c[0], c[1], order[c[2]])), axis=1)
 
 
+STATUS_SHORT = {"unsupported": "unsup."}
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+    return "-" if _missing(v) else format(v, spec)
 
 
 def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
@@ -56,7 +63,7 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
     s = summary.assign(eps=summary["eps"].astype(object).where(summary["eps"].notna(), None))
     for key, rows in s.groupby(ROW_KEYS, sort=False, dropna=False):
         family, attack, norm, eps, targeted = key
-        label = f"{attack} {norm}" + (f" eps={eps:g}" if eps is not None else "")
+        label = f"{attack} {norm}" + ("" if _missing(eps) else f" eps={eps:g}")
         label += " T" if targeted else ""
         label += f"\n[dim]{family}[/dim]" if s["family"].nunique() > 1 else ""
         cells = []
@@ -67,26 +74,26 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
                 cells.append("")
             elif r["status"] != "ok":
                 n = notes.setdefault(f"{r['status']}: {r['reason']}", len(notes) + 1)
-                cells.append(f"[yellow]{r['status']}[/yellow] [{n}]")
+                cells.append(f"[yellow]{STATUS_SHORT.get(r['status'], r['status'])}[/yellow] [{n}]")
             else:
                 cells.append(
-                    f"succ {_fmt(r['success_rate'], '.2f')}  rob {_fmt(r['robust_accuracy'], '.2f')}\n"
-                    f"med {_fmt(r['median_norm'], '.3g')}  {_fmt(r['time_s'], '.2f')}s\n"
-                    f"q/s {_fmt(r['queries_per_sample'], '.1f')}" + _flags(r)
+                    f"{_fmt(r['success_rate'], '.2f')} | {_fmt(r['robust_accuracy'], '.2f')}\n"
+                    f"med {_fmt(r['median_norm'], '.3g')}\n"
+                    f"{_fmt(r['time_s'], '.2f')}s {_fmt(r['queries_per_sample'], '.0f')}q" + _flags(r)
                 )
         table.add_row(label, *cells)
     legend = Text(
-        "succ: success rate on initially-correct samples; rob: robust accuracy; med: median "
-        "perturbation norm of successes; s: attack wall time; q/s: forward+backward rows per "
-        "sample; T: targeted.", style="dim")
+        "cell: success rate (of initially-correct samples) | robust accuracy; median "
+        "perturbation norm of the successes; attack wall time, forward+backward queries per "
+        "sample. T: targeted. Numbers in [ ] refer to the notes below.", style="dim")
     foot = Text("\n".join(f"[{n}] {text}" for text, n in notes.items()))
     return Group(table, legend, foot)
 
 
 def _flags(r: pd.Series) -> str:
-    flags = [f"{name} {int(r[col])}" for col, name in (
+    flags = [f"{int(r[col])} {name}" for col, name in (
         ("n_eps_violations", "eps-viol"), ("n_box_violations", "box-viol"),
-        ("n_degenerate", "degenerate"), ("n_nonfinite", "nan")) if r.get(col, 0)]
+        ("n_degenerate", "degen."), ("n_nonfinite", "nan")) if r.get(col, 0)]
     return ("\n[red]" + ", ".join(flags) + "[/red]") if flags else ""
 
 
