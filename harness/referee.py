@@ -132,6 +132,7 @@ def summarize(records: pd.DataFrame, norm: str) -> dict[str, float | int]:
         "median_norm": float(np.median(dist)) if len(dist) else float("nan"),
         "mean_norm": float(np.mean(dist)) if len(dist) else float("nan"),
         **{f"median_{k}": _median(records.loc[success, k]) for k in ("l0", "l1", "l2", "linf")},
+        **{f"mean_{k}": _mean(records.loc[success, k]) for k in ("l0", "l1", "l2", "linf")},
         "n_fooled_invalid": int((records["fooled"] & ~records["success"]).sum()),
         "n_eps_violations": int(records["eps_violation"].sum()),
         "n_box_violations": int(records["box_violation"].sum()),
@@ -142,3 +143,7 @@ def summarize(records: pd.DataFrame, norm: str) -> dict[str, float | int]:
 
 def _median(s: pd.Series) -> float:
     return float(np.median(s.to_numpy())) if len(s) else float("nan")
+
+
+def _mean(s: pd.Series) -> float:
+    return float(np.mean(s.to_numpy())) if len(s) else float("nan")

@@ -94,6 +94,9 @@ def test_minimal_attack_success_at_eps() -> None:
     assert r["success_at_eps"].tolist() == [False] * 3 + [True] * 3
     s = summarize(r, "linf")
     assert s["success_rate"] == 1.0 and s["success_rate_at_eps"] == 0.5
+    assert s["mean_linf"] == pytest.approx(0.1, abs=1e-6)
+    assert s["median_linf"] == pytest.approx(0.1, abs=1e-6)
+    assert s["median_l0"] == 16 and s["mean_l2"] == pytest.approx((0.15 + 0.05) / 2 * 4, abs=1e-5)
 
 
 @pytest.mark.parametrize("norm,expected", [("l0", 3.0), ("l1", 0.6), ("l2", np.sqrt(0.14)),
