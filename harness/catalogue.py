@@ -36,6 +36,8 @@ class AttackDef:
     common: frozenset[str] = frozenset()
     params: dict[str, Any] = field(default_factory=dict)
     default_steps: int | None = None
+    #: The access level the attack needs; a cell runs with it unless the spec says otherwise.
+    threat_model: str = "white-box"
 
 
 _ITER = frozenset({"steps", "step_size"})
@@ -78,11 +80,64 @@ CATALOGUE: dict[str, AttackDef] = {
                      frozenset({"steps"}),
                      {"max_stepsize": 1.0, "min_stepsize": 0.01, "gamma": 0.05,
                       "binary_search_steps": 10}, default_steps=100),
+    # -- black-box: score-based (scores only) --------------------------------------------
+    "square": AttackDef("square", "fixed", ("linf", "l2"), "Square Attack (Andriushchenko et al.).",
+                        frozenset({"steps"}), {"p_init": 0.05}, default_steps=1000,
+                        threat_model="score-based"),
+    "spsa": AttackDef("spsa", "fixed", ("linf",), "SPSA gradient-estimation attack (Uesato et al.).",
+                      frozenset({"steps"}), {"delta": 0.01, "learning_rate": 0.01, "samples": 128},
+                      default_steps=100, threat_model="score-based"),
+    "zoo": AttackDef("zoo", "minimal", ("l2",), "ZOO: zeroth-order C&W (Chen et al.).",
+                     frozenset({"steps"}),
+                     {"c": 1.0, "confidence": 0.0, "learning_rate": 0.01,
+                      "binary_search_steps": 1, "coordinates": 128},
+                     default_steps=100, threat_model="score-based"),
+    "simba": AttackDef("simba", "minimal", ("l2",), "SimBA (Guo et al.): random-basis search.",
+                       frozenset({"steps"}), {"basis": "px", "epsilon": 0.2},
+                       default_steps=1000, threat_model="score-based"),
+    "pixel": AttackDef("pixel", "minimal", ("l0",), "Pixel attack: differential evolution.",
+                       frozenset({"steps"}), {"pixels": 1}, default_steps=100,
+                       threat_model="score-based"),
+    "threshold": AttackDef("threshold", "fixed", ("linf",),
+                           "Threshold attack: differential evolution in the L-inf ball.",
+                           frozenset({"steps"}), default_steps=100, threat_model="score-based"),
+    # -- black-box: decision-based (top-1 label only) ----------------------------------
+    "boundary": AttackDef("boundary", "minimal", ("l2",), "Boundary Attack (Brendel et al.).",
+                          frozenset({"steps"}),
+                          {"spherical_step": 0.01, "source_step": 0.01, "step_adaptation": 1.5},
+                          default_steps=1000, threat_model="decision-based"),
+    "hsj": AttackDef("hsj", "minimal", ("l2", "linf"), "HopSkipJump (Chen et al.).",
+                     frozenset({"steps"}),
+                     {"max_evals": 1000, "init_evals": 100, "gamma": 1.0},
+                     default_steps=40, threat_model="decision-based"),
+    "geoda": AttackDef("geoda", "minimal", ("l2",), "GeoDA: geometric decision-based attack.",
+                       frozenset({"steps"}), default_steps=4000, threat_model="decision-based"),
+    "signopt": AttackDef("signopt", "minimal", ("l2",), "Sign-OPT (Cheng et al.).",
+                         frozenset({"steps"}), default_steps=1000, threat_model="decision-based"),
+    "gaussian_blur": AttackDef("gaussian_blur", "minimal", ("linf",),
+                               "Gaussian blur, line search on its strength.",
+                               frozenset({"steps"}), default_steps=1000,
+                               threat_model="decision-based"),
+    "salt_and_pepper": AttackDef("salt_and_pepper", "minimal", ("l2",),
+                                 "Salt-and-pepper noise, increasing until misclassified.",
+                                 frozenset({"steps"}), default_steps=1000,
+                                 threat_model="decision-based"),
+    "contrast": AttackDef("contrast", "minimal", ("l2",),
+                          "Contrast reduction, line search (Foolbox).",
+                          frozenset({"steps"}), default_steps=1000,
+                          threat_model="decision-based"),
+    "blended_noise": AttackDef("blended_noise", "minimal", ("l2",),
+                               "Blend with uniform noise, line search (Foolbox).",
+                               frozenset({"steps"}), default_steps=1000,
+                               threat_model="decision-based"),
 }
 
 #: Attack-specific parameters that must be strictly positive when given.
 POSITIVE_PARAMS = frozenset({"c", "learning_rate", "binary_search_steps", "candidates",
-                             "max_stepsize", "min_stepsize", "init_epsilon", "theta"})
+                             "max_stepsize", "min_stepsize", "init_epsilon", "theta", "p_init",
+                             "delta", "samples", "coordinates", "epsilon", "pixels",
+                             "spherical_step", "source_step", "step_adaptation", "max_evals",
+                             "init_evals", "gamma"})
 
 
 def get_attack(name: str) -> AttackDef:

@@ -1,7 +1,8 @@
 """Run one cell: one (model, attack spec, library) on one batch, refereed by the harness.
 
-Any failure becomes a row: ``unsupported`` (the adapter's reason) or ``error`` (the
-exception's type and message). A crash in one cell never loses another.
+Any failure becomes a row: ``unsupported`` (the adapter's reason), ``violation`` (the attack
+asked a query-only oracle for a gradient) or ``error`` (the exception's type and message).
+A crash in one cell never loses another.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from adapters import get_adapter
 from adapters.base import AttackRequest, LibraryCall
 from harness.errors import Unsupported
-from harness.models import WrappedModel
+from harness.models import ThreatModelViolation, WrappedModel
 from harness.referee import judge, summarize
 from harness.seeding import seed_everything
 from harness.spec import ResolvedSpec
@@ -53,15 +54,22 @@ def run_cell(
     base: dict[str, Any] = {
         "library": library, "library_version": adapter.version_hint(),
         "framework": model.framework, "model": model.name, "family": model.family, "attack": spec.attack,
-        "norm": spec.norm, "eps": spec.eps, "targeted": spec.targeted, "seed": seed,
+        "norm": spec.norm, "eps": spec.eps, "targeted": spec.targeted,
+        "threat_model": spec.threat_model, "seed": seed,
         "n": len(inputs.x),
     }
     try:
-        return _attack(adapter, inputs, spec, seed, batch_size, base)
+        with model.with_access(spec.threat_model):
+            result = _attack(adapter, inputs, spec, seed, batch_size, base)
+            if model.violation:  # the library caught our exception and carried on
+                raise ThreatModelViolation(model.violation)
+            return result
     except Unsupported as e:
         return CellResult({**base, "status": "unsupported", "reason": e.reason}, None, None)
-    except Exception as e:  # recorded as an error row, with the traceback in the log
+    except Exception as e:  # recorded as a row, with the traceback in the log
         log.debug("cell %s/%s failed:\n%s", library, spec.label, traceback.format_exc())
+        if model.violation:  # whatever the library turned our exception into
+            return CellResult({**base, "status": "violation", "reason": model.violation}, None, None)
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         return CellResult({**base, "status": "error", "reason": msg}, None, None)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +24,13 @@ from harness.errors import HarnessError
 Layout = Literal["NCHW", "NHWC", "flat"]
 Outputs = Literal["logits", "probabilities"]
 Framework = Literal["torch", "tensorflow"]
+#: What a cell's attacker may see: gradients, scores only, or the top-1 label only.
+ThreatModel = Literal["white-box", "score-based", "decision-based"]
+THREAT_MODELS: tuple[ThreatModel, ...] = ("white-box", "score-based", "decision-based")
+
+
+class ThreatModelViolation(RuntimeError):
+    """An attack asked a query-only oracle for a gradient."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,12 @@ class WrappedModel(ABC):
         self.name = name
         #: Rows of the head-to-head table group models by family (the recipe for built-ins).
         self.family = name
-        self._library_forms: dict[str, Any] = {}
+        self._library_forms: dict[tuple[str, str], Any] = {}
+        self._counted_by_access: dict[str, Any] = {}
+        #: The access level granted to the libraries now (see :meth:`with_access`).
+        self.access: ThreatModel = "white-box"
+        #: First threat-model violation seen under :meth:`with_access`, if any.
+        self.violation: str | None = None
 
     # -- framework-specific ------------------------------------------------------------
     @property
@@ -82,9 +96,35 @@ class WrappedModel(ABC):
     def counter(self) -> QueryCounter: ...
 
     @property
-    @abstractmethod
     def counted(self) -> Any:
-        """The framework-native callable that all libraries' queries go through."""
+        """The framework-native callable that all libraries' queries go through.
+
+        One callable per access level: a white-box one, and query-only oracles that refuse
+        gradients (score-based) and also reveal only a one-hot top-1 label (decision-based).
+        """
+        if self.access not in self._counted_by_access:
+            self._counted_by_access[self.access] = self._make_counted(self.access)
+        return self._counted_by_access[self.access]
+
+    @abstractmethod
+    def _make_counted(self, access: ThreatModel) -> Any: ...
+
+    def report_violation(self, what: str) -> None:
+        """Record and raise a threat-model violation (called by the oracles)."""
+        msg = f"threat-model violation: {what} under a {self.access} threat model"
+        self.violation = self.violation or msg
+        raise ThreatModelViolation(msg)
+
+    @contextmanager
+    def with_access(self, access: ThreatModel) -> Iterator[None]:
+        """Grant the libraries ``access`` for the duration of the block; clear violations."""
+        if access not in THREAT_MODELS:
+            raise HarnessError(f"unknown threat model {access!r}; known: {', '.join(THREAT_MODELS)}")
+        previous, self.access, self.violation = self.access, access, None
+        try:
+            yield
+        finally:
+            self.access = previous
 
     @abstractmethod
     def to_tensor(self, x: np.ndarray) -> Any:
@@ -152,10 +192,11 @@ class WrappedModel(ABC):
             )
 
     def library_form(self, library: str, build: Any) -> Any:
-        """Cache of this model converted to a library's form (built once by ``build()``)."""
-        if library not in self._library_forms:
-            self._library_forms[library] = build()
-        return self._library_forms[library]
+        """This model in a library's form, built once per (library, access level)."""
+        key = (library, self.access)
+        if key not in self._library_forms:
+            self._library_forms[key] = build()
+        return self._library_forms[key]
 
     def describe(self) -> dict[str, Any]:
         return {

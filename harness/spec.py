@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.catalogue import CATALOGUE, LIBRARIES, POSITIVE_PARAMS, Norm
+from harness.models import ThreatModel
 
 TargetMode = Literal["random", "least_likely"]
 
@@ -33,6 +34,7 @@ class AttackSpec(BaseModel):
     restarts: int = Field(default=1, ge=1)
     targeted: bool = False
     target_mode: TargetMode = "random"
+    threat_model: ThreatModel | None = None  # default: the attack's own (catalogue)
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     library_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -95,7 +97,9 @@ class AttackSpec(BaseModel):
         return ResolvedSpec(
             attack=self.attack, kind=d.kind, norm=norm, eps=self.eps, steps=steps,
             step_size=step_size, random_start=random_start, restarts=self.restarts,
-            targeted=self.targeted, target_mode=self.target_mode, params=params,
+            targeted=self.targeted, target_mode=self.target_mode,
+            threat_model=self.threat_model or d.threat_model,  # type: ignore[arg-type]
+            params=params,
             library_options={k: dict(v) for k, v in self.library_options.items()},
         )
 
@@ -114,6 +118,7 @@ class ResolvedSpec:
     restarts: int
     targeted: bool
     target_mode: TargetMode
+    threat_model: ThreatModel = "white-box"
     params: dict[str, Any] = field(default_factory=dict)
     library_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -121,7 +126,8 @@ class ResolvedSpec:
     def label(self) -> str:
         """Short human label, e.g. ``pgd-linf eps=0.1 targeted``."""
         eps = "" if self.eps is None else f" eps={self.eps:g}"
-        return f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}"
+        access = "" if self.threat_model == "white-box" else f" [{self.threat_model}]"
+        return f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}{access}"
 
     def options_for(self, library: str) -> dict[str, Any]:
         """The escape-hatch keyword arguments for ``library`` (empty if none)."""

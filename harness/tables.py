@@ -11,7 +11,7 @@ import pandas as pd
 from harness.catalogue import SHORT
 
 METRICS = ("success_rate", "robust_accuracy", "median_norm", "time_s", "queries_per_sample")
-ROW_KEYS = ["family", "attack", "norm", "eps", "targeted"]
+ROW_KEYS = ["family", "attack", "norm", "eps", "targeted", "threat_model"]
 
 
 def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
@@ -24,6 +24,8 @@ def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return pd.DataFrame()
     s = summary.copy()
+    if "threat_model" not in s:  # results written before threat models existed
+        s["threat_model"] = "white-box"
     s["eps"] = s["eps"].astype(object).where(s["eps"].notna(), "-")
     for m in METRICS:
         if m not in s:
@@ -37,7 +39,7 @@ def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(sorted(table.columns, key=lambda c: (c[0], c[1], order[c[2]])), axis=1)
 
 
-STATUS_SHORT = {"unsupported": "unsup."}
+STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
 
 
 def _missing(v: Any) -> bool:
@@ -61,10 +63,13 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
         table.add_column(f"{lib}\n{SHORT.get(fw, fw)}", justify="right")
     notes: dict[str, int] = {}
     s = summary.assign(eps=summary["eps"].astype(object).where(summary["eps"].notna(), None))
+    if "threat_model" not in s:
+        s["threat_model"] = "white-box"
     for key, rows in s.groupby(ROW_KEYS, sort=False, dropna=False):
-        family, attack, norm, eps, targeted = key
+        family, attack, norm, eps, targeted, threat = key
         label = f"{attack} {norm}" + ("" if _missing(eps) else f" eps={eps:g}")
         label += " T" if targeted else ""
+        label += "" if threat == "white-box" else f" [{threat}]"
         label += f"\n[dim]{family}[/dim]" if s["family"].nunique() > 1 else ""
         cells = []
         by = {(r["library"], r["framework"]): r for _, r in rows.iterrows()}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from harness.models import Counts, Layout, Outputs, QueryCounter, WrappedModel
+from harness.models import Counts, Layout, Outputs, QueryCounter, ThreatModel, WrappedModel
 
 
 class TFCounter(QueryCounter):
@@ -29,12 +29,19 @@ class TFCounter(QueryCounter):
 
 
 class CountingCallable:
-    """What the libraries call: ``f(x, training=False) -> logits``."""
+    """What the libraries call: ``f(x, training=False) -> logits``.
 
-    def __init__(self, inner: Any, counter: TFCounter, probabilities: bool) -> None:
+    As a query-only oracle (``access`` not white-box) any gradient taken through it is a
+    threat-model violation, and a decision-based oracle returns one-hot top-1 labels.
+    """
+
+    def __init__(self, inner: Any, counter: TFCounter, probabilities: bool,
+                 owner: WrappedModel | None = None, access: ThreatModel = "white-box") -> None:
         self.inner = inner
         self.counter = counter
         self.probabilities = probabilities
+        self.owner = owner
+        self.access = access
 
     def __call__(self, x: Any, training: bool = False, **_: Any) -> tf.Tensor:
         x = tf.cast(x, tf.float32)
@@ -43,7 +50,29 @@ class CountingCallable:
         out = self.inner(x, training=False)
         if self.probabilities:
             out = tf.math.log(tf.maximum(out, 1e-30))
-        return self._count_backward(out, rows)
+        if self.access == "white-box":
+            return self._count_backward(out, rows)
+        guarded = self._refuse_gradient(out)
+        if self.access == "decision-based":
+            # argmax has no gradient, so a tape would prune the path and never reach the guard:
+            # keep a differentiable path that carries no information (0 * logits).
+            labels = tf.one_hot(tf.argmax(out, axis=1), tf.shape(out)[1], dtype=tf.float32)
+            return labels + 0.0 * guarded
+        return guarded
+
+    def _refuse_gradient(self, out: tf.Tensor) -> tf.Tensor:
+        owner = self.owner
+
+        @tf.custom_gradient
+        def identity(t: tf.Tensor) -> Any:
+            def grad(dy: tf.Tensor) -> tf.Tensor:
+                if owner is not None:
+                    owner.report_violation("a gradient through the model was requested")
+                return tf.zeros_like(dy)
+
+            return tf.identity(t), grad
+
+        return identity(out)
 
     def _count_backward(self, out: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
         counter = self.counter
@@ -80,15 +109,13 @@ class TFModel(WrappedModel):
             model.trainable = False
         self.model = model
         self._counter = TFCounter()
-        self._counted = CountingCallable(model, self._counter, outputs == "probabilities")
 
     @property
     def counter(self) -> TFCounter:
         return self._counter
 
-    @property
-    def counted(self) -> CountingCallable:
-        return self._counted
+    def _make_counted(self, access: ThreatModel) -> CountingCallable:
+        return CountingCallable(self.model, self._counter, self.outputs == "probabilities", self, access)
 
     def _raw_forward(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model(tf.convert_to_tensor(x), training=False))

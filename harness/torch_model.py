@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.models import Counts, Layout, Outputs, QueryCounter, WrappedModel
+from harness.models import Counts, Layout, Outputs, QueryCounter, ThreatModel, WrappedModel
 
 
 class TorchCounter(QueryCounter):
@@ -29,19 +29,26 @@ class CountingModule(torch.nn.Module):
     * casts inputs to float32 (ART on numpy 2 feeds float64: ART #2475);
     * counts forward rows, and backward rows through a hook on the output (fires once per
       backward pass that reaches the output, whichever library asks for the gradient);
-    * for declared probability models returns ``log(p)``, which are valid logits.
+    * for declared probability models returns ``log(p)``, which are valid logits;
+    * as a query-only oracle (``access`` not white-box) refuses inputs that require a
+      gradient (a threat-model violation) and, decision-based, returns one-hot top-1 labels.
     """
 
-    def __init__(self, inner: torch.nn.Module, counter: TorchCounter, probabilities: bool) -> None:
+    def __init__(self, inner: torch.nn.Module, counter: TorchCounter, probabilities: bool,
+                 owner: WrappedModel | None = None, access: ThreatModel = "white-box") -> None:
         super().__init__()
         self.inner = inner
         self.counter = counter
         self.probabilities = probabilities
+        self.access = access
+        self._owner = [owner]  # a list: not registered as a submodule
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32:
             x = x.float()
         rows = int(x.shape[0])
+        if self.access != "white-box":
+            return self._oracle(x, rows)
         self.counter.forward += rows
         out = self.inner(x)
         if self.probabilities:
@@ -53,6 +60,19 @@ class CountingModule(torch.nn.Module):
                 counter.backward += rows
 
             out.register_hook(_count)
+        return out
+
+    def _oracle(self, x: torch.Tensor, rows: int) -> torch.Tensor:
+        owner = self._owner[0]
+        if x.requires_grad and owner is not None:
+            owner.report_violation("a gradient with respect to the input was requested")
+        self.counter.forward += rows
+        with torch.no_grad():
+            out = self.inner(x)
+            if self.probabilities:
+                out = torch.log(out.clamp_min(1e-30))
+            if self.access == "decision-based":
+                out = torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).to(torch.float32)
         return out
 
     def train(self, mode: bool = True) -> CountingModule:
@@ -85,8 +105,6 @@ class TorchModel(WrappedModel):
         params = list(module.parameters())
         self._device = params[0].device if params else torch.device("cpu")
         self._counter = TorchCounter()
-        self._counted = CountingModule(module, self._counter, outputs == "probabilities")
-        self._counted.eval()
 
     @property
     def device(self) -> str:
@@ -100,9 +118,9 @@ class TorchModel(WrappedModel):
     def counter(self) -> TorchCounter:
         return self._counter
 
-    @property
-    def counted(self) -> CountingModule:
-        return self._counted
+    def _make_counted(self, access: ThreatModel) -> CountingModule:
+        m = CountingModule(self.module, self._counter, self.outputs == "probabilities", self, access)
+        return m.eval()
 
     def _raw_forward(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():

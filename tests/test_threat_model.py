@@ -1,0 +1,78 @@
+"""Black-box means black-box: query-only oracles refuse gradients and hide scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.models import ThreatModelViolation
+from harness.runner import run_attacks
+
+LIBS = ["art", "foolbox", "cleverhans"]
+
+
+@pytest.mark.parametrize("fw", ["torch", "tensorflow"])
+@pytest.mark.parametrize("attack", [{"attack": "fgsm", "eps": 0.1},
+                                    {"attack": "pgd", "eps": 0.1, "steps": 3, "step_size": 0.05}],
+                         ids=["fgsm", "pgd"])
+def test_gradient_attack_in_score_based_cell_is_a_violation(
+    request: pytest.FixtureRequest, image_batch, fw: str, attack: dict  # type: ignore[no-untyped-def]
+) -> None:
+    model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
+    x, _ = image_batch
+    y = model.predict(x[:8] if fw == "torch" else np.ascontiguousarray(x[:8].transpose(0, 2, 3, 1)))
+    # white-box first, so any cached library state (ART estimators, CleverHans' tf.function
+    # traces) exists before the score-based cell reuses the same model
+    specs = [attack, {**attack, "threat_model": "score-based"},
+             {**attack, "threat_model": "decision-based"}]
+    s = run_attacks([model], x[:8], y, specs, LIBS).summary
+    white, score, decision = (s[s["threat_model"] == t] for t in
+                              ("white-box", "score-based", "decision-based"))
+    assert (white["status"] == "ok").all(), white[["library", "reason"]]
+    for rows in (score, decision):
+        assert rows["status"].tolist() == ["violation"] * 3, rows[["library", "status", "reason"]]
+        assert rows["reason"].str.startswith("threat-model violation").all()
+    assert model.access == "white-box" and model.counted.access == "white-box"
+
+
+@pytest.mark.parametrize("fw", ["torch", "tensorflow"])
+def test_decision_based_oracle_reveals_only_the_label(request: pytest.FixtureRequest, image_batch,  # type: ignore[no-untyped-def]
+                                                      fw: str) -> None:
+    from adapters import get_adapter
+
+    model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
+    x, _ = image_batch
+    x = x if fw == "torch" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    labels = model.predict(x)
+    with model.with_access("decision-based"):
+        model.counter.reset()
+        direct = np.asarray(model.counted(model.to_tensor(x)))
+        art_scores = get_adapter("art").model_form(model).predict(x)
+        assert model.counter.read().forward == 2 * len(x)  # oracle queries are counted
+    for out in (direct, art_scores):
+        assert set(np.unique(out)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(out.sum(1), 1.0)
+        np.testing.assert_array_equal(out.argmax(1), labels)
+
+
+@pytest.mark.parametrize("fw", ["torch", "tensorflow"])
+def test_score_based_oracle_gives_scores_not_gradients(request: pytest.FixtureRequest, image_batch,  # type: ignore[no-untyped-def]
+                                                       fw: str) -> None:
+    model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
+    x, _ = image_batch
+    x = x[:4] if fw == "torch" else np.ascontiguousarray(x[:4].transpose(0, 2, 3, 1))
+    with model.with_access("score-based"):
+        out = model.counted(model.to_tensor(x))
+        np.testing.assert_allclose(np.asarray(out), model.predict_logits(x), rtol=1e-5, atol=1e-5)
+        with pytest.raises(ThreatModelViolation):
+            if fw == "torch":
+                model.counted(model.to_tensor(x).requires_grad_(True))
+            else:
+                import tensorflow as tf
+
+                xt = model.to_tensor(x)
+                with tf.GradientTape() as tape:
+                    tape.watch(xt)
+                    loss = tf.reduce_sum(model.counted(xt))
+                tape.gradient(loss, xt)
+    assert model.violation is not None and "score-based" in model.violation
