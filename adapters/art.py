@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.art_blackbox import BLACKBOX_IMPLS
 from adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
 from harness.models import WrappedModel
 
@@ -22,30 +23,32 @@ _NORMS: dict[str, float] = {"linf": np.inf, "l2": 2, "l1": 1}
 _APGD_LOSS: dict[str, str] = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}
 
 
-def _torch_estimator(model: WrappedModel) -> Any:
+def _torch_estimator(model: WrappedModel, net: Any = None) -> Any:
     import torch
     from art.estimators.classification import PyTorchClassifier
 
     return PyTorchClassifier(
-        model=model.counted, loss=torch.nn.CrossEntropyLoss(), input_shape=model.input_shape,
+        model=model.counted if net is None else net, loss=torch.nn.CrossEntropyLoss(),
+        input_shape=model.input_shape,
         nb_classes=model.nb_classes, clip_values=model.bounds,
         channels_first=(model.layout == "NCHW"),
         device_type="cpu" if model.device == "cpu" else "gpu",
     )
 
 
-def _tf_estimator(model: WrappedModel) -> Any:
+def _tf_estimator(model: WrappedModel, net: Any = None) -> Any:
     import keras
     from art.estimators.classification import TensorFlowV2Classifier
 
     return TensorFlowV2Classifier(
-        model=model.counted, nb_classes=model.nb_classes, input_shape=model.input_shape,
+        model=model.counted if net is None else net, nb_classes=model.nb_classes,
+        input_shape=model.input_shape,
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         clip_values=model.bounds, channels_first=False,
     )
 
 
-_CONVERTERS: dict[str, Callable[[WrappedModel], Any]] = {
+_CONVERTERS: dict[str, Callable[..., Any]] = {
     "torch": _torch_estimator, "tensorflow": _tf_estimator,
 }
 
@@ -69,13 +72,17 @@ def _one_hot(labels: np.ndarray, nb_classes: int) -> np.ndarray:
 
 def _generate(
     request: AttackRequest, cls_name: str, kwargs: dict[str, Any], notes: list[str],
-    *, pass_y: bool = True,
+    *, pass_y: bool = True, estimator: Any = None,
 ) -> AttackOutput:
-    """Build ``art.attacks.evasion.<cls_name>(estimator, **kwargs)``, run it and record it."""
+    """Build ``art.attacks.evasion.<cls_name>(estimator, **kwargs)``, run it and record it.
+
+    ``estimator`` defaults to the cached ``model_form`` (built on ``model.counted``).
+    """
     import art.attacks.evasion as evasion
 
     model, spec = request.model, request.spec
-    estimator = ArtAdapter().model_form(model)
+    if estimator is None:
+        estimator = ArtAdapter().model_form(model)
     extra = spec.options_for("art")
     kwargs = {**kwargs, **extra}
     if extra:
@@ -252,6 +259,9 @@ class ArtAdapter(Adapter):
                      why_not_untargeted="ART SaliencyMapMethod has no untargeted mode "
                                         "(with y=None it attacks random target classes)"),
     }
+
+    #: Score-/decision-based attacks live in adapters/art_blackbox.py (tests/test_blackbox_art.py).
+    IMPLS = {**IMPLS, **BLACKBOX_IMPLS}
 
     def convert(self, model: WrappedModel) -> Any:
         """``PyTorchClassifier`` or ``TensorFlowV2Classifier`` around ``model.counted``."""

@@ -82,14 +82,10 @@ class Adapter(ABC):
     name: str
     package: str
     IMPLS: dict[str, Impl]
-    #: Attacks the library has but advharness does not translate yet (attack -> note).
-    PENDING: dict[str, str] = {}
 
     def unsupported_reason(self, attack: str, norm: str, framework: str, targeted: bool) -> str | None:
         """``None`` if supported, else the reason (no library import needed)."""
         impl = self.IMPLS.get(attack)
-        if impl is None and attack in self.PENDING:
-            return f"{self.name} has {attack}, but advharness does not adapt it yet: {self.PENDING[attack]}"
         if impl is None:
             return f"{self.name} {self.version_hint()} has no {attack} attack"
         if framework not in impl.frameworks:

@@ -25,13 +25,19 @@ from harness.models import WrappedModel
 _NORM: dict[str, float | int] = {"linf": np.inf, "l2": 2}
 _PKG = {"torch": "cleverhans.torch.attacks", "tensorflow": "cleverhans.tf2.attacks"}
 _TF_LOSS = "tf.nn.sparse_softmax_cross_entropy_with_logits"
-_SET_BY_HARNESS = frozenset({"model_fn", "x", "y"})
+_SET_BY_HARNESS = frozenset({"model_fn", "x", "y", "y_target", "image_target"})
 
 _SANITY_NOTE = ("sanity_checks=False: CleverHans' check does np.all over a list of tensors, "
                 "which raises on numpy>=1.24 (tf2 BIM/Madry default to True)")
 _TF_CW_BROKEN = ("TypeError: 'list' object is not callable (tf2/attacks/carlini_wagner_l2.py:168 "
                  "calls self.optimizer.variables(); on Keras 3 `variables` is a list). Every call "
                  "with binary_search_steps >= 1 fails")
+
+_TF_SPSA_BROKEN = ("ValueError: Argument(s) not recognized: {'lr': 0.01} (tf2/attacks/spsa.py:98: "
+                   "SPSAAdam calls keras Adam.__init__(lr=...); Keras 3 only takes learning_rate). "
+                   "Every call fails; tf2 SPSA also accepts batch size 1 only")
+_HSJ_LINF_TYPEERROR = ("TypeError: min() received an invalid combination of arguments - got "
+                       "(Tensor, float)")
 
 Kwargs = tuple[dict[str, Any], list[str]]
 
@@ -155,6 +161,137 @@ def _cw_kwargs(req: AttackRequest) -> Kwargs:
     ]
 
 
+def _spsa_kwargs(req: AttackRequest) -> Kwargs:
+    p = req.spec.params
+    kw = {**_common(req), "eps": float(req.spec.eps or 0.0), "nb_iter": int(req.spec.steps or 0),
+          "norm": _NORM[req.spec.norm], "early_stop_loss_threshold": None,
+          "learning_rate": float(p["learning_rate"]), "delta": float(p["delta"]),
+          "spsa_samples": int(p["samples"]), "spsa_iters": 1, "is_debug": False,
+          "sanity_checks": False}
+    return kw, [
+        "spsa_samples = params.samples; torch SPSA evaluates 2 * spsa_samples mirrored (+/- delta) "
+        "inputs per step plus one loss query, one sample at a time (it loops over the batch)",
+        "score-based: only logits are queried (margin logit loss, Adam on the SPSA estimate); "
+        "starts from a uniform random point in the eps-cube (torch RNG)",
+        "early_stop_loss_threshold=None: all nb_iter steps run",
+        "sanity_checks=False: the final asserts only re-check bounds and the eps-ball, "
+        "which the harness's referee checks itself",
+    ]
+
+
+def _hsj_kwargs(req: AttackRequest) -> Kwargs:
+    p, spec = req.spec.params, req.spec
+    lo, hi = req.model.bounds
+    constraint = _NORM[spec.norm]
+    kw: dict[str, Any] = {
+        "model_fn": "<model_fn>", "x": "inputs", "norm": constraint,
+        "y_target": "targets" if spec.targeted else None,
+        "image_target": "nearest input classified as the target" if spec.targeted else None,
+        "initial_num_evals": int(p["init_evals"]), "max_num_evals": int(p["max_evals"]),
+        "stepsize_search": "geometric_progression", "num_iterations": int(spec.steps or 0),
+        "gamma": float(p["gamma"]), "constraint": constraint,
+        "batch_size": max(1, int(req.batch_size)), "verbose": False,
+        "clip_min": lo, "clip_max": hi,
+    }
+    notes = [
+        "norm is ignored by CleverHans torch HSJA; constraint (2 or np.inf, compared with ==) "
+        "chooses the geometry; both are passed with the same value",
+        "max_num_evals = params.max_evals, initial_num_evals = params.init_evals, "
+        "num_iterations = steps; verbose=False (True prints every iteration)",
+        "decision-based: HSJA only takes the argmax of model_fn, so the one-hot oracle output "
+        "is enough; it attacks one sample at a time",
+    ]
+    if spec.norm == "linf":
+        notes.append("constraint=np.inf with a float gamma crashes (hop_skip_jump_attack.py:291 "
+                     f"torch.min(tensor, theta): {_HSJ_LINF_TYPEERROR}); gamma is passed as a "
+                     "0-d float32 tensor on the model's device so theta = gamma / d^2 is a "
+                     "tensor (same value)")
+    if spec.targeted:
+        notes.append("targeted: y_target = target class indices (despite the docstring's "
+                     "one-hot) and image_target = the nearest (attack norm) other input of the "
+                     "request that the model classifies as the target (one counted query per "
+                     "input to find them); inputs already classified as the target, or with no "
+                     "such input, are returned unchanged")
+    else:
+        notes.append("untargeted HSJA takes no labels: it leaves the model's own top-1 class "
+                     "(one extra query per sample) and initialises from blended uniform noise")
+    return kw, notes
+
+
+def _predict_counted(model_fn: Any, model: WrappedModel, x: np.ndarray, bs: int) -> np.ndarray:
+    """Top-1 labels of ``x`` through the (counted) oracle, in chunks of ``bs``."""
+    import torch
+
+    with torch.no_grad():
+        outs = [_torch_numpy(model_fn(model.to_tensor(x[i:i + bs]))).argmax(1)
+                for i in range(0, len(x), bs)]
+    return np.concatenate(outs) if outs else np.zeros(0, np.int64)
+
+
+def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int) -> tuple[np.ndarray, list[str]]:
+    """Per row: index of the nearest other input classified as its target, or -1 (skip)."""
+    assert req.targets is not None
+    pred = _predict_counted(model_fn, req.model, req.x, bs)
+    flat = req.x.reshape(len(req.x), -1).astype(np.float64)
+    order = np.inf if req.spec.norm == "linf" else 2
+    start = np.full(len(req.x), -1, dtype=np.int64)
+    already = none = 0
+    for i, t in enumerate(req.targets):
+        if pred[i] == t:
+            already += 1
+            continue
+        cand = np.flatnonzero(pred == t)
+        if len(cand) == 0:
+            none += 1
+            continue
+        dist = np.linalg.norm(flat[cand] - flat[i], ord=order, axis=1)
+        start[i] = cand[int(np.argmin(dist))]
+    notes = []
+    if already:
+        notes.append(f"{already} input(s) already classified as their target: returned unchanged")
+    if none:
+        notes.append(f"{none} input(s) had no input of their target class to start from: "
+                     "returned unchanged (attack failure)")
+    return start, notes
+
+
+def _run_hsj(req: AttackRequest) -> AttackOutput:
+    """CleverHans torch HSJA: needs the start images for targeted mode, hence its own runner."""
+    import torch
+
+    model = req.model
+    path = _path("torch", "hop_skip_jump_attack")
+    kwargs, notes = _hsj_kwargs(req)
+    fn = _import(path)
+    _merge_options(req, fn, kwargs, notes)
+    model_fn = CleverHansAdapter().model_form(model)
+    n, bs = len(req.x), max(1, int(req.batch_size))
+    x_adv = np.array(req.x, dtype=np.float32, copy=True)
+    if req.spec.targeted:
+        if req.targets is None:
+            raise HarnessError("a targeted attack needs target classes")
+        start, more = _hsj_start_images(req, model_fn, bs)
+        notes += more
+        rows = np.flatnonzero(start >= 0)
+    else:
+        start, rows = np.full(n, -1), np.arange(n)
+    if len(rows) > bs:
+        notes.append(f"called once per chunk of {bs} inputs")
+    for c in range(0, len(rows), bs):
+        idx = rows[c:c + bs]
+        x = model.to_tensor(req.x[idx])
+        live = {**kwargs, "model_fn": model_fn, "x": x}
+        if req.spec.targeted:
+            assert req.targets is not None
+            live["y_target"] = _torch_labels(req.targets[idx], x)
+            live["image_target"] = model.to_tensor(req.x[start[idx]])
+        if kwargs["constraint"] == np.inf and isinstance(kwargs["gamma"], int | float):
+            live["gamma"] = torch.tensor(float(kwargs["gamma"]), dtype=torch.float32,
+                                         device=x.device)
+        x_adv[idx] = _torch_numpy(fn(**live))
+    return AttackOutput(x_adv, LibraryCall(callable=path, kwargs=kwargs, notes=notes))
+
+
 # -- the generic runner -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Recipe:
@@ -234,7 +371,8 @@ def _pgd_recipe() -> _Recipe:
 
 
 class CleverHansAdapter(Adapter):
-    """CleverHans 4.0.0: torch and tf2 function attacks (FGM, BIM, PGD, MIM, C&W L2)."""
+    """CleverHans 4.0.0: torch and tf2 function attacks (FGM, BIM, PGD, MIM, C&W L2), plus
+    the black-box torch SPSA (score-based) and HopSkipJump (decision-based)."""
 
     name = "cleverhans"
     package = "cleverhans"
@@ -252,6 +390,10 @@ class CleverHansAdapter(Adapter):
         "cw": Impl(("l2",), _Recipe(
             {"torch": _path("torch", "carlini_wagner_l2")}, _cw_kwargs),
             broken={"tensorflow": _TF_CW_BROKEN}),
+        # -- black-box: they query model_fn (a query-only oracle under their threat model) --
+        "spsa": Impl(("linf",), _Recipe({"torch": _path("torch", "spsa")}, _spsa_kwargs),
+                     broken={"tensorflow": _TF_SPSA_BROKEN}),
+        "hsj": Impl(("l2", "linf"), _run_hsj, frameworks=("torch",)),
     }
 
     def convert(self, model: WrappedModel) -> Any:

@@ -262,3 +262,9 @@ class FoolboxAdapter(Adapter):
     def convert(self, model: WrappedModel) -> Any:
         """``foolbox.PyTorchModel`` / ``foolbox.TensorFlowModel`` around ``model.counted``."""
         return CONVERTERS[model.framework](model)
+
+
+# Decision-based attacks live in their own module; merged here so the registry sees one table.
+from adapters.foolbox_blackbox import BLACKBOX_IMPLS  # noqa: E402
+
+FoolboxAdapter.IMPLS = {**FoolboxAdapter.IMPLS, **BLACKBOX_IMPLS}

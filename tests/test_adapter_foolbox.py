@@ -14,6 +14,7 @@ from conftest import to_layout
 
 from adapters.base import AttackOutput, AttackRequest
 from adapters.foolbox import CLASSES, FoolboxAdapter
+from harness.catalogue import CATALOGUE
 from harness.errors import HarnessError, Unsupported
 from harness.models import WrappedModel
 from harness.spec import AttackSpec
@@ -35,6 +36,7 @@ COMBOS = [
     for attack, impl in FoolboxAdapter.IMPLS.items() for norm in impl.norms
     for fw in impl.frameworks for targeted in (False, True)
     if ADAPTER.unsupported_reason(attack, norm, fw, targeted) is None
+    and CATALOGUE[attack].threat_model == "white-box"  # black-box: tests/test_blackbox_foolbox.py
 ]
 EXPECTED_UNSUPPORTED = {
     ("fgsm", "linf", True): "unsupported criterion",

@@ -1,0 +1,228 @@
+"""ART black-box adapters: run under their query-only oracle, in bounds, counted, no gradients."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import to_layout
+
+from adapters.art import ArtAdapter
+from adapters.art_blackbox import BLACKBOX_IMPLS
+from adapters.base import AttackRequest
+from harness.catalogue import CATALOGUE, FRAMEWORKS
+from harness.errors import Unsupported
+from harness.models import WrappedModel
+from harness.spec import AttackSpec
+
+N = 4
+#: Differential evolution over a 784-pixel image is the slowest step: 2 images suffice there.
+N_BY_ATTACK = {"threshold": 2}
+ADAPTER = ArtAdapter()
+FIXED_EPS = {"linf": 0.1, "l2": 1.0}
+SMALL: dict[str, dict[str, Any]] = {
+    "square": {"steps": 10},
+    "zoo": {"steps": 3, "params": {"coordinates": 16}},
+    "threshold": {"steps": 1},
+    "pixel": {"steps": 1},
+    "boundary": {"steps": 3},
+    "hsj": {"steps": 2, "params": {"max_evals": 20, "init_evals": 10}},
+    "simba": {"steps": 20},
+    "signopt": {"steps": 1, "library_options": {"art": {"num_trial": 10, "query_limit": 300}}},
+}
+#: Canonical parameter -> the ART keyword it must land in (value checked as recorded).
+MAPPED: dict[str, dict[str, str]] = {
+    "square": {"p_init": "p_init"},
+    "zoo": {"c": "initial_const", "coordinates": "nb_parallel", "learning_rate": "learning_rate",
+            "binary_search_steps": "binary_search_steps", "confidence": "confidence"},
+    "pixel": {"pixels": "th"},
+    "boundary": {"spherical_step": "delta", "source_step": "epsilon"},
+    "hsj": {"max_evals": "max_eval", "init_evals": "init_eval"},
+    "simba": {"basis": "attack", "epsilon": "epsilon"},
+}
+
+
+def _cases() -> list[Any]:
+    out = []
+    for attack, impl in BLACKBOX_IMPLS.items():
+        for norm in impl.norms:
+            for fw in FRAMEWORKS:
+                for targeted in (False, True):
+                    if ADAPTER.unsupported_reason(attack, norm, fw, targeted) is None:
+                        mode = "targeted" if targeted else "untargeted"
+                        out.append(pytest.param(attack, norm, fw, targeted,
+                                                id=f"{attack}-{norm}-{fw}-{mode}"))
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def get_model(request: pytest.FixtureRequest) -> Callable[[str], WrappedModel]:
+    def get(fw: str) -> WrappedModel:
+        return request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
+
+    return get
+
+
+def _spec(attack: str, norm: str, targeted: bool) -> AttackSpec:
+    kw: dict[str, Any] = {"attack": attack, "norm": norm, "targeted": targeted, **SMALL[attack]}
+    if CATALOGUE[attack].kind == "fixed":
+        kw["eps"] = FIXED_EPS[norm]
+    return AttackSpec(**kw)
+
+
+def _request(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray],
+             spec: AttackSpec) -> AttackRequest:
+    n = N_BY_ATTACK.get(spec.attack, N)
+    x = to_layout(image_batch[0][:n], model.layout)
+    pred = model.predict(x)
+    targets = (pred + 1) % model.nb_classes if spec.targeted else None
+    return AttackRequest(model, x, pred, targets, spec.resolve(), seed=0, batch_size=n)
+
+
+@pytest.mark.parametrize(("attack", "norm", "fw", "targeted"), _cases())
+def test_blackbox_combination(attack: str, norm: str, fw: str, targeted: bool,
+                              get_model: Callable[[str], WrappedModel],
+                              image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    import art.attacks.evasion as evasion
+
+    np.random.seed(0)
+    model = get_model(fw)
+    req = _request(model, image_batch, _spec(attack, norm, targeted))
+    s = req.spec
+    assert s.threat_model == CATALOGUE[attack].threat_model != "white-box"
+    model.counter.reset()
+    with model.with_access(s.threat_model):
+        out = ADAPTER.run(req)
+    assert model.violation is None
+    counts = model.counter.read()
+    assert counts.forward > 0 and counts.backward == 0
+
+    x, x_adv = req.x, out.x_adv
+    assert x_adv.shape == x.shape and x_adv.dtype == np.float32
+    assert np.all(np.isfinite(x_adv))
+    lo, hi = model.bounds
+    assert x_adv.min() >= lo - 1e-6 and x_adv.max() <= hi + 1e-6
+    delta = (x_adv - x).reshape(len(x), -1).astype(np.float64)
+    if s.kind == "fixed":
+        assert s.eps is not None
+        size = np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+        assert np.all(size <= s.eps * (1 + 1e-5) + 1e-6)
+
+    call = out.call
+    cls_name = call.callable.removeprefix("art.attacks.evasion.")
+    params = list(inspect.signature(getattr(evasion, cls_name).__init__).parameters)[1:]
+    assert set(call.kwargs) == set(params), "every constructor argument is passed explicitly"
+    assert call.kwargs[params[0]] == "<estimator>"
+    extra = s.options_for("art")
+    expected = {"batch_size": req.batch_size, "targeted": targeted, "max_iter": s.steps,
+                "eps": s.eps, "verbose": False, **extra}
+    if cls_name in ("ZooAttack", "SimBA"):
+        expected["batch_size"] = 1
+    for key, value in expected.items():
+        if key in call.kwargs:
+            assert call.kwargs[key] == value, key
+    for canon, kw in MAPPED.get(attack, {}).items():
+        assert call.kwargs[kw] == s.params[canon], (canon, kw)
+    if "norm" in call.kwargs:
+        assert call.kwargs["norm"] == {"linf": np.inf, "l2": 2}[norm]
+    assert call.call_kwargs == {"y": "targets" if targeted else "labels"}
+    assert call.notes and call.to_json()
+
+
+def test_boundary_step_adaptation_inverted_and_threshold_scale(
+        torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    req = _request(torch_model, image_batch, _spec("boundary", "l2", False))
+    with torch_model.with_access("decision-based"):
+        out = ADAPTER.run(req)
+    assert out.call.kwargs["step_adapt"] == pytest.approx(1 / 1.5)
+    bad = AttackSpec(attack="boundary", steps=1, params={"step_adaptation": 0.5})
+    with pytest.raises(ValueError, match="step_adaptation must be > 1"):
+        ADAPTER.run(_request(torch_model, image_batch, bad))
+    spec = AttackSpec(attack="threshold", eps=0.1, steps=1).resolve()
+    x = image_batch[0][:1]
+    with torch_model.with_access("score-based"):
+        out = ADAPTER.run(AttackRequest(torch_model, x, torch_model.predict(x), None, spec, 0))
+    assert out.call.kwargs["th"] == 25 and out.call.kwargs["es"] == 1
+
+
+def test_simba_estimator_is_softmax_of_the_counted_oracle(
+        torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    from adapters.art_blackbox import _softmax_estimator
+
+    x = image_batch[0][:2]
+    with torch_model.with_access("score-based"):
+        est = _softmax_estimator(torch_model)
+        assert _softmax_estimator(torch_model) is est
+        torch_model.counter.reset()
+        p = est.predict(x)
+        assert torch_model.counter.read().forward == 2
+        assert next(iter(est.model.children())) is torch_model.counted
+    logits = torch_model.predict_logits(x)
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(p, want / want.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+UNSUPPORTED = [
+    pytest.param("square", {"eps": 0.1, "targeted": True}, "torch", "no targeted mode",
+                 id="square-targeted"),
+    pytest.param("signopt", {"targeted": True}, "tensorflow", "needs x_init",
+                 id="signopt-targeted"),
+    pytest.param("geoda", {"targeted": True}, "torch", "no targeted mode", id="geoda-targeted"),
+    pytest.param("geoda", {}, "torch", "np.mat", id="geoda-torch"),
+    pytest.param("geoda", {}, "tensorflow", "np.mat", id="geoda-tensorflow"),
+    pytest.param("spsa", {"eps": 0.1}, "torch", "has no spsa attack", id="spsa"),
+]
+
+
+@pytest.mark.parametrize(("attack", "kw", "fw", "reason"), UNSUPPORTED)
+def test_unsupported(attack: str, kw: dict[str, Any], fw: str, reason: str,
+                     get_model: Callable[[str], WrappedModel],
+                     image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    spec = AttackSpec(attack=attack, **kw).resolve()
+    got = ADAPTER.unsupported_reason(attack, spec.norm, fw, spec.targeted)
+    assert got is not None and reason in got
+    model = get_model(fw)
+    x = to_layout(image_batch[0][:2], model.layout)
+    targets = np.array([1, 2]) if spec.targeted else None
+    with pytest.raises(Unsupported, match=re.escape(reason)):
+        ADAPTER.run(AttackRequest(model, x, image_batch[1][:2], targets, spec, seed=0))
+
+
+def test_every_blackbox_broken_entry_is_geoda() -> None:
+    broken = {(a, fw) for a, impl in BLACKBOX_IMPLS.items() for fw in impl.broken}
+    assert broken == {("geoda", "torch"), ("geoda", "tensorflow")}
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_geoda_broken_reason_is_still_true(fw: str, get_model: Callable[[str], WrappedModel],
+                                           image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    """ART directly (no adapter): GeoDA.generate on numpy 2, and __init__ with a small max_iter."""
+    from art.attacks.evasion import GeoDA
+
+    model = get_model(fw)
+    quoted = re.search(r"'(.+)'", BLACKBOX_IMPLS["geoda"].broken[fw])
+    assert quoted is not None
+    x = to_layout(image_batch[0][:1], model.layout)
+    with model.with_access("decision-based"):
+        est = ArtAdapter().model_form(model)
+        attack = GeoDA(est, batch_size=1, norm=2, sub_dim=10, max_iter=600, verbose=False)
+        with pytest.raises(AttributeError) as info:
+            attack.generate(x)
+        assert quoted.group(1) in str(info.value)
+        with pytest.raises(IndexError):
+            GeoDA(est, batch_size=1, norm=2, sub_dim=10, max_iter=10, verbose=False)
+    assert model.violation is None
