@@ -147,3 +147,22 @@ def _median(s: pd.Series) -> float:
 
 def _mean(s: pd.Series) -> float:
     return float(np.mean(s.to_numpy())) if len(s) else float("nan")
+
+
+def flag_gradient_masking(summary: pd.DataFrame, tol: float = 1e-9) -> pd.Series:
+    """True for a black-box cell that beats every white-box cell on the same model, norm,
+    eps and targeting (success at eps), a classic sign of gradient masking.
+
+    Cells without an eps, without a white-box reference, or not ``ok`` are never flagged.
+    """
+    flags = pd.Series(False, index=summary.index)
+    if summary.empty or "threat_model" not in summary:
+        return flags
+    ok = summary[(summary["status"] == "ok") & summary["eps"].notna()]
+    keys = ["model", "norm", "eps", "targeted"]
+    white = ok[ok["threat_model"] == "white-box"].groupby(keys)["success_rate_at_eps"].max()
+    for i, row in ok[ok["threat_model"] != "white-box"].iterrows():
+        best = white.get(tuple(row[k] for k in keys))
+        if best is not None and row["success_rate_at_eps"] > best + tol:
+            flags[i] = True
+    return flags

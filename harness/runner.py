@@ -16,6 +16,7 @@ from harness.cell import CellInputs, CellResult, run_cell
 from harness.errors import HarnessError
 from harness.experiment import Experiment
 from harness.models import WrappedModel
+from harness.referee import flag_gradient_masking
 from harness.seeding import derive_seed
 from harness.spec import AttackSpec, ResolvedSpec
 from harness.targets import choose_targets
@@ -149,6 +150,7 @@ def _collect(
             r = res.records.assign(**{k: row[k] for k in keys})
             recs.append(r[list(keys) + list(res.records.columns)])
     summary = pd.DataFrame(rows)
+    summary["beats_white_box"] = flag_gradient_masking(summary)
     records = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
     return RunResult(summary=summary, records=records)
 

@@ -69,7 +69,7 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
         family, attack, norm, eps, targeted, threat = key
         label = f"{attack} {norm}" + ("" if _missing(eps) else f" eps={eps:g}")
         label += " T" if targeted else ""
-        label += "" if threat == "white-box" else f" [{threat}]"
+        label += "" if threat == "white-box" else f" ({threat})"
         label += f"\n[dim]{family}[/dim]" if s["family"].nunique() > 1 else ""
         cells = []
         by = {(r["library"], r["framework"]): r for _, r in rows.iterrows()}
@@ -99,6 +99,8 @@ def _flags(r: pd.Series) -> str:
     flags = [f"{int(r[col])} {name}" for col, name in (
         ("n_eps_violations", "eps-viol"), ("n_box_violations", "box-viol"),
         ("n_degenerate", "degen."), ("n_nonfinite", "nan")) if r.get(col, 0)]
+    if r.get("beats_white_box", False):
+        flags.append("beats white-box: masking?")
     return ("\n[red]" + ", ".join(flags) + "[/red]") if flags else ""
 
 

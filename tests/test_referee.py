@@ -105,3 +105,20 @@ def test_norms(norm: str, expected: float) -> None:
     d = np.zeros((1, 2, 3), np.float32)
     d[0, 0, 0], d[0, 1, 1], d[0, 1, 2] = 0.1, -0.2, 0.3
     assert perturbation_norms(d)[norm][0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_black_box_beating_white_box_is_flagged() -> None:
+    import pandas as pd
+
+    from harness.referee import flag_gradient_masking
+
+    base = {"model": "m", "norm": "linf", "eps": 0.1, "targeted": False, "status": "ok"}
+    s = pd.DataFrame([
+        {**base, "threat_model": "white-box", "success_rate_at_eps": 0.30},
+        {**base, "threat_model": "white-box", "success_rate_at_eps": 0.50},
+        {**base, "threat_model": "score-based", "success_rate_at_eps": 0.60},   # beats both
+        {**base, "threat_model": "decision-based", "success_rate_at_eps": 0.50},  # ties: no
+        {**base, "eps": 0.2, "threat_model": "score-based", "success_rate_at_eps": 0.9},  # no ref
+        {**base, "threat_model": "score-based", "success_rate_at_eps": 0.9, "status": "error"},
+    ])
+    assert flag_gradient_masking(s).tolist() == [False, False, True, False, False, False]
