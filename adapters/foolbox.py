@@ -159,13 +159,23 @@ def _index_errors(framework: str) -> tuple[type[BaseException], ...]:
 
 def _run_attack(request: AttackRequest, translate: Callable[[ResolvedSpec], KwargsAndNotes]
                 ) -> AttackOutput:
-    """Build the Foolbox attack from ``translate(spec)`` + escape hatch and run it in chunks."""
+    """Translate the spec with ``translate`` and run the Foolbox attack."""
+    spec = request.spec
+    kwargs, notes = translate(spec)
+    return run_foolbox(request, CLASSES[spec.attack][spec.norm], kwargs, notes)
+
+
+def run_foolbox(request: AttackRequest, class_name: str, kwargs: dict[str, Any],
+                notes: list[str]) -> AttackOutput:
+    """Build ``foolbox.attacks.<class_name>(**kwargs)`` + escape hatch, run it in chunks, record it.
+
+    Fixed-budget specs are called with ``epsilons=eps`` and return ``clipped``; minimum-norm
+    specs with ``epsilons=None`` and return ``raw``. Shared by the white- and black-box tables.
+    """
     import eagerpy as ep
     import foolbox
 
     spec, model = request.spec, request.model
-    class_name = CLASSES[spec.attack][spec.norm]
-    kwargs, notes = translate(spec)
     extra = spec.options_for("foolbox")
     notes += [f"library_options override: {k}={v!r}" for k, v in extra.items() if k in kwargs]
     kwargs.update(extra)
@@ -188,6 +198,8 @@ def _run_attack(request: AttackRequest, translate: Callable[[ResolvedSpec], Kwar
     notes.append("returned Foolbox's `clipped` output (perturbation projected onto the eps ball)"
                  if fixed else "epsilons=None: Foolbox was not asked to clip to eps; returned "
                  "`raw`, the harness measures norms")
+    if model.access != "white-box":
+        notes.append(f"run under the {model.access} oracle the harness granted")
 
     fmodel = FoolboxAdapter().model_form(model)
     batch = max(1, int(request.batch_size))

@@ -13,10 +13,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import numpy as np
-
-from adapters.base import AttackOutput, AttackRequest, Impl, LibraryCall
-from harness.errors import HarnessError, Unsupported
+from adapters.base import AttackOutput, AttackRequest, Impl
+from harness.errors import Unsupported
 from harness.models import WrappedModel
 from harness.spec import ResolvedSpec
 
@@ -133,47 +131,11 @@ def _blended_noise(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
 
 def _run(request: AttackRequest,
          translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes]) -> AttackOutput:
-    import eagerpy as ep
-    import foolbox
+    """Translate the spec (the model's layout matters for blur/noise) and run it."""
+    from adapters.foolbox import run_foolbox
 
-    from adapters.foolbox import FoolboxAdapter
-
-    spec, model = request.spec, request.model
-    class_name = CLASSES[spec.attack]
-    kwargs, notes = translate(spec, model)
-    extra = spec.options_for("foolbox")
-    notes += [f"library_options override: {k}={v!r}" for k, v in extra.items() if k in kwargs]
-    kwargs.update(extra)
-    try:
-        attack = getattr(foolbox.attacks, class_name)(**kwargs)
-    except TypeError as e:
-        raise HarnessError(f"library_options.foolbox for {class_name}: {e}") from None
-    criterion_cls: Any
-    if spec.targeted:
-        if request.targets is None:
-            raise HarnessError(f"{spec.label}: a targeted attack needs target classes")
-        criterion_cls, classes, criterion = (foolbox.criteria.TargetedMisclassification,
-                                             request.targets, "TargetedMisclassification(targets)")
-    else:
-        criterion_cls, classes, criterion = (foolbox.criteria.Misclassification, request.y,
-                                             "Misclassification(labels)")
-    notes.append("epsilons=None: returned Foolbox's `raw`, the harness measures norms")
-    notes.append(f"run under the {model.access} oracle the harness granted")
-
-    fmodel = FoolboxAdapter().model_form(model)
-    batch = max(1, int(request.batch_size))
-    if len(request.x) > batch:
-        notes.append(f"called once per chunk of {batch} samples (Foolbox does not mini-batch)")
-    outs = []
-    for i in range(0, len(request.x), batch):
-        xt = model.to_tensor(request.x[i : i + batch])
-        labels = ep.from_numpy(ep.astensor(xt), np.asarray(classes[i : i + batch], np.int64))
-        raw, _, _ = attack(fmodel, xt, criterion_cls(labels.raw), epsilons=None)
-        outs.append(ep.astensor(raw).numpy())
-    x_adv = np.concatenate(outs) if outs else request.x.copy()
-    call = LibraryCall(callable=f"foolbox.attacks.{class_name}", kwargs=kwargs,
-                       call_kwargs={"epsilons": None, "criterion": criterion}, notes=notes)
-    return AttackOutput(x_adv=x_adv.astype(np.float32, copy=False), call=call)
+    kwargs, notes = translate(request.spec, request.model)
+    return run_foolbox(request, CLASSES[request.spec.attack], kwargs, notes)
 
 
 def _impl(attack: str, translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes],
