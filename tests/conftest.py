@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -58,3 +60,39 @@ def tf_model():  # type: ignore[no-untyped-def]
 def to_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
     """NCHW batch -> the model's layout."""
     return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if layout == "NHWC" else x_nchw
+
+
+def combos(adapter: Any, attacks: Any, frameworks: tuple[str, ...] = ("torch", "tensorflow")
+           ) -> list[Any]:
+    """pytest params (attack, norm, fw, targeted) for every combination ``adapter`` supports."""
+    out = []
+    for attack in attacks:
+        for norm in adapter.IMPLS[attack].norms:
+            for fw in frameworks:
+                for targeted in (False, True):
+                    if adapter.unsupported_reason(attack, norm, fw, targeted) is None:
+                        mode = "targeted" if targeted else "untargeted"
+                        out.append(pytest.param(attack, norm, fw, targeted,
+                                                id=f"{attack}-{norm}-{fw}-{mode}"))
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models on 2 shared cores: torch's thread pool only adds contention (~40x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def get_model(request: pytest.FixtureRequest) -> Callable[[str], Any]:
+    """``get_model("torch" | "tensorflow")`` -> the matching tiny wrapped model fixture."""
+
+    def get(fw: str) -> Any:
+        return request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
+
+    return get

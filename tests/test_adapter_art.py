@@ -5,16 +5,16 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import to_layout
+from conftest import combos, to_layout
 
 from adapters.art import ArtAdapter
 from adapters.base import AttackOutput, AttackRequest
-from harness.catalogue import CATALOGUE, FRAMEWORKS
+from harness.catalogue import CATALOGUE
 from harness.errors import Unsupported
 from harness.models import WrappedModel
 from harness.spec import AttackSpec
@@ -32,37 +32,12 @@ SMALL: dict[str, dict[str, Any]] = {
 
 
 def _cases() -> list[Any]:
-    out = []
-    for attack, impl in ADAPTER.IMPLS.items():
-        if CATALOGUE[attack].threat_model != "white-box":
-            continue  # black-box entries: tests/test_blackbox_art.py
-        for norm in impl.norms:
-            for fw in FRAMEWORKS:
-                for targeted in (False, True):
-                    if ADAPTER.unsupported_reason(attack, norm, fw, targeted) is None:
-                        mode = "targeted" if targeted else "untargeted"
-                        out.append(pytest.param(attack, norm, fw, targeted,
-                                                id=f"{attack}-{norm}-{fw}-{mode}"))
-    return out
+    white = [a for a in ADAPTER.IMPLS if CATALOGUE[a].threat_model == "white-box"]
+    return combos(ADAPTER, white)  # black-box entries: tests/test_blackbox_art.py
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models on 2 shared cores: torch's thread pool only adds contention (40x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.fixture
-def get_model(request: pytest.FixtureRequest) -> Callable[[str], WrappedModel]:
-    def get(fw: str) -> WrappedModel:
-        return request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
-
-    return get
 
 
 def _spec(attack: str, norm: str, targeted: bool, **extra: Any) -> AttackSpec:

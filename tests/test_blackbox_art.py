@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import to_layout
+from conftest import combos, to_layout
 
 from adapters.art import ArtAdapter
 from adapters.art_blackbox import BLACKBOX_IMPLS
@@ -47,34 +47,11 @@ MAPPED: dict[str, dict[str, str]] = {
 
 
 def _cases() -> list[Any]:
-    out = []
-    for attack, impl in BLACKBOX_IMPLS.items():
-        for norm in impl.norms:
-            for fw in FRAMEWORKS:
-                for targeted in (False, True):
-                    if ADAPTER.unsupported_reason(attack, norm, fw, targeted) is None:
-                        mode = "targeted" if targeted else "untargeted"
-                        out.append(pytest.param(attack, norm, fw, targeted,
-                                                id=f"{attack}-{norm}-{fw}-{mode}"))
-    return out
+    return combos(ADAPTER, BLACKBOX_IMPLS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.fixture
-def get_model(request: pytest.FixtureRequest) -> Callable[[str], WrappedModel]:
-    def get(fw: str) -> WrappedModel:
-        return request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
-
-    return get
 
 
 def _spec(attack: str, norm: str, targeted: bool) -> AttackSpec:
