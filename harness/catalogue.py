@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from harness.models import ThreatModel
+
 Norm = Literal["linf", "l2", "l1", "l0"]
 Kind = Literal["fixed", "minimal"]
 NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
@@ -37,7 +39,7 @@ class AttackDef:
     params: dict[str, Any] = field(default_factory=dict)
     default_steps: int | None = None
     #: The access level the attack needs; a cell runs with it unless the spec says otherwise.
-    threat_model: str = "white-box"
+    threat_model: ThreatModel = "white-box"
 
 
 _ITER = frozenset({"steps", "step_size"})

@@ -98,7 +98,7 @@ class AttackSpec(BaseModel):
             attack=self.attack, kind=d.kind, norm=norm, eps=self.eps, steps=steps,
             step_size=step_size, random_start=random_start, restarts=self.restarts,
             targeted=self.targeted, target_mode=self.target_mode,
-            threat_model=self.threat_model or d.threat_model,  # type: ignore[arg-type]
+            threat_model=self.threat_model or d.threat_model,
             params=params,
             library_options={k: dict(v) for k, v in self.library_options.items()},
         )

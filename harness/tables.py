@@ -23,9 +23,7 @@ def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
     """
     if summary.empty:
         return pd.DataFrame()
-    s = summary.copy()
-    if "threat_model" not in s:  # results written before threat models existed
-        s["threat_model"] = "white-box"
+    s = _with_threat_model(summary)
     s["eps"] = s["eps"].astype(object).where(s["eps"].notna(), "-")
     for m in METRICS:
         if m not in s:
@@ -37,6 +35,14 @@ def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
     table = long.set_index(keys)["value"].unstack(["library", "framework", "metric"])
     order = {m: i for i, m in enumerate([*METRICS, "status"])}
     return table.reindex(sorted(table.columns, key=lambda c: (c[0], c[1], order[c[2]])), axis=1)
+
+
+def _with_threat_model(summary: pd.DataFrame) -> pd.DataFrame:
+    """A copy with a ``threat_model`` column (results written before it existed are white-box)."""
+    s = summary.copy()
+    if "threat_model" not in s:
+        s["threat_model"] = "white-box"
+    return s
 
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
@@ -62,9 +68,8 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
     for lib, fw in groups:
         table.add_column(f"{lib}\n{SHORT.get(fw, fw)}", justify="right")
     notes: dict[str, int] = {}
-    s = summary.assign(eps=summary["eps"].astype(object).where(summary["eps"].notna(), None))
-    if "threat_model" not in s:
-        s["threat_model"] = "white-box"
+    s = _with_threat_model(summary)
+    s["eps"] = s["eps"].astype(object).where(s["eps"].notna(), None)
     for key, rows in s.groupby(ROW_KEYS, sort=False, dropna=False):
         family, attack, norm, eps, targeted, threat = key
         label = f"{attack} {norm}" + ("" if _missing(eps) else f" eps={eps:g}")

@@ -96,3 +96,16 @@ def get_model(request: pytest.FixtureRequest) -> Callable[[str], Any]:
         return request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
 
     return get
+
+
+def spy_constructor(monkeypatch: pytest.MonkeyPatch, module: Any, class_name: str) -> dict[str, Any]:
+    """Replace ``module.<class_name>`` by a subclass recording its constructor kwargs."""
+    seen: dict[str, Any] = {}
+    base = getattr(module, class_name)
+
+    def init(self: Any, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        base.__init__(self, **kwargs)
+
+    monkeypatch.setattr(module, class_name, type(class_name, (base,), {"__init__": init}))
+    return seen

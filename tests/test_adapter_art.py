@@ -149,6 +149,15 @@ UNSUPPORTED = [
     pytest.param("mim", {"eps": 0.1}, "tensorflow", "issue #2439", id="mim-tensorflow"),
     pytest.param("ddn", {"eps": 1.0}, "torch", "has no ddn attack", id="ddn"),
     pytest.param("fmn", {"norm": "l0"}, "tensorflow", "has no fmn attack", id="fmn"),
+    # black-box attacks (tests/test_blackbox_art.py runs the supported ones)
+    pytest.param("square", {"eps": 0.1, "targeted": True}, "torch", "no targeted mode",
+                 id="square-targeted"),
+    pytest.param("signopt", {"targeted": True}, "tensorflow", "needs x_init",
+                 id="signopt-targeted"),
+    pytest.param("geoda", {"targeted": True}, "torch", "no targeted mode", id="geoda-targeted"),
+    pytest.param("geoda", {}, "torch", "np.mat", id="geoda-torch"),
+    pytest.param("geoda", {}, "tensorflow", "np.mat", id="geoda-tensorflow"),
+    pytest.param("spsa", {"eps": 0.1}, "torch", "has no spsa attack", id="spsa"),
 ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import to_layout
+from conftest import spy_constructor, to_layout
 
 from adapters.base import AttackOutput, AttackRequest
 from adapters.foolbox import CLASSES, FoolboxAdapter
@@ -93,20 +93,6 @@ def _attacks() -> Any:
     return foolbox.attacks
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, class_name: str) -> dict[str, Any]:
-    """Replace ``foolbox.attacks.<class_name>`` by a subclass recording its constructor kwargs."""
-    import foolbox.attacks as fa
-
-    seen: dict[str, Any] = {}
-    base = getattr(fa, class_name)
-
-    def init(self: Any, **kwargs: Any) -> None:
-        seen.update(kwargs)
-        base.__init__(self, **kwargs)
-
-    monkeypatch.setattr(fa, class_name, type(class_name, (base,), {"__init__": init}))
-    return seen
-
 
 def _norms(d: np.ndarray, norm: str) -> np.ndarray:
     flat = d.reshape(len(d), -1)
@@ -123,7 +109,7 @@ def test_supported_combination(combo: tuple[str, str, str, bool], request: pytes
     req = _request(model, image_batch[0], _spec(attack, norm, targeted))
     class_name = CLASSES[attack][norm]
     init_params = set(inspect.signature(getattr(_attacks(), class_name)).parameters)
-    seen = _spy(monkeypatch, class_name)
+    seen = _spy_fb(monkeypatch, class_name)
     _seed()
     out: AttackOutput = ADAPTER.run(req)
     x, x_adv, spec = req.x, out.x_adv, req.spec
@@ -340,3 +326,9 @@ def test_import_is_lazy() -> None:
             "'eagerpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _spy_fb(monkeypatch: pytest.MonkeyPatch, class_name: str) -> dict[str, Any]:
+    import foolbox.attacks as fa
+
+    return spy_constructor(monkeypatch, fa, class_name)

@@ -15,7 +15,6 @@ from adapters.art import ArtAdapter
 from adapters.art_blackbox import BLACKBOX_IMPLS
 from adapters.base import AttackRequest
 from harness.catalogue import CATALOGUE, FRAMEWORKS
-from harness.errors import Unsupported
 from harness.models import WrappedModel
 from harness.spec import AttackSpec
 
@@ -151,32 +150,6 @@ def test_simba_estimator_is_softmax_of_the_counted_oracle(
     logits = torch_model.predict_logits(x)
     want = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(p, want / want.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
-
-
-UNSUPPORTED = [
-    pytest.param("square", {"eps": 0.1, "targeted": True}, "torch", "no targeted mode",
-                 id="square-targeted"),
-    pytest.param("signopt", {"targeted": True}, "tensorflow", "needs x_init",
-                 id="signopt-targeted"),
-    pytest.param("geoda", {"targeted": True}, "torch", "no targeted mode", id="geoda-targeted"),
-    pytest.param("geoda", {}, "torch", "np.mat", id="geoda-torch"),
-    pytest.param("geoda", {}, "tensorflow", "np.mat", id="geoda-tensorflow"),
-    pytest.param("spsa", {"eps": 0.1}, "torch", "has no spsa attack", id="spsa"),
-]
-
-
-@pytest.mark.parametrize(("attack", "kw", "fw", "reason"), UNSUPPORTED)
-def test_unsupported(attack: str, kw: dict[str, Any], fw: str, reason: str,
-                     get_model: Callable[[str], WrappedModel],
-                     image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    spec = AttackSpec(attack=attack, **kw).resolve()
-    got = ADAPTER.unsupported_reason(attack, spec.norm, fw, spec.targeted)
-    assert got is not None and reason in got
-    model = get_model(fw)
-    x = to_layout(image_batch[0][:2], model.layout)
-    targets = np.array([1, 2]) if spec.targeted else None
-    with pytest.raises(Unsupported, match=re.escape(reason)):
-        ADAPTER.run(AttackRequest(model, x, image_batch[1][:2], targets, spec, seed=0))
 
 
 def test_every_blackbox_broken_entry_is_geoda() -> None:

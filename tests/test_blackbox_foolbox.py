@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import to_layout
+from conftest import spy_constructor, to_layout
 
 from adapters.base import AttackRequest
 from adapters.foolbox import FoolboxAdapter
@@ -63,20 +63,6 @@ def _request(model: WrappedModel, x_nchw: np.ndarray, spec: AttackSpec) -> Attac
                          spec=spec.resolve(), seed=0)
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, class_name: str) -> dict[str, Any]:
-    """Replace ``foolbox.attacks.<class_name>`` by a subclass recording its constructor kwargs."""
-    import foolbox.attacks as fa
-
-    seen: dict[str, Any] = {}
-    base = getattr(fa, class_name)
-
-    def init(self: Any, **kwargs: Any) -> None:
-        seen.update(kwargs)
-        base.__init__(self, **kwargs)
-
-    monkeypatch.setattr(fa, class_name, type(class_name, (base,), {"__init__": init}))
-    return seen
-
 
 @pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
 def test_supported_combination(combo: tuple[str, str, str, bool], request: pytest.FixtureRequest,
@@ -88,7 +74,7 @@ def test_supported_combination(combo: tuple[str, str, str, bool], request: pytes
     req = _request(model, image_batch[0], spec)
     assert req.spec.threat_model == "decision-based"
     class_name = CLASSES[attack]
-    seen = _spy(monkeypatch, class_name)
+    seen = _spy_fb(monkeypatch, class_name)
     _seed()
     with model.with_access(req.spec.threat_model):
         out = ADAPTER.run(req)
@@ -196,3 +182,9 @@ def test_escape_hatch(torch_model: WrappedModel,
         out = ADAPTER.run(_request(torch_model, image_batch[0], spec))
     assert out.call.kwargs["target"] == 0.0
     assert any("override: target=0.0" in n for n in out.call.notes)
+
+
+def _spy_fb(monkeypatch: pytest.MonkeyPatch, class_name: str) -> dict[str, Any]:
+    import foolbox.attacks as fa
+
+    return spy_constructor(monkeypatch, fa, class_name)
