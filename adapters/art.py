@@ -104,12 +104,12 @@ def _generate(
         y = _one_hot(labels, model.nb_classes)
         call_kwargs = {"y": "targets" if spec.targeted else "labels"}
         notes = [*notes, "y passed one-hot (float32)"]
-    with _quiet_tf(model.framework):
-        x_adv = attack.generate(x=x, y=y)
-    call = LibraryCall(
+    call = request.announce(LibraryCall(
         callable=f"art.attacks.evasion.{cls_name}",
         kwargs={est_name: "<estimator>", **kwargs}, call_kwargs=call_kwargs, notes=notes,
-    )
+    ))
+    with _quiet_tf(model.framework):
+        x_adv = attack.generate(x=x, y=y)
     return AttackOutput(np.asarray(x_adv, dtype=np.float32), call)
 
 

@@ -34,6 +34,18 @@ class AttackRequest:
     spec: ResolvedSpec
     seed: int
     batch_size: int = 256
+    #: Other inputs the attacker holds (black-box cells run one sample at a time; attacks that
+    #: start from an image of the target class pick it here). ``None``: ``x`` itself.
+    pool: np.ndarray | None = None
+    #: Told the exact library call just before the library runs (a black-box attack may be
+    #: stopped at its budget and never return).
+    on_call: Callable[[LibraryCall], None] | None = None
+
+    def announce(self, call: LibraryCall) -> LibraryCall:
+        """Pass ``call`` to :attr:`on_call` (if set) and return it."""
+        if self.on_call is not None:
+            self.on_call(call)
+        return call
 
 
 @dataclass

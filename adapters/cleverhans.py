@@ -208,10 +208,11 @@ def _hsj_kwargs(req: AttackRequest) -> Kwargs:
                      "tensor (same value)")
     if spec.targeted:
         notes.append("targeted: y_target = target class indices (despite the docstring's "
-                     "one-hot) and image_target = the nearest (attack norm) other input of the "
-                     "request that the model classifies as the target (one counted query per "
-                     "input to find them); inputs already classified as the target, or with no "
-                     "such input, are returned unchanged")
+                     "one-hot) and image_target = the nearest (attack norm) image of the "
+                     "attacker's pool (the cell's other inputs) that the model classifies as "
+                     "the target (one counted query per pool image to find them); inputs "
+                     "already classified as the target, or with no such image, are returned "
+                     "unchanged")
     else:
         notes.append("untargeted HSJA takes no labels: it leaves the model's own top-1 class "
                      "(one extra query per sample) and initialises from blended uniform noise")
@@ -228,11 +229,16 @@ def _predict_counted(model_fn: Any, model: WrappedModel, x: np.ndarray, bs: int)
     return np.concatenate(outs) if outs else np.zeros(0, np.int64)
 
 
-def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int) -> tuple[np.ndarray, list[str]]:
-    """Per row: index of the nearest other input classified as its target, or -1 (skip)."""
+def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The attacker's pool and, per row, the index in it of the nearest image classified as
+    the row's target (-1: none, or the row is already classified as its target)."""
     assert req.targets is not None
     pred = _predict_counted(model_fn, req.model, req.x, bs)
+    pool = req.x if req.pool is None else req.pool
+    pool_pred = pred if req.pool is None else _predict_counted(model_fn, req.model, pool, bs)
     flat = req.x.reshape(len(req.x), -1).astype(np.float64)
+    pool_flat = pool.reshape(len(pool), -1).astype(np.float64)
     order = np.inf if req.spec.norm == "linf" else 2
     start = np.full(len(req.x), -1, dtype=np.int64)
     already = none = 0
@@ -240,11 +246,11 @@ def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int) -> tuple[np.nd
         if pred[i] == t:
             already += 1
             continue
-        cand = np.flatnonzero(pred == t)
+        cand = np.flatnonzero(pool_pred == t)
         if len(cand) == 0:
             none += 1
             continue
-        dist = np.linalg.norm(flat[cand] - flat[i], ord=order, axis=1)
+        dist = np.linalg.norm(pool_flat[cand] - flat[i], ord=order, axis=1)
         start[i] = cand[int(np.argmin(dist))]
     notes = []
     if already:
@@ -252,7 +258,7 @@ def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int) -> tuple[np.nd
     if none:
         notes.append(f"{none} input(s) had no input of their target class to start from: "
                      "returned unchanged (attack failure)")
-    return start, notes
+    return pool, start, notes
 
 
 def _run_hsj(req: AttackRequest) -> AttackOutput:
@@ -267,10 +273,11 @@ def _run_hsj(req: AttackRequest) -> AttackOutput:
     model_fn = CleverHansAdapter().model_form(model)
     n, bs = len(req.x), max(1, int(req.batch_size))
     x_adv = np.array(req.x, dtype=np.float32, copy=True)
+    call = req.announce(LibraryCall(callable=path, kwargs=kwargs, notes=notes))
     if req.spec.targeted:
         if req.targets is None:
             raise HarnessError("a targeted attack needs target classes")
-        start, more = _hsj_start_images(req, model_fn, bs)
+        pool, start, more = _hsj_start_images(req, model_fn, bs)
         notes += more
         rows = np.flatnonzero(start >= 0)
     else:
@@ -284,12 +291,12 @@ def _run_hsj(req: AttackRequest) -> AttackOutput:
         if req.spec.targeted:
             assert req.targets is not None
             live["y_target"] = _torch_labels(req.targets[idx], x)
-            live["image_target"] = model.to_tensor(req.x[start[idx]])
+            live["image_target"] = model.to_tensor(pool[start[idx]])
         if kwargs["constraint"] == np.inf and isinstance(kwargs["gamma"], int | float):
             live["gamma"] = torch.tensor(float(kwargs["gamma"]), dtype=torch.float32,
                                          device=x.device)
         x_adv[idx] = _torch_numpy(fn(**live))
-    return AttackOutput(x_adv, LibraryCall(callable=path, kwargs=kwargs, notes=notes))
+    return AttackOutput(x_adv, call)
 
 
 # -- the generic runner -----------------------------------------------------------------------
@@ -353,12 +360,13 @@ def _run(recipe: _Recipe, req: AttackRequest) -> AttackOutput:
     if n > bs:
         notes.append(f"called once per chunk of {bs} inputs")
     x_adv = np.empty(req.x.shape, dtype=np.float32)
+    call = req.announce(LibraryCall(callable=path, kwargs=kwargs, notes=notes))
     for start in range(0, n, bs):
         rows = slice(start, start + bs)
         x = to_tensor(req.x[rows])
         live = {**kwargs, **live_static, "x": x, "y": _LABELS[fw](labels[rows], x)}
         x_adv[rows] = _TO_NUMPY[fw](fn(**live))  # copies: never aliases request.x
-    return AttackOutput(x_adv, LibraryCall(callable=path, kwargs=kwargs, notes=notes))
+    return AttackOutput(x_adv, call)
 
 
 def _fgm_recipe() -> _Recipe:

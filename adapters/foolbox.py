@@ -205,6 +205,9 @@ def run_foolbox(request: AttackRequest, class_name: str, kwargs: dict[str, Any],
     batch = max(1, int(request.batch_size))
     if len(request.x) > batch:
         notes.append(f"called once per chunk of {batch} samples (Foolbox does not mini-batch)")
+    call = request.announce(LibraryCall(
+        callable=f"foolbox.attacks.{class_name}", kwargs=kwargs,
+        call_kwargs={"epsilons": epsilons, "criterion": criterion}, notes=notes))
     outs = []
     for i in range(0, len(request.x), batch):
         xt = model.to_tensor(request.x[i : i + batch])
@@ -218,8 +221,6 @@ def run_foolbox(request: AttackRequest, class_name: str, kwargs: dict[str, Any],
                 framework=model.framework, error=f"{type(e).__name__}: {e}")) from e
         outs.append(ep.astensor(clipped if fixed else raw).numpy())
     x_adv = np.concatenate(outs) if outs else request.x.copy()
-    call = LibraryCall(callable=f"foolbox.attacks.{class_name}", kwargs=kwargs,
-                       call_kwargs={"epsilons": epsilons, "criterion": criterion}, notes=notes)
     return AttackOutput(x_adv=x_adv.astype(np.float32, copy=False), call=call)
 
 

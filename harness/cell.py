@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from adapters import get_adapter
-from adapters.base import AttackRequest, LibraryCall
+from adapters.base import AttackOutput, AttackRequest, LibraryCall
 from harness.errors import Unsupported
+from harness.ledger import QueryLedger
 from harness.models import ThreatModelViolation, WrappedModel
 from harness.referee import judge, summarize
 from harness.seeding import seed_everything
@@ -79,6 +80,7 @@ def _attack(
     base: dict[str, Any],
 ) -> CellResult:
     model = inputs.model
+    ledger = _ledger(inputs, spec) if spec.threat_model != "white-box" else None
     x_best: np.ndarray | None = None
     records: pd.DataFrame | None = None
     elapsed, fwd, bwd = 0.0, 0, 0
@@ -89,22 +91,28 @@ def _attack(
         request = AttackRequest(model=model, x=inputs.x, y=inputs.y, targets=inputs.targets,
                                 spec=spec, seed=seed + restart, batch_size=batch_size)
         t0 = time.perf_counter()
-        out = adapter.run(request)
+        if ledger is None:
+            out = adapter.run(request)
+        else:
+            with model.with_ledger(ledger):
+                out = run_per_sample(adapter, request, ledger, inputs.clean_pred)
         elapsed += time.perf_counter() - t0
         counts = model.counter.read()
         fwd, bwd = fwd + counts.forward, bwd + counts.backward
         call = out.call
+        # With a budget the result is the best adversarial the oracle answered within it.
+        x_out = ledger.best_within_budget() if ledger is not None and spec.budget else out.x_adv
         verdict = judge(
-            x=inputs.x, y=inputs.y, x_adv=out.x_adv, clean_pred=inputs.clean_pred,
-            adv_pred=model.predict(np.nan_to_num(out.x_adv)), bounds=model.bounds,
+            x=inputs.x, y=inputs.y, x_adv=x_out, clean_pred=inputs.clean_pred,
+            adv_pred=model.predict(np.nan_to_num(x_out)), bounds=model.bounds,
             norm=spec.norm, eps=spec.eps, enforce_eps=spec.kind == "fixed",
             targets=inputs.targets,
         ).records
         if x_best is None or records is None:
-            x_best, records = out.x_adv.copy(), verdict
+            x_best, records = x_out.copy(), verdict
         else:  # keep each sample's first success; otherwise take the newest attempt
             take = ~records["success"].to_numpy()
-            x_best[take] = out.x_adv[take]
+            x_best[take] = x_out[take]
             records = (pd.concat([records[~take], verdict[take]])
                        .sort_values("sample").reset_index(drop=True))
     assert records is not None and call is not None
@@ -116,4 +124,80 @@ def _attack(
         "queries_per_sample": (fwd + bwd) / n, "restarts": spec.restarts,
         "library_call": call.to_json(),
     }
+    if ledger is not None:
+        records = records.assign(**ledger.columns(spec.query_levels))
+        summary.update(query_summary(records, spec))
     return CellResult(summary, records, x_best)
+
+
+def _ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:
+    model = inputs.model
+    return QueryLedger(x=inputs.x, y=inputs.y, targets=inputs.targets,
+                       forward=model.predict_logits, bounds=model.bounds, norm=spec.norm,
+                       eps=spec.eps, enforce_eps=spec.kind == "fixed", budget=spec.budget)
+
+
+def run_per_sample(adapter: Any, request: AttackRequest, ledger: QueryLedger,
+                   clean_pred: np.ndarray) -> AttackOutput:
+    """Call the library once per sample, so the ledger attributes every query exactly.
+
+    Samples the model already misclassifies are not attacked (0 queries; they never count
+    as successes). The other inputs of the batch travel as ``request.pool`` (starting points
+    some attacks take from the attacker's own images).
+    """
+    spec = request.spec
+    reason = adapter.unsupported_reason(spec.attack, spec.norm, request.model.framework,
+                                        spec.targeted)
+    if reason:
+        raise Unsupported(reason)
+    x_adv = np.array(request.x, dtype=np.float32, copy=True)
+    calls: list[LibraryCall] = []
+    todo = np.flatnonzero(clean_pred == request.y)
+    for i in todo:
+        one = slice(int(i), int(i) + 1)
+        sub = replace(request, x=request.x[one], y=request.y[one], pool=request.x,
+                      targets=None if request.targets is None else request.targets[one],
+                      on_call=calls.append)
+        ledger.begin(int(i))
+        try:
+            x_adv[i] = adapter.run(sub).x_adv[0]
+        except Exception:
+            # The oracle stopped the attack at the budget (TF turns our exception into its
+            # own error type, so ask the ledger); the ledger holds the best result in budget.
+            if not ledger.exhausted():
+                raise
+        finally:
+            ledger.end()
+    call = calls[-1] if calls else None
+    if call is None:
+        call = LibraryCall(callable="(not called)", kwargs={},
+                           notes=["no sample was classified correctly: nothing to attack"])
+    call.notes = [*call.notes, f"one library call per sample ({len(todo)} of {len(x_adv)} "
+                  "attacked; samples the model already misclassifies are skipped) so every "
+                  "query is attributed to its sample exactly"]
+    if spec.budget is not None:
+        call.notes.append(f"budget {spec.budget} queries per sample, enforced by the oracle: "
+                          "a query past it stops the attack on that sample; the result is the "
+                          "best valid adversarial the oracle answered within the budget")
+    return AttackOutput(x_adv, call)
+
+
+def query_summary(records: pd.DataFrame, spec: ResolvedSpec) -> dict[str, Any]:
+    """Per-cell query statistics over the attacked (initially correct) samples."""
+    attacked = records[records["correct"]]
+    q = attacked["queries"].to_numpy()
+    out: dict[str, Any] = {
+        "budget": spec.budget,
+        "queries_mean": float(q.mean()) if len(q) else float("nan"),
+        "queries_median": float(np.median(q)) if len(q) else float("nan"),
+        "queries_max": int(q.max()) if len(q) else 0,
+        "n_stopped_at_budget": int(attacked["stopped_at_budget"].sum()),
+    }
+    first = attacked.get("first_success_query_at_eps", attacked["first_success_query"])
+    for level in spec.query_levels:
+        hit = (first.to_numpy() <= level) if len(attacked) else np.zeros(0, bool)
+        out[f"success_at_q{level}"] = float(hit.mean()) if len(hit) else float("nan")
+        if spec.kind == "minimal":
+            norms = attacked[f"norm_at_q{level}"].to_numpy()
+            out[f"median_norm_at_q{level}"] = float(np.median(norms)) if len(norms) else float("nan")
+    return out

@@ -15,11 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.ledger import QueryLedger
 
 Layout = Literal["NCHW", "NHWC", "flat"]
 Outputs = Literal["logits", "probabilities"]
@@ -89,6 +92,8 @@ class WrappedModel(ABC):
         self.access: ThreatModel = "white-box"
         #: First threat-model violation seen under :meth:`with_access`, if any.
         self.violation: str | None = None
+        #: Per-sample query accounting of the running black-box cell (see :meth:`with_ledger`).
+        self.ledger: QueryLedger | None = None
 
     # -- framework-specific ------------------------------------------------------------
     @property
@@ -125,6 +130,24 @@ class WrappedModel(ABC):
             yield
         finally:
             self.access = previous
+
+    @contextmanager
+    def with_ledger(self, ledger: QueryLedger) -> Iterator[None]:
+        """Route the query-only oracles' answers through ``ledger`` for the block."""
+        previous, self.ledger = self.ledger, ledger
+        try:
+            yield
+        finally:
+            self.ledger = previous
+
+    def answer_query(self, x: np.ndarray) -> np.ndarray:
+        """What a query-only oracle answers for ``x`` (logits; counting is the caller's).
+
+        Through the active ledger (per-sample counts, budget) when a black-box cell runs.
+        """
+        if self.ledger is not None:
+            return self.ledger.answer(x)
+        return self.predict_logits(x)
 
     @abstractmethod
     def to_tensor(self, x: np.ndarray) -> Any:

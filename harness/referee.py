@@ -13,6 +13,7 @@ a constraint are counted as ``fooled`` and flagged, never as successes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,16 +38,23 @@ class Verdict:
         return len(self.records)
 
 
+_NORM_FUNCS: dict[str, Any] = {
+    "l0": lambda d: (np.abs(d) > L0_ATOL).sum(axis=1).astype(np.float64),
+    "l1": lambda d: np.abs(d).sum(axis=1),
+    "l2": lambda d: np.sqrt((d * d).sum(axis=1)),
+    "linf": lambda d: np.abs(d).max(axis=1) if d.shape[1] else np.zeros(len(d)),
+}
+
+
+def norm_of(delta: np.ndarray, norm: str) -> np.ndarray:
+    """Per-sample ``norm`` (l0, l1, l2 or linf) of ``delta`` (N, ...), in float64."""
+    return np.asarray(_NORM_FUNCS[norm](delta.reshape(len(delta), -1).astype(np.float64)))
+
+
 def perturbation_norms(delta: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample L0, L1, L2 and L-inf norms of ``delta`` (N, ...), in float64."""
     d = delta.reshape(len(delta), -1).astype(np.float64)
-    a = np.abs(d)
-    return {
-        "l0": (a > L0_ATOL).sum(axis=1).astype(np.float64),
-        "l1": a.sum(axis=1),
-        "l2": np.sqrt((d * d).sum(axis=1)),
-        "linf": a.max(axis=1) if d.shape[1] else np.zeros(len(d)),
-    }
+    return {k: np.asarray(f(d)) for k, f in _NORM_FUNCS.items()}
 
 
 def within_eps(norm_values: np.ndarray, eps: float) -> np.ndarray:

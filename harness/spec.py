@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.catalogue import CATALOGUE, LIBRARIES, POSITIVE_PARAMS, Norm
+from harness.ledger import DEFAULT_QUERY_LEVELS
 from harness.models import ThreatModel
 
 TargetMode = Literal["random", "least_likely"]
@@ -35,6 +36,10 @@ class AttackSpec(BaseModel):
     targeted: bool = False
     target_mode: TargetMode = "random"
     threat_model: ThreatModel | None = None  # default: the attack's own (catalogue)
+    #: Queries per sample (forward rows) a black-box cell may use; the oracle enforces it.
+    budget: int | None = Field(default=None, ge=1)
+    #: Query counts at which black-box success and norms are also reported.
+    query_levels: tuple[int, ...] = DEFAULT_QUERY_LEVELS
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     library_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -63,6 +68,12 @@ class AttackSpec(BaseModel):
             raise ValueError(f"{self.attack} takes no restarts")
         if self.restarts > 1 and self.attack == "pgd" and not self.random_start:
             raise ValueError("restarts > 1 needs random_start: true (restarts would be identical)")
+        threat = self.threat_model or d.threat_model
+        if self.budget is not None and threat == "white-box":
+            raise ValueError("budget applies to score-based and decision-based cells; this cell "
+                             "is white-box (set threat_model, or drop budget)")
+        if not self.query_levels or any(q < 1 for q in self.query_levels):
+            raise ValueError("query_levels must be a non-empty list of integers >= 1")
         unknown = set(self.params) - set(d.params)
         if unknown:
             raise ValueError(
@@ -99,6 +110,7 @@ class AttackSpec(BaseModel):
             step_size=step_size, random_start=random_start, restarts=self.restarts,
             targeted=self.targeted, target_mode=self.target_mode,
             threat_model=self.threat_model or d.threat_model,
+            budget=self.budget, query_levels=tuple(sorted(set(self.query_levels))),
             params=params,
             library_options={k: dict(v) for k, v in self.library_options.items()},
         )
@@ -119,6 +131,8 @@ class ResolvedSpec:
     targeted: bool
     target_mode: TargetMode
     threat_model: ThreatModel = "white-box"
+    budget: int | None = None
+    query_levels: tuple[int, ...] = DEFAULT_QUERY_LEVELS
     params: dict[str, Any] = field(default_factory=dict)
     library_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -127,7 +141,9 @@ class ResolvedSpec:
         """Short human label, e.g. ``pgd-linf eps=0.1 targeted``."""
         eps = "" if self.eps is None else f" eps={self.eps:g}"
         access = "" if self.threat_model == "white-box" else f" [{self.threat_model}]"
-        return f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}{access}"
+        budget = "" if self.budget is None else f" budget={self.budget}"
+        return (f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}"
+                f"{access}{budget}")
 
     def options_for(self, library: str) -> dict[str, Any]:
         """The escape-hatch keyword arguments for ``library`` (empty if none)."""
