@@ -20,13 +20,29 @@ ADAPTERS: dict[str, type[Adapter]] = {
 
 
 def get_adapter(name: str) -> Adapter:
-    """Instantiate the adapter for library ``name`` (one-line error for unknown names)."""
-    try:
+    """Instantiate the adapter for library ``name``: a built-in name, or ``module:Class`` for
+    an :class:`Adapter` subclass of your own (one-line error otherwise)."""
+    if name in ADAPTERS:
         return ADAPTERS[name]()
-    except KeyError:
-        raise HarnessError(
-            f"unknown library {name!r}; known libraries: {', '.join(ADAPTERS)}"
-        ) from None
+    if ":" in name:
+        return load_adapter_class(name)()
+    raise HarnessError(
+        f"unknown library {name!r}; known libraries: {', '.join(ADAPTERS)} "
+        "(or module:Class for an Adapter subclass)")
+
+
+def load_adapter_class(path: str) -> type[Adapter]:
+    """The :class:`Adapter` subclass named ``module:Class``."""
+    import importlib
+
+    module, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise HarnessError(f"library {path!r}: cannot import it ({e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise HarnessError(f"library {path!r} is not an Adapter subclass")
+    return cls
 
 
 __all__ = ["ADAPTERS", "Adapter", "AttackOutput", "AttackRequest", "LibraryCall", "get_adapter"]

@@ -244,6 +244,8 @@ class ArtAdapter(Adapter):
 
     name = "art"
     package = "adversarial-robustness-toolbox"
+    MODULES = {fw: ("art.attacks.evasion", "art.estimators.classification")
+               for fw in ("torch", "tensorflow")}
     IMPLS: dict[str, Impl] = {
         "fgsm": Impl(("linf",), _fgm),
         "fgm": Impl(("l2",), _fgm),

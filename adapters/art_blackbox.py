@@ -8,6 +8,8 @@ a recorded threat-model violation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,29 @@ def _generate(request: AttackRequest, cls_name: str, kwargs: dict[str, Any], not
     from adapters.art import _generate as generate  # lazy: adapters.art imports this module
 
     return generate(request, cls_name, kwargs, notes, pass_y=pass_y, estimator=estimator)
+
+
+UNSEEDED_RNG = ("ART draws the starting point from an unseeded np.random.RandomState() (OS "
+                "entropy: {where}), so its results are not reproducible; for the call, an "
+                "unseeded RandomState takes its seed from NumPy's global generator, which the "
+                "harness seeds per cell")
+
+
+@contextmanager
+def seeded_random_state() -> Iterator[None]:
+    """For the block, ``np.random.RandomState()`` without a seed draws its seed from NumPy's
+    global generator (ART's HopSkipJump and BoundaryAttack create one per sample)."""
+    original = np.random.RandomState
+
+    class Seeded(original):  # type: ignore[misc,valid-type]
+        def __init__(self, seed: Any = None) -> None:
+            super().__init__(np.random.randint(2**31 - 1) if seed is None else seed)
+
+    np.random.RandomState = Seeded  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        np.random.RandomState = original  # type: ignore[misc]
 
 
 def _softmax_estimator(model: WrappedModel) -> Any:
@@ -121,13 +146,14 @@ def _boundary(request: AttackRequest) -> AttackOutput:
               "step_adapt": 1.0 / adapt, "max_iter": s.steps,
               "num_trial": 25, "sample_size": 20, "init_size": 100, "min_epsilon": 0.0,
               "verbose": False}
-    return _generate(request, "BoundaryAttack", kwargs,
-                     ["spherical_step -> delta, source_step -> epsilon, 1/step_adaptation -> "
-                      "step_adapt (ART multiplies the steps by it when too few trials succeed and "
-                      "divides when many do; 1.5 -> 0.667, ART's default)",
-                      "num_trial=25, sample_size=20, init_size=100, min_epsilon=0: ART's values, "
-                      "no canonical counterpart", "ART's BoundaryAttack defaults to targeted=True; "
-                      "passed explicitly"])
+    notes = ["spherical_step -> delta, source_step -> epsilon, 1/step_adaptation -> step_adapt "
+             "(ART multiplies the steps by it when too few trials succeed and divides when many "
+             "do; 1.5 -> 0.667, ART's default)",
+             "num_trial=25, sample_size=20, init_size=100, min_epsilon=0: ART's values, no "
+             "canonical counterpart", "ART's BoundaryAttack defaults to targeted=True; passed "
+             "explicitly", UNSEEDED_RNG.format(where="boundary.py:389")]
+    with seeded_random_state():
+        return _generate(request, "BoundaryAttack", kwargs, notes)
 
 
 def _hsj(request: AttackRequest) -> AttackOutput:
@@ -138,8 +164,10 @@ def _hsj(request: AttackRequest) -> AttackOutput:
               "init_eval": int(p["init_evals"]), "init_size": 100, "verbose": False}
     notes = ["max_evals -> max_eval, init_evals -> init_eval; init_size=100 (ART's value: "
              "random starts tried to find an initial adversarial)",
-             "ART's HopSkipJump has no gamma parameter (fixed theta); canonical gamma unused"]
-    return _generate(request, "HopSkipJump", kwargs, notes)
+             "ART's HopSkipJump has no gamma parameter (fixed theta); canonical gamma unused",
+             UNSEEDED_RNG.format(where="hop_skip_jump.py:295")]
+    with seeded_random_state():
+        return _generate(request, "HopSkipJump", kwargs, notes)
 
 
 def _simba(request: AttackRequest) -> AttackOutput:

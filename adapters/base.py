@@ -125,6 +125,17 @@ class Adapter(ABC):
         out.x_adv = x_adv.astype(np.float32, copy=False)
         return out
 
+    #: Modules a cell imports *before* seeding (importing ``art.attacks.evasion`` draws from
+    #: Python's ``random``: imported mid-cell, it would shift the first cell's random stream).
+    MODULES: dict[str, tuple[str, ...]] = {}
+
+    def import_library(self, framework: str) -> None:
+        """Import this library's modules for ``framework`` (no-op once imported)."""
+        import importlib
+
+        for module in self.MODULES.get(framework, ()):
+            importlib.import_module(module)
+
     def version(self) -> str:
         from importlib.metadata import version
 

@@ -384,6 +384,8 @@ class CleverHansAdapter(Adapter):
 
     name = "cleverhans"
     package = "cleverhans"
+    MODULES = {"torch": ("cleverhans.torch.attacks.projected_gradient_descent",),
+               "tensorflow": ("cleverhans.tf2.attacks.projected_gradient_descent",)}
     IMPLS: dict[str, Impl] = {
         "fgsm": Impl(("linf",), _fgm_recipe()),
         "fgm": Impl(("l2",), _fgm_recipe()),

@@ -258,6 +258,7 @@ class FoolboxAdapter(Adapter):
 
     name = "foolbox"
     package = "foolbox"
+    MODULES = {fw: ("foolbox", "eagerpy") for fw in ("torch", "tensorflow")}
     IMPLS: dict[str, Impl] = {
         "fgsm": _impl("fgsm", _fast_gradient, targeted=False, why_not_targeted=NO_TARGETED_FAST),
         "fgm": _impl("fgm", _fast_gradient, targeted=False, why_not_targeted=NO_TARGETED_FAST),

@@ -24,7 +24,7 @@ _API = {
     "load_recipe": "harness.recipes",
     "read_results": "harness.results",
     "run_attacks": "harness.runner",
-    "run_experiment": "harness.runner",
+    "run_experiment": "harness.batch",
     "support_matrix": "harness.support",
     "wrap_model": "harness.models",
 }

@@ -24,6 +24,7 @@ from harness.models import ThreatModelViolation, WrappedModel
 from harness.referee import judge, summarize
 from harness.seeding import seed_everything
 from harness.spec import ResolvedSpec
+from harness.transfer import run_transfer
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class CellInputs:
     y: np.ndarray
     clean_pred: np.ndarray
     targets: np.ndarray | None
+    #: Transfer cells: the source model and the same batch in its layout (crafted there).
+    source: CellInputs | None = None
 
 
 @dataclass
@@ -59,32 +62,41 @@ def run_cell(
         "threat_model": spec.threat_model, "seed": seed,
         "n": len(inputs.x),
     }
+    if inputs.source is not None:
+        base.update(threat_model="transfer", source_model=inputs.source.model.name)
+    attacked = (inputs.source or inputs).model  # the model the library touches
     try:
-        with model.with_access(spec.threat_model):
-            result = _attack(adapter, inputs, spec, seed, batch_size, base)
-            if model.violation:  # the library caught our exception and carried on
-                raise ThreatModelViolation(model.violation)
+        with attacked.with_access(spec.threat_model):
+            if inputs.source is None:
+                result = attack_batch(adapter, inputs, spec, seed, batch_size, base)
+            else:
+                result = run_transfer(adapter, inputs, spec, seed, batch_size, base)
+            if attacked.violation:  # the library caught our exception and carried on
+                raise ThreatModelViolation(attacked.violation)
             return result
     except Unsupported as e:
         return CellResult({**base, "status": "unsupported", "reason": e.reason}, None, None)
     except Exception as e:  # recorded as a row, with the traceback in the log
         log.debug("cell %s/%s failed:\n%s", library, spec.label, traceback.format_exc())
-        if model.violation:  # whatever the library turned our exception into
-            return CellResult({**base, "status": "violation", "reason": model.violation}, None, None)
+        if attacked.violation:  # whatever the library turned our exception into
+            return CellResult({**base, "status": "violation", "reason": attacked.violation},
+                              None, None)
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         return CellResult({**base, "status": "error", "reason": msg}, None, None)
 
 
-def _attack(
+def attack_batch(
     adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int, batch_size: int,
     base: dict[str, Any],
 ) -> CellResult:
+    """Attack ``inputs.model`` (all restarts) and referee the result on it."""
     model = inputs.model
-    ledger = _ledger(inputs, spec) if spec.threat_model != "white-box" else None
+    ledger = make_ledger(inputs, spec) if spec.threat_model != "white-box" else None
     x_best: np.ndarray | None = None
     records: pd.DataFrame | None = None
     elapsed, fwd, bwd = 0.0, 0, 0
     call: LibraryCall | None = None
+    adapter.import_library(model.framework)  # before seeding: imports may draw random numbers
     for restart in range(spec.restarts):
         seed_everything(seed + restart)
         model.counter.reset()
@@ -127,10 +139,15 @@ def _attack(
     if ledger is not None:
         records = records.assign(**ledger.columns(spec.query_levels))
         summary.update(query_summary(records, spec))
+    if summary["n_nonfinite"]:  # a fault, not just failed samples: the row says so
+        summary.update(status="error", reason=(
+            f"the library returned NaN/inf for {summary['n_nonfinite']} of {len(inputs.x)} "
+            "samples (refereed as failures)"))
     return CellResult(summary, records, x_best)
 
 
-def _ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:
+def make_ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:
+    """The per-sample ledger of a black-box cell on ``inputs``."""
     model = inputs.model
     return QueryLedger(x=inputs.x, y=inputs.y, targets=inputs.targets,
                        forward=model.predict_logits, bounds=model.bounds, norm=spec.norm,

@@ -20,15 +20,33 @@ def _console() -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.batch import plan_table, run_experiment
     from harness.experiment import load_experiment
-    from harness.runner import run_experiment
     from harness.tables import render
 
-    exp = load_experiment(args.experiment)
-    result = run_experiment(exp, args.results_dir, out_dir=args.out, progress=not args.no_progress)
+    exp = load_experiment(args.experiment, args.overrides)
+    backend = "ray" if args.ray_address else args.backend
+    if args.dry_run:
+        cells = plan_table(exp, args.results_dir, args.out, args.retry_failed)
+        with _wide():
+            print(cells.to_string(index=False))
+        todo = int((cells["will_run"]).sum())
+        print(f"{len(cells)} cells, {todo} to run on backend {backend!r} (dry run: nothing ran)")
+        return 0
+    result = run_experiment(exp, args.results_dir, out_dir=args.out,
+                            progress=not args.no_progress, backend=backend,
+                            workers=args.workers, ray_address=args.ray_address,
+                            retry_failed=args.retry_failed)
     _console().print(render(result.summary, title=f"{exp.name}: head-to-head"))
     print(f"results: {result.path}")
     return 0
+
+
+def _wide() -> Any:
+    import pandas as pd
+
+    return pd.option_context("display.width", 250, "display.max_columns", 30,
+                             "display.max_colwidth", 60)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -62,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an experiment file and print the head-to-head table")
     r.add_argument("experiment", help="experiment YAML file")
+    r.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="overrides, e.g. attacks.pgd.steps=100 seeds=[0,1] data.n_samples=32")
+    r.add_argument("--dry-run", action="store_true",
+                   help="list the cells (and which are already done) without running anything")
+    r.add_argument("--backend", choices=["pool", "inline", "ray"], default="pool",
+                   help="where cells run: a local process pool (default), this process, or Ray")
+    r.add_argument("--workers", type=int, default=None,
+                   help="pool/Ray workers (default: the experiment's workers, else CPU cores)")
+    r.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (e.g. 10.0.0.1:6379 or auto); implies --backend ray")
+    r.add_argument("--retry-failed", action="store_true",
+                   help="also re-run cells stored as error, timeout or crashed")
     r.add_argument("--results-dir", default="results", help="where runs land (default: results)")
     r.add_argument("--out", default=None, help="exact output directory (default: <results-dir>/<name>)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -78,9 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides may come after options: `run exp.yaml --dry-run a.b=1`
+        if args.command != "run" or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # the run's log file gets INFO, not the terminal
+        handler.setLevel(level)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.catalogue import LIBRARIES
 from harness.errors import HarnessError
+from harness.grid import Expansion, Problem, apply_overrides, expand_experiment, locate
+from harness.models import Layout, Outputs
 from harness.spec import AttackSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -26,39 +31,140 @@ class DataConfig(BaseModel):
     path: str | None = None
 
 
+#: Fields that describe how a factory model is wrapped (not for recipe models).
+FACTORY_FIELDS = ("weights", "input_shape", "nb_classes", "bounds", "layout", "outputs")
+
+
 class ModelConfig(BaseModel):
-    """A built-in recipe in one framework (trained on first use, then cached)."""
+    """One model: a built-in ``recipe`` in one framework (trained on first use, then cached);
+    a user ``factory`` (``package.module:function`` returning a torch or Keras model, optional
+    ``weights``, wrapped with ``input_shape``, ``nb_classes``, ``bounds``, ``layout``,
+    ``outputs``; see :mod:`harness.factory`); or, with ``substitute_of``, a recipe's
+    architecture trained only from another model's answers to ``queries`` queries (ART
+    CopycatCNN; see :mod:`harness.substitute`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    recipe: str
+    recipe: str | None = None
+    factory: str | None = None
+    weights: str | None = None
     framework: Literal["torch", "tensorflow"]
     name: str | None = None
+    input_shape: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
+    nb_classes: int | None = Field(default=None, ge=2)
+    bounds: tuple[float, float] = (0.0, 1.0)
+    layout: Layout | None = None
+    outputs: Outputs = "logits"
+    substitute_of: str | None = None
+    queries: int | None = Field(default=None, ge=1)
+    labels_only: bool = True
+    epochs: int = Field(default=10, ge=1)
 
     @field_validator("recipe")
     @classmethod
-    def _known_recipe(cls, v: str) -> str:
+    def _known_recipe(cls, v: str | None) -> str | None:
         from harness.recipes import RECIPES
 
-        if v not in RECIPES:
+        if v is not None and v not in RECIPES:
             raise ValueError(f"unknown recipe {v!r}; known: {', '.join(sorted(RECIPES))}")
         return v
 
+    @field_validator("factory")
+    @classmethod
+    def _importable(cls, v: str | None) -> str | None:
+        from harness.factory import resolve_factory
+
+        if v is not None:
+            resolve_factory(v)  # a HarnessError is a ValueError: reported at models[i].factory
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @field_validator("bounds")
+    @classmethod
+    def _finite_bounds(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
+            raise ValueError(f"must be finite with low < high, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _kind(self) -> ModelConfig:
+        if self.recipe is not None and self.factory is not None:
+            raise ValueError("give recipe or factory, not both")
+        if self.recipe is None and self.factory is None:
+            raise ValueError("a model needs recipe (a built-in) or factory "
+                             "('package.module:function')")
+        if self.substitute_of is not None and self.recipe is None:
+            raise ValueError("a substitute model needs recipe (the architecture it trains)")
+        if self.substitute_of is not None and self.queries is None:
+            raise ValueError("a substitute model needs queries (how many target answers it "
+                             "is trained from)")
+        if self.substitute_of is None and self.queries is not None:
+            raise ValueError("queries is only for substitute models (substitute_of)")
+        if self.recipe is not None:
+            # not model_fields_set: a dumped experiment (defaults written out) must load again
+            extra = [f for f in FACTORY_FIELDS
+                     if getattr(self, f) != type(self).model_fields[f].default]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for factory models (a recipe "
+                                 "states its own)")
+            return self
+        missing = [f for f in ("name", "input_shape", "nb_classes") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a factory model needs {', '.join(missing)}")
+        assert self.input_shape is not None
+        dims = len(self.input_shape)
+        if dims not in (1, 3):
+            raise ValueError(f"input_shape must be (C, H, W), (H, W, C) or (features,), "
+                             f"got {list(self.input_shape)}")
+        if self.layout is not None and (self.layout == "flat") != (dims == 1):
+            raise ValueError(f"layout {self.layout} does not fit input_shape "
+                             f"{list(self.input_shape)}")
+        return self
+
+    @property
+    def resolved_layout(self) -> Layout | None:
+        """A factory model's layout: as given, else NCHW (torch) / NHWC (Keras) for images
+        and flat for vectors; None for recipe models (the recipe states it)."""
+        if self.factory is None or self.input_shape is None:
+            return None
+        if self.layout is not None:
+            return self.layout
+        if len(self.input_shape) == 1:
+            return "flat"
+        return "NCHW" if self.framework == "torch" else "NHWC"
+
     @property
     def key(self) -> str:
-        return self.name or f"{self.recipe}-{self.framework}"
+        if self.name:
+            return self.name
+        of = f"-of-{self.substitute_of}" if self.substitute_of else ""
+        return f"{'substitute-' if of else ''}{self.recipe}-{self.framework}{of}"
 
 
 class Experiment(BaseModel):
+    """A validated experiment; ``models`` and ``attacks`` are flat (grids expanded)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     seed: int = 0
+    #: Run every cell once per seed (``seed`` is then left at 0); see :attr:`run_seeds`.
+    seeds: list[int] | None = Field(default=None, min_length=1)
     data: DataConfig = Field(default_factory=DataConfig)
     models: list[ModelConfig] = Field(min_length=1)
     libraries: list[str] = Field(default_factory=lambda: list(LIBRARIES), min_length=1)
     attacks: list[AttackSpec] = Field(min_length=1)
     batch_size: int = Field(default=256, ge=1)
+    #: Wall-clock limit per cell, in seconds (enforced by the runner).
+    time_limit_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: Worker processes (None: one per core).
+    workers: int | None = Field(default=None, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -71,48 +177,164 @@ class Experiment(BaseModel):
     @classmethod
     def _known_libraries(cls, v: list[str]) -> list[str]:
         for lib in v:
-            if lib not in LIBRARIES:
-                raise ValueError(f"unknown library {lib!r}; known: {', '.join(LIBRARIES)}")
+            if ":" in lib:  # an Adapter subclass of the user's own, by import path
+                from adapters import load_adapter_class
+
+                try:
+                    load_adapter_class(lib)
+                except HarnessError as e:
+                    raise ValueError(str(e)) from None
+            elif lib not in LIBRARIES:
+                raise ValueError(f"unknown library {lib!r}; known: {', '.join(LIBRARIES)} "
+                                 "(or module:Class for an Adapter subclass)")
         if len(set(v)) != len(v):
             raise ValueError("libraries are listed more than once")
         return v
 
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("seeds are listed more than once")
+        return v
+
     @model_validator(mode="after")
-    def _unique_models(self) -> Experiment:
+    def _cross_checks(self) -> Experiment:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.seeds is not None and self.seed != 0:
+            problems.append((("seeds",), "give seed or seeds, not both"))
         keys = [m.key for m in self.models]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
-            raise ValueError(f"model names must be unique; repeated: {dup}")
+            problems.append(((), f"model names must be unique; repeated: {dup}"))
+        plain = [m.key for m in self.models if m.substitute_of is None]
+        for i, m in enumerate(self.models):
+            if m.substitute_of is not None and m.substitute_of not in plain:
+                problems.append((("models", i, "substitute_of"),
+                                 f"{m.substitute_of!r} is not one of the recipe models "
+                                 f"({', '.join(plain)})"))
+        for i, a in enumerate(self.attacks):
+            if a.source is not None and a.source not in keys:
+                problems.append((("attacks", i, "source"),
+                                 f"{a.source!r} is not one of the models ({', '.join(keys)})"))
+            for j, name in enumerate(a.target_models or ()):
+                if name not in keys or name == a.source:
+                    problems.append((("attacks", i, "target_models", j),
+                                     f"{name!r} is not one of the models other than the source"))
+        if problems:
+            raise _located(problems)
         return self
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The experiment seeds every cell runs with: ``seeds``, else ``[seed]``."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    def grid_size(self, n_libraries_override: int | None = None) -> int:
+        """Cells at most: models x attacks x libraries x seeds (transfer specs skip their
+        source model, so a run may have fewer)."""
+        libs = len(self.libraries) if n_libraries_override is None else n_libraries_override
+        return len(self.models) * len(self.attacks) * libs * len(self.run_seeds)
+
+
+def _located(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
+    """A ValidationError whose entries carry their own locations (cross-field checks)."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    details = [InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
+               for loc, msg in problems]
+    return ValidationError.from_exception_data("Experiment", details)
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """``("attacks", 3, "eps")`` -> ``attacks[3].eps``; ``()`` -> ``<experiment>``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{str(part)!r}]"
+    return out or "<experiment>"
+
+
+def _message(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    msg = msg.replace("Input should be greater than or equal to", "must be >=")
+    msg = msg.replace("Input should be greater than", "must be >")
+    return " ".join(msg.split())
 
 
 def format_validation_error(err: ValidationError) -> str:
     """One line per problem, each with its location, e.g. ``attacks[3].eps: must be >= 0``."""
-    lines = []
+    return "\n".join(f"{format_loc(e['loc'])}: {_message(e['msg'])}" for e in err.errors())
+
+
+_CROSS_REFERENCES = (("attacks", "source"), ("attacks", "target_models"), ("models", "substitute_of"))
+
+
+def _problems(err: ValidationError, expansion: Expansion) -> list[Problem]:
+    """The validator's problems, less those caused by grid entries left out."""
+    out: list[Problem] = []
     for e in err.errors():
-        loc = ""
-        for part in e["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        msg = e["msg"].removeprefix("Value error, ")
-        msg = msg.replace("Input should be greater than or equal to", "must be >=")
-        msg = msg.replace("Input should be greater than", "must be >")
-        lines.append(f"{loc or '<experiment>'}: {msg}")
-    return "\n".join(lines)
+        loc = tuple(e["loc"])
+        if e["type"] == "too_short" and len(loc) == 1 and loc[0] in expansion.dropped:
+            continue  # its entries had grid problems, reported already
+        if ("models" in expansion.dropped and e["type"] == "value_error" and len(loc) >= 3
+                and (loc[0], loc[2]) in _CROSS_REFERENCES):
+            continue  # may name a model left out
+        out.append((loc, _message(e["msg"])))
+    return out
 
 
-def parse_experiment(data: Any, source: str = "experiment") -> Experiment:
-    """Validate a mapping (e.g. parsed YAML) into an :class:`Experiment`."""
+def _unique_specs(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
+    """Specs in order, each resolved spec once (grids may repeat one)."""
+    seen: dict[str, AttackSpec] = {}
+    for a in attacks:
+        seen.setdefault(json.dumps(a.resolve().to_dict(), sort_keys=True, default=str), a)
+    return list(seen.values())
+
+
+def parse_experiment(data: Any, source: str = "experiment",
+                     overrides: Sequence[str] = ()) -> Experiment:
+    """Validate a mapping (e.g. parsed YAML) into an :class:`Experiment`.
+
+    ``overrides`` (``path=value``, see :func:`harness.grid.apply_overrides`) are applied
+    first, then grids are expanded. Every problem is reported, one line each:
+    ``<source>: <location>: <message>``.
+    """
     if not isinstance(data, dict):
         raise HarnessError(f"{source}: expected a mapping at the top level")
     try:
-        return Experiment.model_validate(data)
+        data = apply_overrides(data, overrides)
+    except HarnessError as e:
+        raise HarnessError("\n".join(f"{source}: {line}" for line in str(e).splitlines())) from None
+    expansion = expand_experiment(data)
+    problems = list(expansion.problems)
+    exp = None
+    try:
+        exp = Experiment.model_validate(expansion.data)
     except ValidationError as e:
-        lines = format_validation_error(e).splitlines()
-        raise HarnessError("\n".join(f"{source}: {line}" for line in lines)) from None
+        problems += locate(_problems(e, expansion), expansion)
+    if problems or exp is None:
+        order = {k: n for n, k in enumerate(data)}  # file order: top-level key, then entry
+
+        def position(p: Problem) -> tuple[int, int]:
+            loc = p[0]
+            entry = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else -1
+            return (order.get(loc[0], len(order)) if loc else -1, entry)
+
+        lines = [f"{source}: {format_loc(loc)}: {msg}" for loc, msg in sorted(problems, key=position)]
+        raise HarnessError("\n".join(dict.fromkeys(lines)))
+    return exp.model_copy(update={"attacks": _unique_specs(exp.attacks)})
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment file."""
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read and validate an experiment file (``overrides`` as in :func:`parse_experiment`)."""
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"experiment file not found: {p}")
@@ -120,4 +342,4 @@ def load_experiment(path: str | Path) -> Experiment:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise HarnessError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_experiment(data, str(p))
+    return parse_experiment(data, str(p), overrides)

@@ -82,6 +82,8 @@ class QueryLedger:
         self.tracks = [SampleTrack() for _ in range(len(x))]
         self.active: int | None = None
         self.stopped: set[int] = set()
+        self._flat = x.reshape(len(x), -1).astype(np.float64)  # hot path: once per cell
+        self._varies = np.ptp(self._flat, axis=1) > 0
 
     def begin(self, i: int) -> None:
         """Attribute the following queries to sample ``i``."""
@@ -125,8 +127,9 @@ class QueryLedger:
         lo, hi = self.bounds
         ok = np.isfinite(adv).all(axis=1)
         ok &= ~((adv < lo - BOX_ATOL) | (adv > hi + BOX_ATOL)).any(axis=1)
-        ok &= ~((np.ptp(adv, axis=1) == 0) & (np.ptp(self.x[i]) > 0))  # degenerate
-        norms = norm_of(np.where(np.isfinite(adv), adv, 0.0) - self.x[i].reshape(1, -1), self.norm)
+        if self._varies[i]:
+            ok &= np.ptp(adv, axis=1) > 0  # a constant image is degenerate
+        norms = norm_of(np.where(np.isfinite(adv), adv, 0.0) - self._flat[i], self.norm)
         if self.enforce_eps and self.eps is not None:
             ok &= within_eps(norms, self.eps)
         for j in np.flatnonzero(ok):

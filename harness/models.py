@@ -165,8 +165,11 @@ class WrappedModel(ABC):
     def predict_logits(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Harness-side forward pass (not counted): logits as float32 numpy."""
         x = np.asarray(x, dtype=np.float32)
-        outs = [self._raw_forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        out = np.concatenate(outs) if outs else np.zeros((0, self.nb_classes), np.float32)
+        if 0 < len(x) <= batch_size:  # one chunk (every oracle query): no copy
+            out = self._raw_forward(x)
+        else:
+            outs = [self._raw_forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            out = np.concatenate(outs) if outs else np.zeros((0, self.nb_classes), np.float32)
         if self.outputs == "probabilities":
             out = np.log(np.clip(out, 1e-30, None))
         return out.astype(np.float32, copy=False)

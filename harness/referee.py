@@ -164,8 +164,8 @@ def flag_gradient_masking(summary: pd.DataFrame, tol: float = 1e-9) -> pd.Series
     Cells without an eps, without a white-box reference, or not ``ok`` are never flagged.
     """
     flags = pd.Series(False, index=summary.index)
-    if summary.empty or "threat_model" not in summary:
-        return flags
+    if summary.empty or not {"threat_model", "success_rate_at_eps"} <= set(summary.columns):
+        return flags  # e.g. every cell failed: nothing to compare
     ok = summary[(summary["status"] == "ok") & summary["eps"].notna()]
     keys = ["model", "norm", "eps", "targeted"]
     white = ok[ok["threat_model"] == "white-box"].groupby(keys)["success_rate_at_eps"].max()

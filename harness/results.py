@@ -14,10 +14,7 @@ renamed into place at the end, so an interrupted or failed run leaves no partial
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.store import atomic_write
 
 if TYPE_CHECKING:
     from harness.data import Dataset
@@ -56,7 +54,9 @@ def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> 
         "seed": exp.seed,
         "data": {"dataset": ds.name, "split": ds.split, "n": len(ds.x), "source": ds.source,
                  "sha256": ds.fingerprint()},
-        "models": [{**m.describe(), **getattr(m, "recipe_info", {})} for m in models],
+        "models": [{**m.describe(), **getattr(m, "recipe_info", {}),
+                    **({"substitute": m.substitute_info} if hasattr(m, "substitute_info") else {})}
+                   for m in models],
         "versions": versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -64,25 +64,19 @@ def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> 
 
 
 def write_results(result: RunResult, target: Path) -> Path:
-    """Write ``result`` to ``target`` atomically (replacing an older run there)."""
+    """Write ``result``'s tables and manifest into ``target``, each file atomically (the
+    directory's ``cells/`` store, if any, is left as it is)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        result.summary.to_parquet(tmp / "summary.parquet", index=False)
-        result.summary.to_csv(tmp / "summary.csv", index=False)
-        result.records.to_parquet(tmp / "records.parquet", index=False)
-        (tmp / "manifest.json").write_text(json.dumps(result.manifest, indent=2, default=str))
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-        tmp.rename(target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    target.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, Any] = {
+        "summary.parquet": lambda p: result.summary.to_parquet(p, index=False),
+        "summary.csv": lambda p: result.summary.to_csv(p, index=False),
+        "records.parquet": lambda p: result.records.to_parquet(p, index=False),
+        "manifest.json": lambda p: p.write_text(json.dumps(result.manifest, indent=2,
+                                                           default=str)),
+    }
+    for name, write in writers.items():
+        atomic_write(target / name, write)
     return target
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,6 @@ import pandas as pd
 from harness.catalogue import LIBRARIES
 from harness.cell import CellInputs, CellResult, run_cell
 from harness.errors import HarnessError
-from harness.experiment import Experiment
 from harness.models import WrappedModel
 from harness.referee import flag_gradient_masking
 from harness.seeding import derive_seed
@@ -112,17 +111,19 @@ def run_attacks(
     y = np.asarray(y)
     if len({m.name for m in models}) != len(models):
         raise HarnessError("model names must be unique")
+    by_name = {m.name: m for m in models}
+    for spec in specs:
+        for name in (spec.source,) + (spec.target_models or ()):
+            if name is not None and name not in by_name:
+                raise HarnessError(f"{spec.label}: model {name!r} is not one of the models "
+                                   f"({', '.join(by_name)})")
     prepared = {m.name: prepare(m, x, y) for m in models}
     jobs: list[tuple[CellInputs, ResolvedSpec, str, int]] = []
     for m in models:
-        xm, logits = prepared[m.name]
-        clean_pred = logits.argmax(axis=1)
         for spec in specs:
-            targets = None
-            if spec.targeted:
-                targets = choose_targets(y.astype(np.int64), logits, spec.target_mode,
-                                         derive_seed(seed, "targets"))
-            inputs = CellInputs(m, xm, y.astype(np.int64), clean_pred, targets)
+            if spec.source == m.name or (spec.target_models and m.name not in spec.target_models):
+                continue  # a transfer spec targets every model but its source, or those listed
+            inputs = cell_inputs(by_name, prepared.__getitem__, m.name, spec, y, seed)
             for lib in libraries:
                 jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.label)))
     results = [run_cell(inp, spec, lib, s, batch_size) for inp, spec, lib, s in _progress(jobs, progress)]
@@ -161,30 +162,21 @@ def _spec_json(spec: ResolvedSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True, default=str)
 
 
-def run_experiment(
-    exp: Experiment, results_root: str | Path | None = "results", *, progress: bool = False,
-    out_dir: str | Path | None = None,
-) -> RunResult:
-    """Load the experiment's data and models, run every cell, write ``results/<name>/``.
+def cell_inputs(models: dict[str, WrappedModel],
+                prepared: Callable[[str], tuple[np.ndarray, np.ndarray]], name: str,
+                spec: ResolvedSpec, y: np.ndarray, seed: int) -> CellInputs:
+    """A cell's inputs on model ``name`` (``prepared(name)``: its batch and clean logits).
 
-    Everything is validated (data, models, specs) before any attack runs or any file is
-    written; results are written atomically, so a failed run leaves nothing behind.
+    Targets are drawn once per (experiment seed, mode) from the model's own logits, so
+    every library gets the same ones; a transfer spec also gets its source's inputs.
     """
-    from harness.data import load_dataset
-    from harness.recipes import load_recipe
-    from harness.results import build_manifest, write_results
-
-    d = exp.data
-    ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
-    models = []
-    for mc in exp.models:
-        m = load_recipe(mc.recipe, mc.framework, data_path=d.path)
-        m.name, m.family = mc.key, mc.recipe
-        models.append(m)
-    result = run_attacks(models, ds.x, ds.y, exp.attacks, exp.libraries, seed=exp.seed,
-                         batch_size=exp.batch_size, progress=progress)
-    result.manifest = build_manifest(exp, ds, models)
-    if out_dir is not None or results_root is not None:
-        target = Path(out_dir) if out_dir is not None else Path(results_root or ".") / exp.name
-        result.path = write_results(result, target)
-    return result
+    xm, logits = prepared(name)
+    y = np.asarray(y).astype(np.int64)
+    targets = None
+    if spec.targeted:
+        targets = choose_targets(y, logits, spec.target_mode, derive_seed(seed, "targets"))
+    source = None
+    if spec.source is not None:
+        sx, slogits = prepared(spec.source)
+        source = CellInputs(models[spec.source], sx, y, slogits.argmax(axis=1), targets)
+    return CellInputs(models[name], xm, y, logits.argmax(axis=1), targets, source)

@@ -40,6 +40,10 @@ class AttackSpec(BaseModel):
     budget: int | None = Field(default=None, ge=1)
     #: Query counts at which black-box success and norms are also reported.
     query_levels: tuple[int, ...] = DEFAULT_QUERY_LEVELS
+    #: Transfer: craft white-box on this model (its name) and referee on every other model.
+    source: str | None = Field(default=None, min_length=1)
+    #: Transfer: the models it is judged on (default: every model but the source).
+    target_models: tuple[str, ...] | None = None
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     library_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -72,6 +76,12 @@ class AttackSpec(BaseModel):
         if self.budget is not None and threat == "white-box":
             raise ValueError("budget applies to score-based and decision-based cells; this cell "
                              "is white-box (set threat_model, or drop budget)")
+        if self.source is not None and threat != "white-box":
+            raise ValueError("a transfer cell (source) crafts white-box on its source model; "
+                             f"{self.attack} runs {threat}")
+        if self.target_models is not None and (self.source is None or not self.target_models):
+            raise ValueError("target_models lists the models a transfer cell (source) is "
+                             "judged on: needs source and at least one model")
         if not self.query_levels or any(q < 1 for q in self.query_levels):
             raise ValueError("query_levels must be a non-empty list of integers >= 1")
         unknown = set(self.params) - set(d.params)
@@ -111,7 +121,7 @@ class AttackSpec(BaseModel):
             targeted=self.targeted, target_mode=self.target_mode,
             threat_model=self.threat_model or d.threat_model,
             budget=self.budget, query_levels=tuple(sorted(set(self.query_levels))),
-            params=params,
+            source=self.source, target_models=self.target_models, params=params,
             library_options={k: dict(v) for k, v in self.library_options.items()},
         )
 
@@ -133,6 +143,8 @@ class ResolvedSpec:
     threat_model: ThreatModel = "white-box"
     budget: int | None = None
     query_levels: tuple[int, ...] = DEFAULT_QUERY_LEVELS
+    source: str | None = None
+    target_models: tuple[str, ...] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     library_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -142,8 +154,9 @@ class ResolvedSpec:
         eps = "" if self.eps is None else f" eps={self.eps:g}"
         access = "" if self.threat_model == "white-box" else f" [{self.threat_model}]"
         budget = "" if self.budget is None else f" budget={self.budget}"
+        source = "" if self.source is None else f" from {self.source}"
         return (f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}"
-                f"{access}{budget}")
+                f"{access}{budget}{source}")
 
     def options_for(self, library: str) -> dict[str, Any]:
         """The escape-hatch keyword arguments for ``library`` (empty if none)."""

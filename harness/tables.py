@@ -10,8 +10,9 @@ import pandas as pd
 
 from harness.catalogue import SHORT
 
-METRICS = ("success_rate", "robust_accuracy", "median_norm", "time_s", "queries_per_sample")
-ROW_KEYS = ["family", "attack", "norm", "eps", "targeted", "threat_model"]
+METRICS = ("success_rate", "robust_accuracy", "median_norm", "time_s", "queries_per_sample",
+           "queries_mean", "queries_median", "budget", "violation")
+ROW_KEYS = ["family", "attack", "norm", "eps", "targeted", "threat_model", "source_model"]
 
 
 def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
@@ -38,10 +39,13 @@ def head_to_head(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_threat_model(summary: pd.DataFrame) -> pd.DataFrame:
-    """A copy with a ``threat_model`` column (results written before it existed are white-box)."""
+    """A copy with ``threat_model`` and ``source_model`` columns (older results lack them:
+    white-box, no source)."""
     s = summary.copy()
     if "threat_model" not in s:
         s["threat_model"] = "white-box"
+    s["source_model"] = s["source_model"].fillna("-") if "source_model" in s else "-"
+    s["violation"] = s["reason"].where(s["status"] == "violation", "")
     return s
 
 
@@ -71,10 +75,11 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
     s = _with_threat_model(summary)
     s["eps"] = s["eps"].astype(object).where(s["eps"].notna(), None)
     for key, rows in s.groupby(ROW_KEYS, sort=False, dropna=False):
-        family, attack, norm, eps, targeted, threat = key
+        family, attack, norm, eps, targeted, threat, source = key
         label = f"{attack} {norm}" + ("" if _missing(eps) else f" eps={eps:g}")
         label += " T" if targeted else ""
-        label += "" if threat == "white-box" else f" ({threat})"
+        label += {"white-box": "", "transfer": f" (transfer from {source})"}.get(
+            threat, f" ({threat})")
         label += f"\n[dim]{family}[/dim]" if s["family"].nunique() > 1 else ""
         cells = []
         by = {(r["library"], r["framework"]): r for _, r in rows.iterrows()}
@@ -89,15 +94,30 @@ def render(summary: pd.DataFrame, title: str = "head-to-head") -> Any:
                 cells.append(
                     f"{_fmt(r['success_rate'], '.2f')} | {_fmt(r['robust_accuracy'], '.2f')}\n"
                     f"med {_fmt(r['median_norm'], '.3g')}\n"
-                    f"{_fmt(r['time_s'], '.2f')}s {_fmt(r['queries_per_sample'], '.0f')}q" + _flags(r)
+                    f"{_fmt(r['time_s'], '.2f')}s {_queries(r)}" + _flags(r)
                 )
         table.add_row(label, *cells)
     legend = Text(
         "cell: success rate (of initially-correct samples) | robust accuracy; median "
         "perturbation norm of the successes; attack wall time, forward+backward queries per "
-        "sample. T: targeted. Numbers in [ ] refer to the notes below.", style="dim")
+        "sample (black-box: exact mean/median per attacked sample, <=budget when one is "
+        "enforced). T: targeted. Transfer rows are crafted on the source model and judged on "
+        "the row's model. Numbers in [ ] refer to the notes below.", style="dim")
     foot = Text("\n".join(f"[{n}] {text}" for text, n in notes.items()))
     return Group(table, legend, foot)
+
+
+def _queries(r: pd.Series) -> str:
+    """``12q`` (mean per sample); black-box cells: ``mean/median q`` and ``<=budget``."""
+    median = r.get("queries_median")
+    trained = r.get("substitute_queries")
+    if r.get("threat_model") == "transfer":
+        return "0q" + ("" if _missing(trained) else f" (+{int(trained)} to train)")
+    if _missing(median):
+        return f"{_fmt(r['queries_per_sample'], '.0f')}q"
+    text = f"{_fmt(r['queries_mean'], '.0f')}/{_fmt(median, '.0f')}q"
+    budget = r.get("budget")
+    return text + ("" if _missing(budget) else f" <={int(budget)}")
 
 
 def _flags(r: pd.Series) -> str:

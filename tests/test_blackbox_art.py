@@ -176,3 +176,47 @@ def test_geoda_broken_reason_is_still_true(fw: str, get_model: Callable[[str], W
         with pytest.raises(IndexError):
             GeoDA(est, batch_size=1, norm=2, sub_dim=10, max_iter=10, verbose=False)
     assert model.violation is None
+
+
+@pytest.mark.parametrize("attack", ["hsj", "boundary"])
+def test_unseeded_random_state_is_made_reproducible(
+        attack: str, torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    """ART seeds these attacks' start from OS entropy; through the adapter, same seed -> same
+    output. Directly, the same NumPy seed still gives different starting points."""
+    from adapters.art_blackbox import seeded_random_state
+    from harness.seeding import seed_everything
+
+    np.random.seed(0)
+    a = np.random.RandomState().randint(2**31 - 1)
+    np.random.seed(0)
+    b = np.random.RandomState().randint(2**31 - 1)
+    assert a != b  # what ART relies on: unseeded, not reproducible
+    with seeded_random_state():
+        np.random.seed(0)
+        a = np.random.RandomState().randint(2**31 - 1)
+        np.random.seed(0)
+        b = np.random.RandomState().randint(2**31 - 1)
+    assert a == b
+    req = _request(torch_model, image_batch, _spec(attack, "l2", False))
+    outs = []
+    ADAPTER.import_library("torch")  # as a cell does, before it seeds
+    for _ in range(2):
+        seed_everything(0)  # what the harness does before every cell
+        with torch_model.with_access("decision-based"):
+            out = ADAPTER.run(req)
+        outs.append(out.x_adv)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert any("unseeded np.random.RandomState()" in n for n in out.call.notes)
+
+
+def test_library_imports_happen_before_the_cell_is_seeded() -> None:
+    """Importing ART's evasion module draws from Python's ``random`` (ART 1.20.1): imported
+    after seeding, it would make a process's first cell differ from the same cell later."""
+    import subprocess
+    import sys
+
+    code = ("import random; random.seed(0); import art.attacks.evasion; "
+            "print(random.random() != (random.seed(0) or random.random()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "True"  # the import consumed random numbers
+    assert "art.attacks.evasion" in ADAPTER.MODULES["torch"]

@@ -240,3 +240,26 @@ def test_budget_is_refused_on_white_box_cells() -> None:
     assert spec.budget == 100 and "budget=100" in spec.label
     with pytest.raises(ValidationError, match="query_levels"):
         AttackSpec(attack="square", eps=0.1, query_levels=[0])
+
+
+def test_head_to_head_has_query_budget_and_violation_columns(
+        torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    from harness.runner import run_attacks
+    from harness.tables import render_text
+
+    x = image_batch[0][:3]
+    y = torch_model.predict(x)
+    res = run_attacks([torch_model], x, y, [
+        {"attack": "square", "eps": 0.1, "steps": 100, "budget": 20, "query_levels": [5, 20]},
+        {"attack": "fgsm", "eps": 0.1, "threat_model": "score-based"}], ["art"])
+    table = res.table()
+    square = table.xs("square", level="attack").iloc[0]
+    assert square[("art", "torch", "budget")] == 20
+    assert square[("art", "torch", "queries_median")] <= 20
+    fgsm = table.xs("fgsm", level="attack").iloc[0]
+    assert "threat-model violation" in fgsm[("art", "torch", "violation")]
+    row = res.summary.iloc[0]
+    assert {"success_at_q5", "success_at_q20", "queries_mean", "queries_max"} <= set(row.index)
+    assert row["success_at_q5"] <= row["success_at_q20"] <= row["success_rate"] + 1e-9
+    text = render_text(res.summary)
+    assert "<=20" in text and "VIOLATION" in text

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.batch import run_experiment
 from harness.experiment import parse_experiment
 from harness.results import read_results
-from harness.runner import run_experiment
 from harness.tables import head_to_head, render_text
 
 EXP = {
@@ -75,8 +75,8 @@ def test_run_write_read_show(tmp_path: Path) -> None:
 
 def test_same_seed_same_table(tmp_path: Path) -> None:
     exp = parse_experiment({**EXP, "attacks": EXP["attacks"][1:3], "libraries": ["art", "foolbox"]})
-    a = run_experiment(exp, None).summary
-    b = run_experiment(exp, None).summary
+    a = run_experiment(exp, None, backend="inline").summary
+    b = run_experiment(exp, None, backend="inline").summary
     cols = ["success_rate", "robust_accuracy", "median_norm", "queries_per_sample"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
 

@@ -54,6 +54,36 @@ def test_experiment_errors_are_located(bad: dict, needle: str) -> None:
     assert needle in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "bad,overrides,expected",
+    [
+        (_exp(attacks=[{"attack": "fgsm", "eps": 0.1}] * 3 + [{"attack": "pgd", "eps": [0.1, -1.0]}]),
+         (), ["src: attacks[3].eps: must be >= 0 (grid value -1.0)"]),
+        (_exp(attacks=[{"attack": "fgsm", "eps": 0.1}, {"attack": "pgd"}, {"attack": "pgd", "eps": []}]),
+         (), ["src: attacks[1]: pgd is a fixed-budget attack: eps is required",
+              "src: attacks[2].eps: an empty grid"]),
+        (_exp(models=[{"recipe": "digits_mlp", "framework": "torch"},
+                      {"factory": "advh_no_such_pkg.mod:make", "framework": "torch", "name": "m",
+                       "input_shape": [64], "nb_classes": 10}]),
+         (), ["src: models[1].factory: cannot import 'advh_no_such_pkg.mod': "
+              "No module named 'advh_no_such_pkg'"]),
+        (_exp(seed=1, seeds=[0, 1]), (), ["src: seeds: give seed or seeds, not both"]),
+        (GOOD, ("attacks.zzz.steps=3", "data.n_samples=-1"),
+         ["src: override 'attacks.zzz.steps=3': no attack 'zzz' in the experiment"]),
+        (GOOD, ("data.n_samples=0", "attacks.fgsm.eps=[0.1, .nan, .inf]"),
+         ["src: data.n_samples: must be >= 1", "src: attacks[0].eps: must be >= 0 (grid value nan)",
+          "src: attacks[0]: eps must be finite (grid value eps=inf)"]),
+    ],
+    ids=["grid-value", "empty-grid", "factory-import", "seed-and-seeds", "bad-override",
+         "overridden-values"],
+)
+def test_grid_factory_and_override_errors_are_located(bad: dict, overrides: tuple[str, ...],
+                                                      expected: list[str]) -> None:
+    with pytest.raises(HarnessError) as e:
+        parse_experiment(bad, "src", overrides)
+    assert str(e.value).splitlines() == expected
+
+
 def test_spec_resolution_is_explicit() -> None:
     r = AttackSpec(attack="pgd", eps=0.3, steps=40).resolve()
     assert r.norm == "linf" and r.step_size == pytest.approx(2.5 * 0.3 / 40)

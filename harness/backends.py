@@ -1,0 +1,172 @@
+"""Where cells run: inline (debugging), a local process pool (default), or a Ray cluster.
+
+Every backend takes planned cells and yields ``(task, outcome)`` as each finishes, in
+completion order; the runner stores each outcome at once. An outcome is what
+:func:`harness.worker.execute` returned, or a fault row built here: ``timeout`` (the worker
+was killed past the cell's time limit), ``crashed`` (the worker process died: segfault, OOM,
+``os._exit``) or ``error`` (an exception outside the attack, e.g. loading a model). Nothing
+is retried silently; a fault in one cell never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.plan import CellTask
+from harness.worker import KILL_GRACE_S, RunContext, execute, fault_row
+
+log = logging.getLogger(__name__)
+Outcome = dict[str, Any]
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+            ) -> Iterator[tuple[CellTask, Outcome]]: ...
+
+
+def _error(task: CellTask, e: BaseException) -> Outcome:
+    msg = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
+    return {"summary": fault_row(task, "error", msg), "records": None}
+
+
+class InlineBackend:
+    """Cells one after another in this process (time limit by ``SIGALRM`` only)."""
+
+    name = "inline"
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        pass
+
+    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+            ) -> Iterator[tuple[CellTask, Outcome]]:
+        from harness.worker import redirect_fds
+
+        for task in tasks:
+            try:
+                with redirect_fds(Path(ctx.log_dir) / "inline.log"):
+                    out = execute(task, ctx, time_limit_s, hard_kill=False)
+            except Exception as e:  # outside the attack (run_cell turns attack errors into rows)
+                log.exception("cell %d failed outside the attack", task.index)
+                out = _error(task, e)
+            yield task, out
+
+
+class PoolBackend:
+    """A local process pool (``pebble``): ``workers`` spawned processes that each load the
+    models once; a worker that hangs past the limit is killed and replaced, one that dies is
+    replaced, and the cell gets a ``timeout`` / ``crashed`` row."""
+
+    name = "pool"
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+            ) -> Iterator[tuple[CellTask, Outcome]]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from pebble import ProcessExpired, ProcessPool
+
+        from harness.worker import init_worker
+
+        hard = None if time_limit_s is None else time_limit_s + KILL_GRACE_S
+        with ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"),
+                         initializer=init_worker, initargs=(ctx.log_dir,)) as pool:
+            futures: dict[Any, CellTask] = {
+                pool.schedule(execute, args=(t, ctx, time_limit_s), timeout=hard): t
+                for t in tasks}
+            pending: set[Any] = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    task = futures[fut]
+                    try:
+                        out = fut.result()
+                    except TimeoutError:
+                        out = {"summary": fault_row(task, "timeout", (
+                            f"worker killed: cell still running {KILL_GRACE_S:g} s past its "
+                            f"time limit of {time_limit_s:g} s")), "records": None}
+                    except ProcessExpired as e:
+                        out = {"summary": fault_row(task, "crashed", (
+                            f"worker process died (exit code {e.exitcode}"
+                            f"{_signal_name(e.exitcode)}) while running this cell")),
+                            "records": None}
+                    except Exception as e:
+                        out = _error(task, e)
+                    yield task, out
+
+
+class RayBackend:
+    """Ray tasks: a local Ray runtime, or an existing cluster with ``address``. Each cell is
+    one task (``max_retries=0``: nothing is retried silently); Ray reuses worker processes,
+    so each worker loads the models once. A dead worker becomes a ``crashed`` row."""
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        self.workers, self.address = workers, address
+
+    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+            ) -> Iterator[tuple[CellTask, Outcome]]:
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False}
+            if self.address:
+                kwargs["address"] = self.address
+            else:
+                kwargs["num_cpus"] = self.workers or os.cpu_count() or 1
+            ray.init(**kwargs)
+        try:
+            remote = ray.remote(num_cpus=1, max_retries=0)(_ray_execute)
+            refs = {remote.remote(t, ctx, time_limit_s): t for t in tasks}
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                task = refs[done[0]]
+                try:
+                    out = ray.get(done[0])
+                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as e:
+                    out = {"summary": fault_row(task, "crashed", (
+                        f"Ray worker died while running this cell ({type(e).__name__})")),
+                        "records": None}
+                except ray.exceptions.RayTaskError as e:
+                    out = _error(task, e.cause if e.cause is not None else e)
+                yield task, out
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _ray_execute(task: CellTask, ctx: RunContext, time_limit_s: float | None) -> Outcome:
+    """Ray worker entry point: set the worker up on its first cell, then run the cell."""
+    from harness import worker
+
+    if not getattr(worker, "_ray_ready", False):
+        worker.init_worker(ctx.log_dir)
+        worker._ray_ready = True  # type: ignore[attr-defined]
+    return execute(task, ctx, time_limit_s)
+
+
+def _signal_name(exitcode: int | None) -> str:
+    import signal
+
+    if exitcode is None or exitcode >= 0:
+        return ""
+    try:
+        return f", killed by {signal.Signals(-exitcode).name}"
+    except ValueError:
+        return ""
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "inline": InlineBackend, "pool": PoolBackend, "ray": RayBackend}

@@ -1,0 +1,144 @@
+"""Models built by the user's own code: ``factory: "package.module:function"`` in a model entry.
+
+The factory is called with no arguments and returns a ``torch.nn.Module`` or a Keras model;
+``weights`` (optional) are then loaded into it (torch: a state dict read with
+``weights_only=True``; Keras: ``load_weights``) and it is wrapped with the entry's
+``input_shape``, ``nb_classes``, ``bounds``, ``layout`` and ``outputs``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.experiment import ModelConfig
+    from harness.models import WrappedModel
+
+_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def resolve_factory(path: str) -> Callable[[], Any]:
+    """The callable named by ``module:attr`` (``attr`` may be dotted), imported now.
+
+    Raises :class:`HarnessError` (a ``ValueError``) with a one-line reason.
+    """
+    if not _PATH.match(path):
+        raise HarnessError(f"{path!r} is not an import path of the form 'package.module:function'")
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as e:
+        reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        if not isinstance(e, ImportError):
+            reason = f"{type(e).__name__}: {reason}"
+        elif isinstance(e, ModuleNotFoundError) and e.name and "." not in e.name and (
+                Path(f"{e.name}.py").is_file() or Path(e.name).is_dir()):
+            reason += f" (./{e.name} is not on sys.path: set PYTHONPATH=.)"
+        raise HarnessError(f"cannot import {module_name!r}: {reason}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise HarnessError(f"module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise HarnessError(f"{path!r} is not callable")
+    return obj
+
+
+def _sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _wrapping(cfg: ModelConfig) -> dict[str, Any]:
+    return {"framework": cfg.framework, "input_shape": list(cfg.input_shape or ()),
+            "nb_classes": cfg.nb_classes, "bounds": list(cfg.bounds),
+            "layout": cfg.resolved_layout, "outputs": cfg.outputs}
+
+
+def model_fingerprint(cfg: ModelConfig) -> str:
+    """sha256 of a factory model's identity: the import path, the source file of its module
+    (when it has one), the weights file's bytes and the wrapping facts."""
+    if cfg.factory is None:
+        raise HarnessError(f"model {cfg.key!r} is not a factory model")
+    resolve_factory(cfg.factory)  # imports the module (or says why it cannot)
+    h = hashlib.sha256()
+    h.update(json.dumps({"factory": cfg.factory, **_wrapping(cfg)}, sort_keys=True).encode())
+    source = getattr(sys.modules[cfg.factory.partition(":")[0]], "__file__", None)
+    if source and Path(source).is_file():
+        h.update(b"source:" + Path(source).read_bytes())
+    if cfg.weights is not None:
+        h.update(b"weights:" + _sha256_file(cfg.weights).encode())
+    return h.hexdigest()
+
+
+def _load_weights(net: Any, cfg: ModelConfig) -> None:
+    assert cfg.weights is not None
+    try:
+        if cfg.framework == "torch":
+            import torch
+
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Detected pickle protocol")
+                state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        else:
+            net.load_weights(cfg.weights)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise HarnessError(f"model {cfg.key!r}: cannot load weights {cfg.weights} "
+                           f"({type(e).__name__}: {reason[:300]})") from None
+
+
+def _check_type(net: Any, cfg: ModelConfig) -> None:
+    if cfg.framework == "torch":
+        import torch
+
+        ok, want = isinstance(net, torch.nn.Module), "a torch.nn.Module"
+    else:
+        import keras
+
+        ok, want = isinstance(net, keras.Model), "a Keras model"
+    if not ok:
+        raise HarnessError(f"model {cfg.key!r}: factory {cfg.factory} returned a "
+                           f"{type(net).__name__}, not {want} (framework: {cfg.framework})")
+
+
+def load_factory_model(cfg: ModelConfig) -> WrappedModel:
+    """Build, load and wrap a factory model; ``name`` and ``family`` are its key."""
+    from harness.models import wrap_model
+
+    if cfg.factory is None or cfg.input_shape is None or cfg.nb_classes is None:
+        raise HarnessError(f"model {cfg.key!r} is not a factory model")
+    make = resolve_factory(cfg.factory)
+    try:
+        net = make()
+    except Exception as e:
+        reason = next((line for line in str(e).splitlines() if line.strip()), "")
+        raise HarnessError(f"model {cfg.key!r}: factory {cfg.factory} failed "
+                           f"({type(e).__name__}: {reason[:300]})") from None
+    _check_type(net, cfg)
+    if cfg.weights is not None:
+        _load_weights(net, cfg)
+    model = wrap_model(net, input_shape=tuple(cfg.input_shape), nb_classes=cfg.nb_classes,
+                       bounds=cfg.bounds, layout=cfg.resolved_layout, outputs=cfg.outputs,
+                       name=cfg.key)
+    model.family = cfg.key
+    model.recipe_info = {  # type: ignore[attr-defined]
+        "factory": cfg.factory, "weights": cfg.weights,
+        "weights_sha256": _sha256_file(cfg.weights) if cfg.weights is not None else None,
+    }
+    return model

@@ -1,0 +1,83 @@
+"""The cell store: one file pair per finished cell, written atomically as soon as it finishes.
+
+``<run>/cells/<key>.json`` holds the cell's summary row, ``<key>.parquet`` its per-sample
+records (absent for cells without records). The records file is written first and the JSON
+last, each through a temporary file and ``os.replace``, so a cell counts as finished exactly
+when its JSON exists, and a run killed at any moment (SIGKILL included) leaves only whole
+cells behind. ``key`` is the cell's content hash (see :mod:`harness.plan`), so re-running an
+experiment finds what is already done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Statuses that ``--retry-failed`` runs again (``unsupported`` and ``violation`` are results).
+FAILED = frozenset({"error", "timeout", "crashed"})
+
+
+class CellStore:
+    """Finished cells of one run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.dir = Path(run_dir) / "cells"
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.dir / f"{key}.json", self.dir / f"{key}.parquet"
+
+    def status(self, key: str) -> str | None:
+        """The stored cell's status, or None if it has not finished."""
+        summary, _ = self._paths(key)
+        if not summary.is_file():
+            return None
+        return str(json.loads(summary.read_text())["status"])
+
+    def done(self, key: str, retry_failed: bool = False) -> bool:
+        """Whether the cell can be skipped (finished; with ``retry_failed``, not a failure)."""
+        status = self.status(key)
+        return status is not None and not (retry_failed and status in FAILED)
+
+    def write(self, key: str, summary: dict[str, Any], records: pd.DataFrame | None) -> None:
+        """Store one finished cell atomically (records first, then the summary)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        summary_path, records_path = self._paths(key)
+        if records is not None and len(records):
+            atomic_write(records_path, lambda p: records.to_parquet(p, index=False))
+        else:
+            records_path.unlink(missing_ok=True)
+        text = json.dumps(summary, default=_jsonable, sort_keys=True)
+        atomic_write(summary_path, lambda p: p.write_text(text))
+
+    def read(self, key: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
+        summary_path, records_path = self._paths(key)
+        summary = json.loads(summary_path.read_text())
+        records = pd.read_parquet(records_path) if records_path.is_file() else None
+        return summary, records
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path`` (same directory): all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -1,0 +1,72 @@
+"""A real two-node Ray cluster on loopback runs a grid; its table equals the process pool's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_batch import comparable, small_grid
+
+from harness.batch import run_experiment
+from harness.experiment import parse_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray(*args: str, env: dict[str, str]) -> None:
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray, "the ray CLI is installed with the package"
+    subprocess.run([ray, *args], check=True, env=env, cwd=REPO, timeout=180,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A head node and a second worker node (one CPU each), both on 127.0.0.1."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
+    common = ["--num-cpus=1", "--object-store-memory=200000000", "--disable-usage-stats"]
+    address = f"127.0.0.1:{port}"
+    try:
+        _ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+             "--include-dashboard=false", *common, env=env)
+        _ray("start", f"--address={address}", "--node-ip-address=127.0.0.1", *common, env=env)
+        yield address
+    finally:
+        _ray("stop", "--force", env=env)
+
+
+def test_two_node_ray_cluster_table_equals_process_pool(cluster: str, tmp_path: Path) -> None:
+    import ray
+
+    exp = parse_experiment(small_grid("ray"))
+    t0 = time.monotonic()
+    on_ray = run_experiment(exp, out_dir=tmp_path / "ray", backend="ray", ray_address=cluster)
+    assert time.monotonic() - t0 < 600
+    assert not ray.is_initialized()  # the driver disconnected; the cluster keeps running
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+    finally:
+        ray.shutdown()
+    assert len(nodes) == 2
+    pool = run_experiment(exp, out_dir=tmp_path / "pool", backend="pool", workers=2)
+    assert set(on_ray.summary["status"]) == {"ok"}
+    pd.testing.assert_frame_equal(comparable(on_ray.summary), comparable(pool.summary))
+    pd.testing.assert_frame_equal(on_ray.records, pool.records)
+    assert on_ray.manifest["backend"] == "ray"
