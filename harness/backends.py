@@ -115,6 +115,8 @@ class RayBackend:
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
             ) -> Iterator[tuple[CellTask, Outcome]]:
+        if _is_loopback(self.address):
+            _keep_loopback(local_runtime=not self.address)
         import ray
 
         started_here = not ray.is_initialized()
@@ -145,6 +147,26 @@ class RayBackend:
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _is_loopback(address: str | None) -> bool:
+    """No address (a local runtime) or a 127.x / localhost address."""
+    host = (address or "127.0.0.1").rsplit(":", 1)[0]
+    return host == "localhost" or host.startswith("127.")
+
+
+def _keep_loopback(local_runtime: bool) -> None:
+    """Keep Ray on 127.0.0.1. With multi-node clusters enabled (Linux), Ray rewrites a loopback
+    address to the machine's network address (``resolve_ip_for_localhost``), so a local
+    runtime, or a driver joining a cluster on 127.0.0.1, would talk over the network
+    interface. The driver's address resolution is pinned to loopback, and a local runtime's
+    processes run in Ray's single-machine mode."""
+    import ray._private.services as services
+
+    services.resolve_ip_for_localhost = lambda host: host  # type: ignore[assignment]
+    services.get_node_ip_address = lambda address=None: "127.0.0.1"  # type: ignore[assignment]
+    if local_runtime:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # its processes inherit it
 
 
 def _ray_execute(task: CellTask, ctx: RunContext, time_limit_s: float | None) -> Outcome:

@@ -159,7 +159,8 @@ def test_all_problems_are_collected_in_file_order() -> None:
         "models[1].recipe: unknown recipe 'resnet'; known: digits_cnn, digits_mlp, mnist_cnn",
         "attacks[0].eps: an empty grid",
         "attacks[1].eps: must be >= 0",
-        "libraries: unknown library 'nope'; known: art, foolbox, cleverhans",
+        "libraries: unknown library 'nope'; known: art, foolbox, cleverhans "
+        "(or module:Class for an Adapter subclass)",
     ]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,24 +27,24 @@ def _free_port() -> int:
 
 
 def _ray(*args: str, env: dict[str, str]) -> None:
-    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
-    assert ray, "the ray CLI is installed with the package"
-    subprocess.run([ray, *args], check=True, env=env, cwd=REPO, timeout=180,
+    """``ray <args>`` with every node address kept on 127.0.0.1 (see ray_loopback.py)."""
+    subprocess.run([sys.executable, str(Path(__file__).with_name("ray_loopback.py")), *args],
+                   check=True, env=env, cwd=REPO, timeout=180,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A head node and a second worker node (one CPU each), both on 127.0.0.1."""
+    """A head node and a second worker node (one CPU each), both on 127.0.0.1 only."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
     common = ["--num-cpus=1", "--object-store-memory=200000000", "--disable-usage-stats"]
     address = f"127.0.0.1:{port}"
     try:
-        _ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-             "--include-dashboard=false", *common, env=env)
-        _ray("start", f"--address={address}", "--node-ip-address=127.0.0.1", *common, env=env)
+        _ray("start", "--head", f"--port={port}", "--include-dashboard=false",
+             *common, env=env)
+        _ray("start", f"--address={address}", *common, env=env)
         yield address
     finally:
         _ray("stop", "--force", env=env)
@@ -65,6 +64,7 @@ def test_two_node_ray_cluster_table_equals_process_pool(cluster: str, tmp_path: 
     finally:
         ray.shutdown()
     assert len(nodes) == 2
+    assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}  # loopback only
     pool = run_experiment(exp, out_dir=tmp_path / "pool", backend="pool", workers=2)
     assert set(on_ray.summary["status"]) == {"ok"}
     pd.testing.assert_frame_equal(comparable(on_ray.summary), comparable(pool.summary))
