@@ -1,9 +1,10 @@
 """Batch-runner benchmarks: pool scaling, Ray vs pool overhead, worker memory over 100 cells.
 
-* **throughput** - a 16-cell grid (``mnist_cnn`` torch, PGD-20 L-inf on 64 MNIST images,
-  8 eps x ART/Foolbox) on the process pool with 1 and with 2 workers: wall time of the whole
-  run (worker start-up included) and the ratio 1-worker / 2-worker time;
-* **ray** - the same grid on a local Ray runtime with 2 CPUs vs the 2-worker pool;
+* **throughput** - a 16-cell grid (``mnist_cnn`` torch, PGD L-inf, 8 eps x ART/Foolbox) on
+  the process pool with 1 and with 2 workers: wall time of the whole run (worker start-up
+  included) and the ratio 1-worker / 2-worker time; with small cells (PGD-20 on 64 images,
+  ~0.3 s each) and large ones (PGD-40 on 256 images, ~2 s each);
+* **ray** - the small grid on a local Ray runtime with 2 CPUs vs the 2-worker pool;
 * **memory** - 100 cells (``mnist_cnn`` torch and Keras, FGSM/PGD-5, 3 libraries) on a
   1-worker pool; each cell reports its worker's resident memory; growth from cell 10 to the
   last (target < 10 %).
@@ -27,13 +28,15 @@ from typing import Any
 from harness.batch import run_experiment
 from harness.experiment import parse_experiment
 
-GRID16: dict[str, Any] = {
-    "name": "bench16", "data": {"dataset": "mnist", "n_samples": 64},
-    "models": [{"recipe": "mnist_cnn", "framework": "torch"}],
-    "libraries": ["art", "foolbox"],
-    "attacks": [{"attack": "pgd", "eps": round(0.02 * (i + 1), 2), "steps": 20,
-                 "step_size": 0.01} for i in range(8)],
-}
+def grid16(n_samples: int, steps: int) -> dict[str, Any]:
+    """16 cells: ``mnist_cnn`` torch, PGD L-inf at 8 eps, ART and Foolbox."""
+    return {
+        "name": "bench16", "data": {"dataset": "mnist", "n_samples": n_samples},
+        "models": [{"recipe": "mnist_cnn", "framework": "torch"}],
+        "libraries": ["art", "foolbox"],
+        "attacks": [{"attack": "pgd", "eps": round(0.02 * (i + 1), 2), "steps": steps,
+                     "step_size": 0.01} for i in range(8)],
+    }
 GRID100: dict[str, Any] = {
     "name": "bench100", "data": {"dataset": "mnist", "n_samples": 32},
     "models": [{"recipe": "mnist_cnn", "framework": "torch"},
@@ -60,16 +63,18 @@ def main() -> None:
     p.add_argument("--skip", nargs="*", default=[], choices=["throughput", "ray", "memory"])
     args = p.parse_args()
     out: dict[str, Any] = {}
+    small, large = grid16(64, 20), grid16(256, 40)
     if "throughput" not in args.skip or "ray" not in args.skip:
-        one = statistics.median(timed_run(GRID16, backend="pool", workers=1)[0]
-                                for _ in range(args.runs))
-        two = statistics.median(timed_run(GRID16, backend="pool", workers=2)[0]
-                                for _ in range(args.runs))
-        out["throughput"] = {"pool_1_worker_s": one, "pool_2_workers_s": two,
-                             "speedup": one / two}
-        print(json.dumps(out["throughput"]), flush=True)
+        for name, grid in (("small cells", small), ("large cells", large)):
+            one = statistics.median(timed_run(grid, backend="pool", workers=1)[0]
+                                    for _ in range(args.runs))
+            two = statistics.median(timed_run(grid, backend="pool", workers=2)[0]
+                                    for _ in range(args.runs))
+            out[name] = {"pool_1_worker_s": one, "pool_2_workers_s": two, "speedup": one / two}
+            print(json.dumps({name: out[name]}), flush=True)
+        out["throughput"] = out["small cells"]
     if "ray" not in args.skip:
-        ray_s = statistics.median(timed_run(GRID16, backend="ray", workers=2)[0]
+        ray_s = statistics.median(timed_run(small, backend="ray", workers=2)[0]
                                   for _ in range(args.runs))
         two = out["throughput"]["pool_2_workers_s"]
         out["ray"] = {"ray_2_cpus_s": ray_s, "pool_2_workers_s": two, "ray/pool": ray_s / two}

@@ -163,8 +163,8 @@ def _keep_loopback(local_runtime: bool) -> None:
     processes run in Ray's single-machine mode."""
     import ray._private.services as services
 
-    services.resolve_ip_for_localhost = lambda host: host  # type: ignore[assignment]
-    services.get_node_ip_address = lambda address=None: "127.0.0.1"  # type: ignore[assignment]
+    services.resolve_ip_for_localhost = lambda host: host
+    services.get_node_ip_address = lambda address=None: "127.0.0.1"
     if local_runtime:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # its processes inherit it
 

@@ -92,8 +92,12 @@ class QueryLedger:
     def end(self) -> None:
         self.active = None
 
-    def answer(self, rows: np.ndarray) -> np.ndarray:
-        """The oracle's logits for ``rows``; raises :class:`BudgetExhausted` past the budget."""
+    def answer(self, rows: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+        """The oracle's logits for ``rows``; raises :class:`BudgetExhausted` past the budget.
+
+        ``logits``: the model's outputs for ``rows`` if the oracle already computed them
+        (in the framework, e.g. inside a compiled graph); else ``forward`` computes them.
+        """
         if self.active is None:
             raise RuntimeError("a black-box query arrived while no sample was active "
                                "(the harness runs black-box cells one sample at a time)")
@@ -101,7 +105,10 @@ class QueryLedger:
         rows = np.asarray(rows, dtype=np.float32)
         n = len(rows)
         k = n if self.budget is None else max(0, min(n, self.budget - track.queries))
-        logits = np.asarray(self.forward(rows[:k]), dtype=np.float32) if k else None
+        if logits is not None:
+            logits = np.asarray(logits, dtype=np.float32)[:k] if k else None
+        elif k:
+            logits = np.asarray(self.forward(rows[:k]), dtype=np.float32)
         if logits is not None:
             self._track(i, rows[:k], logits)
         if k < n:

@@ -140,14 +140,13 @@ class WrappedModel(ABC):
         finally:
             self.ledger = previous
 
-    def answer_query(self, x: np.ndarray) -> np.ndarray:
-        """What a query-only oracle answers for ``x`` (logits; counting is the caller's).
-
-        Through the active ledger (per-sample counts, budget) when a black-box cell runs.
-        """
+    def answer_query(self, x: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """What a query-only oracle answers for ``x``, given the model's ``logits`` for it
+        (counting rows is the caller's): through the active ledger (per-sample counts,
+        budget) when a black-box cell runs, else the logits themselves."""
         if self.ledger is not None:
-            return self.ledger.answer(x)
-        return self.predict_logits(x)
+            return self.ledger.answer(x, logits)
+        return logits
 
     @abstractmethod
     def to_tensor(self, x: np.ndarray) -> Any:

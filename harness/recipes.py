@@ -20,7 +20,6 @@ import logging
 import os
 import platform
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import numpy as np
 from harness.data import Dataset, load_dataset
 from harness.errors import HarnessError
 from harness.models import WrappedModel
+from harness.store import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -314,18 +314,6 @@ def cache_paths(name: str, framework: str, *, data_path: str | Path | None = Non
     return _paths(recipe, framework, _fingerprints(*_splits(recipe, data_path)), cache_dir)
 
 
-def _atomic_write(path: Path, suffix: str, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _refuse(path: Path, exc: BaseException) -> HarnessError:
     return HarnessError(
         f"cached model {path} cannot be loaded ({type(exc).__name__}: corrupt, or not plain "
@@ -395,8 +383,8 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
                          **versions},
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _atomic_write(weights, backend.suffix, lambda p: backend.save(net, p))
-        _atomic_write(sidecar, ".json",
+        atomic_write(weights, lambda p: backend.save(net, p), suffix=backend.suffix)
+        atomic_write(sidecar,
                       lambda p: p.write_text(json.dumps(info, indent=2, sort_keys=True)))
     model.family = name  # the head-to-head tables group models by recipe
     info = {**info, "weights_path": str(weights), "from_cache": from_cache}

@@ -61,9 +61,14 @@ class CellStore:
         return summary, records
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path`` (same directory): all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+def atomic_write(path: Path, write: Any, suffix: str | None = None) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path`` (same directory): all or nothing.
+
+    ``suffix``: the temporary file's ending (default ``path``'s; Keras wants ``.weights.h5``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-",
+                               suffix=path.suffix if suffix is None else suffix)
     os.close(fd)
     try:
         write(Path(tmp))

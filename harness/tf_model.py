@@ -62,19 +62,22 @@ class CountingCallable:
         return guarded
 
     def _answer(self, x: tf.Tensor) -> tf.Tensor:
-        """The oracle's logits, computed in Python (``tf.py_function``, also inside
-        ``tf.function``) by the owner's ledger when a black-box cell runs."""
+        """The oracle's logits. The model runs in TensorFlow (compiled when the library
+        compiles); the rows and logits then pass through the owner's ledger (per-sample
+        counts, budget) in Python (``tf.py_function``, also inside ``tf.function``)."""
+        out = self.inner(x, training=False)
+        if self.probabilities:
+            out = tf.math.log(tf.maximum(out, 1e-30))
         owner = self.owner
         if owner is None:
-            out = self.inner(x, training=False)
-            return tf.math.log(tf.maximum(out, 1e-30)) if self.probabilities else out
+            return out
 
-        def answer(t: tf.Tensor) -> np.ndarray:
-            return owner.answer_query(t.numpy())
+        def answer(t: tf.Tensor, logits: tf.Tensor) -> np.ndarray:
+            return owner.answer_query(t.numpy(), logits.numpy())
 
-        out = tf.py_function(answer, [x], tf.float32)
-        out.set_shape((None, owner.nb_classes))
-        return out
+        answered = tf.py_function(answer, [x, out], tf.float32)
+        answered.set_shape((None, owner.nb_classes))
+        return answered
 
     def _refuse_gradient(self, out: tf.Tensor) -> tf.Tensor:
         owner = self.owner

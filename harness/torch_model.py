@@ -68,15 +68,15 @@ class CountingModule(torch.nn.Module):
             owner.report_violation("a gradient with respect to the input was requested")
         self.counter.forward += rows
         with torch.no_grad():
-            if owner is not None:  # through the cell's ledger (per-sample counts, budget)
-                answer = owner.answer_query(x.detach().cpu().numpy())
+            out = self.inner(x)
+            if self.probabilities:
+                out = torch.log(out.clamp_min(1e-30))
+            if owner is not None and owner.ledger is not None:  # per-sample counts, budget
+                answer = owner.answer_query(x.detach().cpu().numpy(), out.cpu().numpy())
                 if self.access == "decision-based":  # one-hot top-1 label, made in NumPy
                     answer = np.eye(answer.shape[1], dtype=np.float32)[answer.argmax(axis=1)]
                 out = torch.from_numpy(answer)
                 return out if x.device.type == "cpu" else out.to(x.device)
-            out = self.inner(x)
-            if self.probabilities:
-                out = torch.log(out.clamp_min(1e-30))
             if self.access == "decision-based":
                 out = torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).to(torch.float32)
         return out

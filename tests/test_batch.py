@@ -70,6 +70,9 @@ def test_faults_become_rows_and_other_cells_finish(tmp_path: Path, monkeypatch: 
     assert "time limit of 3 s" in reasons[0.03]
     assert "SIGKILL" in reasons[0.04]
     assert res.summary.loc[res.summary["eps"] == 0.1, "success_rate"].notna().all()
+    logs = tmp_path / "faults" / "logs"  # workers' output goes to the run, not the terminal
+    assert list(logs.glob("worker-*.log")) and (logs / "run.log").is_file()
+    assert "faults: 6 cells, 6 to run on pool" in (logs / "run.log").read_text()
     # --retry-failed runs exactly the failed cells again; nothing else
     again = run_experiment(exp, out_dir=tmp_path / "faults", backend="pool", workers=2,
                            retry_failed=True)
