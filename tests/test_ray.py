@@ -35,10 +35,17 @@ def _ray(*args: str, env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A head node and a second worker node (one CPU each), both on 127.0.0.1 only."""
+    """A head node and a second worker node (one CPU each), both on 127.0.0.1 only.
+
+    The auth mode is explicit for the nodes and this driver: Ray 2.60 turns token auth on for
+    a head node when ``~/.ray/auth_token`` exists (any earlier local ``ray.init()`` writes
+    one) but not for a joining node, which is then refused.
+    """
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
+           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # this process is the cluster's driver
     common = ["--num-cpus=1", "--object-store-memory=200000000", "--disable-usage-stats"]
     address = f"127.0.0.1:{port}"
     try:
@@ -48,6 +55,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
     finally:
         _ray("stop", "--force", env=env)
+        if before is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = before
 
 
 def test_two_node_ray_cluster_table_equals_process_pool(cluster: str, tmp_path: Path) -> None:
