@@ -28,6 +28,7 @@ from typing import Any
 from harness.batch import run_experiment
 from harness.experiment import parse_experiment
 
+
 def grid16(n_samples: int, steps: int) -> dict[str, Any]:
     """16 cells: ``mnist_cnn`` torch, PGD L-inf at 8 eps, ART and Foolbox."""
     return {

@@ -109,3 +109,29 @@ def spy_constructor(monkeypatch: pytest.MonkeyPatch, module: Any, class_name: st
 
     monkeypatch.setattr(module, class_name, type(class_name, (base,), {"__init__": init}))
     return seen
+
+
+BASE_EXPERIMENT: dict[str, Any] = {
+    "name": "g", "data": {"dataset": "digits", "n_samples": 8},
+    "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+    "attacks": [{"attack": "fgsm", "eps": 0.1}],
+}
+
+
+def exp_dict(**changes: Any) -> dict[str, Any]:
+    """A small valid experiment mapping with top-level ``changes``."""
+    import copy
+
+    return {**copy.deepcopy(BASE_EXPERIMENT), **changes}
+
+
+def errors_of(data: dict[str, Any], overrides: tuple[str, ...] = ()) -> list[str]:
+    """The located lines ``parse_experiment`` rejects ``data`` with (source ``exp.yaml``)."""
+    from harness.errors import HarnessError
+    from harness.experiment import parse_experiment
+
+    with pytest.raises(HarnessError) as e:
+        parse_experiment(data, "exp.yaml", overrides)
+    lines = str(e.value).splitlines()
+    assert all(line.startswith("exp.yaml: ") for line in lines), lines
+    return [line.removeprefix("exp.yaml: ") for line in lines]

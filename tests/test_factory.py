@@ -1,0 +1,217 @@
+"""Models named by import path (``factory:``) with optional weights files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import errors_of, exp_dict
+
+from harness.errors import HarnessError
+from harness.experiment import Experiment, parse_experiment
+
+# -- factory models ------------------------------------------------------------------------
+FACTORIES = '''\
+import keras
+import torch
+
+
+def torch_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+
+def keras_net():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                             keras.layers.Dense(10)])
+
+
+not_callable = 3
+
+
+class Zoo:
+    @staticmethod
+    def make():
+        return torch_net()
+'''
+
+
+@pytest.fixture
+def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A module ``advh_test_factories`` on sys.path (fresh for every test)."""
+    (tmp_path / "advh_test_factories.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "advh_test_factories", raising=False)
+    return tmp_path
+
+
+def _factory_entry(framework: str, **changes: Any) -> dict[str, Any]:
+    shape = [1, 8, 8] if framework == "torch" else [8, 8, 1]
+    make = "torch_net" if framework == "torch" else "keras_net"
+    return {"factory": f"advh_test_factories:{make}", "framework": framework, "name": "mine",
+            "input_shape": shape, "nb_classes": 10, **changes}
+
+
+def _batch(framework: str) -> np.ndarray:
+    x = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
+    return x if framework == "torch" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def _save_perturbed(framework: str, path: Path) -> Any:
+    """A factory model with other weights, saved to ``path``: the net whose answers count."""
+    import advh_test_factories as f
+
+    if framework == "torch":
+        import torch
+
+        net = f.torch_net()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        torch.save(net.state_dict(), path)
+        return lambda x: net(torch.from_numpy(x)).detach().numpy()
+    net = f.keras_net()
+    net.set_weights([w + np.random.default_rng(1).normal(size=w.shape).astype(w.dtype)
+                     for w in net.get_weights()])
+    net.save_weights(path)
+    return lambda x: np.asarray(net(x))
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_factory_model_with_and_without_weights(factories: Path, framework: str) -> None:
+    from harness.factory import load_factory_model, model_fingerprint
+
+    exp = parse_experiment(exp_dict(models=[_factory_entry(framework)]))
+    cfg = exp.models[0]
+    assert cfg.key == "mine" and cfg.resolved_layout == ("NCHW" if framework == "torch" else "NHWC")
+    fresh = load_factory_model(cfg)
+    assert (fresh.name, fresh.family, fresh.framework) == ("mine", "mine", framework)
+    assert fresh.recipe_info == {"factory": cfg.factory, "weights": None,  # type: ignore[attr-defined]
+                                 "weights_sha256": None}
+    x = _batch(framework)
+    again = load_factory_model(cfg)
+    np.testing.assert_array_equal(fresh.predict_logits(x), again.predict_logits(x))
+
+    suffix = ".pt" if framework == "torch" else ".weights.h5"
+    weights = factories / f"w{suffix}"
+    saved = _save_perturbed(framework, weights)
+    cfg_w = parse_experiment(exp_dict(models=[_factory_entry(framework, weights=str(weights))])).models[0]
+    loaded = load_factory_model(cfg_w)
+    np.testing.assert_allclose(loaded.predict_logits(x), saved(x), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(loaded.predict_logits(x), fresh.predict_logits(x))
+    info = loaded.recipe_info  # type: ignore[attr-defined]
+    assert info["weights"] == str(weights) and len(info["weights_sha256"]) == 64
+
+    assert model_fingerprint(cfg_w) == model_fingerprint(cfg_w) != model_fingerprint(cfg)
+    bounds = parse_experiment(exp_dict(models=[_factory_entry(framework, weights=str(weights),
+                                                           bounds=[0, 255])])).models[0]
+    assert model_fingerprint(bounds) != model_fingerprint(cfg_w)
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert model_fingerprint(cfg_w) != model_fingerprint(bounds)
+
+
+def test_factory_model_runs_attacks(factories: Path) -> None:
+    from harness.data import load_dataset
+    from harness.factory import load_factory_model
+    from harness.runner import run_attacks
+
+    cfg = parse_experiment(exp_dict(models=[_factory_entry("torch", factory="advh_test_factories:Zoo.make",
+                                                       name="zoo")])).models[0]
+    ds = load_dataset("digits", n_samples=8)
+    res = run_attacks([load_factory_model(cfg)], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}],
+                      ["foolbox"])
+    assert res.summary["status"].tolist() == ["ok"] and res.summary["model"].tolist() == ["zoo"]
+
+
+def test_factory_of_the_wrong_framework_is_refused(factories: Path) -> None:
+    from harness.factory import load_factory_model
+
+    cfg = parse_experiment(exp_dict(models=[_factory_entry("tensorflow",
+                                                       factory="advh_test_factories:torch_net")])).models[0]
+    with pytest.raises(HarnessError, match="returned a Sequential, not a Keras model"):
+        load_factory_model(cfg)
+
+
+def test_weights_that_do_not_fit_are_one_line(factories: Path) -> None:
+    from harness.factory import load_factory_model
+
+    bad = factories / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    cfg = parse_experiment(exp_dict(models=[_factory_entry("torch", weights=str(bad))])).models[0]
+    with pytest.raises(HarnessError) as e:
+        load_factory_model(cfg)
+    assert str(e.value).startswith(f"model 'mine': cannot load weights {bad} (")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"factory": "advh_nowhere.mod:make"},
+     "models[0].factory: cannot import 'advh_nowhere.mod': No module named 'advh_nowhere'"),
+    ({"factory": "advh_test_factories:missing"},
+     "models[0].factory: module 'advh_test_factories' has no attribute 'missing'"),
+    ({"factory": "advh_test_factories:not_callable"},
+     "models[0].factory: 'advh_test_factories:not_callable' is not callable"),
+    ({"factory": "advh_test_factories.torch_net"},
+     "models[0].factory: 'advh_test_factories.torch_net' is not an import path of the form "
+     "'package.module:function'"),
+    ({"weights": "/nonexistent/w.pt"}, "models[0].weights: file not found: /nonexistent/w.pt"),
+    ({"name": None, "nb_classes": None}, "models[0]: a factory model needs name, nb_classes"),
+    ({"recipe": "digits_mlp"}, "models[0]: give recipe or factory, not both"),
+    ({"input_shape": [8, 8]},
+     "models[0]: input_shape must be (C, H, W), (H, W, C) or (features,), got [8, 8]"),
+    ({"layout": "flat"}, "models[0]: layout flat does not fit input_shape [1, 8, 8]"),
+    ({"bounds": [1, 0]}, "models[0].bounds: must be finite with low < high, got [1.0, 0.0]"),
+    ({"substitute_of": "x", "queries": 10},
+     "models[0]: a substitute model needs recipe (the architecture it trains)"),
+], ids=["missing-module", "missing-attr", "not-callable", "bad-syntax", "missing-weights",
+        "missing-facts", "recipe-and-factory", "bad-shape", "bad-layout", "bad-bounds",
+        "factory-substitute"])
+def test_bad_factory_entries_are_located(factories: Path, changes: dict[str, Any],
+                                         expected: str) -> None:
+    assert errors_of(exp_dict(models=[_factory_entry("torch", **changes)])) == [expected]
+
+
+def test_factory_fields_are_refused_on_recipe_models() -> None:
+    lines = errors_of(exp_dict(models=[{"recipe": "digits_mlp", "framework": "torch", "nb_classes": 3,
+                                  "outputs": "probabilities"}]))
+    assert lines == ["models[0]: nb_classes, outputs: only for factory models (a recipe states "
+                     "its own)"]
+    assert errors_of(exp_dict(models=[{"framework": "torch"}])) == [
+        "models[0]: a model needs recipe (a built-in) or factory ('package.module:function')"]
+
+
+def test_factory_module_in_the_working_directory_gets_a_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "advh_cwd_factory.py").write_text("def make(): pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    lines = errors_of(exp_dict(models=[{"factory": "advh_cwd_factory:make", "framework": "torch",
+                                  "name": "c", "input_shape": [4], "nb_classes": 2}]))
+    assert lines == ["models[0].factory: cannot import 'advh_cwd_factory': No module named "
+                     "'advh_cwd_factory' (./advh_cwd_factory is not on sys.path: set PYTHONPATH=.)"]
+
+
+def test_experiments_survive_a_json_round_trip(factories: Path) -> None:
+    """Workers get the experiment as JSON: every default written out must validate again."""
+    exp = parse_experiment(exp_dict(
+        seeds=[1, 2], time_limit_s=30, workers=2,
+        models=[{"recipe": "digits_mlp", "framework": ["torch", "tensorflow"]},
+                {"recipe": "digits_mlp", "framework": "torch", "substitute_of": "digits_mlp-tensorflow",
+                 "queries": 50},
+                _factory_entry("torch", bounds=[0, 255], outputs="probabilities")],
+        attacks=[{"attack": "cw", "params": {"c": [1, 2.5]}}, {"attack": "pgd", "eps": 0.1}]))
+    assert Experiment.model_validate_json(exp.model_dump_json()) == exp
+    assert Experiment.model_validate(exp.model_dump(mode="json")) == exp
+
+
+def test_factory_module_failing_at_import_is_one_line(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "advh_broken_factory.py").write_text("raise RuntimeError('boom\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lines = errors_of(exp_dict(models=[{"factory": "advh_broken_factory:make", "framework": "torch",
+                                  "name": "b", "input_shape": [4], "nb_classes": 2}]))
+    assert lines == ["models[0].factory: cannot import 'advh_broken_factory': RuntimeError: boom"]
