@@ -128,7 +128,7 @@ def plan_table(exp: Experiment, results_root: str | Path | None = "results",
     rows = []
     for t in plan_cells(exp, ds):
         status = store.status(t.key)
-        spec = json.loads(json.dumps(t.spec))
+        spec = t.spec
         rows.append({"cell": t.index, "key": t.key, "run_seed": t.run_seed, "model": t.model,
                      "attack": spec["attack"], "eps": spec.get("eps"),
                      "threat_model": t.row["threat_model"], "library": t.library,

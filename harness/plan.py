@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from adapters import get_adapter
 from harness.data import Dataset
 from harness.experiment import Experiment, ModelConfig
 from harness.seeding import derive_seed
@@ -42,8 +43,6 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-LIBRARY_PACKAGES = {"art": "adversarial-robustness-toolbox", "foolbox": "foolbox",
-                    "cleverhans": "cleverhans"}
 
 
 def model_identity(mc: ModelConfig, exp: Experiment) -> dict[str, Any]:
@@ -75,6 +74,7 @@ def plan_cells(exp: Experiment, ds: Dataset) -> list[CellTask]:
     identities = {mc.key: model_identity(mc, exp) for mc in exp.models}
     frameworks = {mc.key: mc.framework for mc in exp.models}
     harness_version = _version("advharness")
+    library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
     tasks: list[CellTask] = []
     for run_seed in exp.run_seeds:
         for mc in exp.models:
@@ -86,7 +86,7 @@ def plan_cells(exp: Experiment, ds: Dataset) -> list[CellTask]:
                 for lib in exp.libraries:
                     content = {
                         "spec": spec.to_dict(), "library": lib,
-                        "library_version": _version(LIBRARY_PACKAGES.get(lib, lib)),
+                        "library_version": library_versions[lib],
                         "model": identities[mc.key], "model_key": mc.key,
                         "source": identities.get(a.source) if a.source else None,
                         "data": data_hash, "seed": seed, "run_seed": run_seed,
