@@ -197,11 +197,17 @@ def main() -> None:
     p.add_argument("--framework", nargs="+", default=["torch", "tensorflow"])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--n", type=int, default=8, help="samples (correctly classified)")
+    p.add_argument("--cases", nargs="+", default=[f"{lib}:{att}" for lib, att in CASES],
+                   help="library:attack pairs (default: all)")
     args = p.parse_args()
+    cases = [tuple(c.split(":", 1)) for c in args.cases]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {unknown}; known: {[f'{a}:{b}' for a, b in CASES]}")
     import torch
 
     torch.set_num_threads(1)
-    rows = [r for fw in args.framework for r in bench(fw, args.runs, args.n, CASES)]
+    rows = [r for fw in args.framework for r in bench(fw, args.runs, args.n, cases)]  # type: ignore[arg-type]
     print("\n| framework | library | attack | direct batch s | direct per-sample s | harness s "
           "| harness / direct per-sample | harness / direct batch |")
     print("|---|---|---|---|---|---|---|---|")

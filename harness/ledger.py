@@ -7,7 +7,8 @@ exact however the library re-batches, subsets or duplicates inputs internally. T
 :meth:`QueryLedger.answer`, which
 
 * counts the rows against the active sample;
-* answers truthfully (the model's logits) while the sample is within its ``budget``. A query
+* answers truthfully (the model's logits, or one-hot top-1 labels for a decision-based
+  oracle) while the sample is within its ``budget``. A query
   that does not fit in what is left stops the library for that sample: the rows that still
   fit are evaluated (and count), then :class:`BudgetExhausted` is raised and the harness
   keeps the best result reached within the budget. (Answering past the budget with anything,
@@ -16,7 +17,8 @@ exact however the library re-batches, subsets or duplicates inputs internally. T
 * judges every truthfully answered row with the referee's rules (goal reached, finite, inside
   the box, not degenerate, inside the eps-ball for fixed-budget attacks) and keeps the best
   (smallest-norm) adversarial row and the query index at which each improvement happened,
-  which gives success and norms at any query level without extra forward passes.
+  which gives success and norms at any query level without extra forward passes. Rows are
+  buffered and judged in bulk (see :class:`QueryLedger`), so a query costs a few NumPy calls.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.referee import BOX_ATOL, norm_of, within_eps
+from harness.referee import BOX_ATOL, EPS_ATOL, EPS_RTOL, norm_of, within_eps
 
 #: Query levels at which success is reported when a spec names none.
 DEFAULT_QUERY_LEVELS: tuple[int, ...] = (100, 1000, 10000)
@@ -67,83 +69,223 @@ class SampleTrack:
 class QueryLedger:
     """Per-sample counts, budget and best adversarial for one black-box cell.
 
-    ``forward`` is the harness's uncounted forward pass (logits); ``x`` the cell's inputs in
-    the model's layout, ``y`` labels, ``targets`` target classes (targeted cells) or None.
+    ``forward`` is the harness's uncounted forward pass (logits), used only when a query
+    arrives without the model's logits; ``x`` the cell's inputs in the model's layout, ``y``
+    labels, ``targets`` target classes (targeted cells) or None.
+
+    The hot path (:meth:`answer`) only counts, checks the budget and copies the answered
+    rows and their predicted labels into a buffer; the buffer is judged in bulk when it
+    fills, when the sample ends and before any result is read. Judging in bulk screens the
+    goal-reaching rows by a float32 norm with a safety margin and decides only the possible
+    improvements with the referee's float64 rules, so it finds exactly what judging every
+    row in float64 would find.
     """
 
     def __init__(self, *, x: np.ndarray, y: np.ndarray, targets: np.ndarray | None,
                  forward: Callable[[np.ndarray], np.ndarray], bounds: tuple[float, float],
-                 norm: str, eps: float | None, enforce_eps: bool, budget: int | None) -> None:
+                 norm: str, eps: float | None, enforce_eps: bool, budget: int | None,
+                 buffer_bytes: int = 16 << 20) -> None:
         self.x, self.y, self.targets = x, y, targets
         self.forward = forward
         self.bounds = bounds
         self.norm, self.eps, self.enforce_eps = norm, eps, enforce_eps
         self.budget = budget
-        self.tracks = [SampleTrack() for _ in range(len(x))]
+        self._tracks = [SampleTrack() for _ in range(len(x))]
         self.active: int | None = None
         self.stopped: set[int] = set()
-        self._flat = x.reshape(len(x), -1).astype(np.float64)  # hot path: once per cell
-        self._varies = np.ptp(self._flat, axis=1) > 0
+        self._flat = x.reshape(len(x), -1).astype(np.float64)  # once per cell
+        self._flat32 = self._flat.astype(np.float32)
+        self._varies = np.ptp(self._flat, axis=1) > 0 if self._flat.size else np.zeros(len(x), bool)
+        dim = max(self._flat.shape[1], 1)
+        self._cap = max(64, buffer_bytes // (4 * dim))
+        self._buf_x: np.ndarray | None = None  # (cap, *x.shape[1:]) float32, on first use
+        self._buf_pred = np.empty(self._cap, np.int64)
+        self._buf_n = 0  # rows buffered for the active sample (not yet in its track)
+        #: rows the hot path may still take: buffer room and what is left of the budget
+        self._free = 0
+        self._one_hot = np.eye(0, dtype=np.float32)
+        #: float32 screening margin: relative error of a float32 reduction over ``dim`` terms
+        self._rtol = max(1e-3, 8 * dim * float(np.finfo(np.float32).eps))
+
+    @property
+    def tracks(self) -> list[SampleTrack]:
+        """What the oracle saw of each sample (buffered rows judged first)."""
+        self._flush()
+        return self._tracks
 
     def begin(self, i: int) -> None:
         """Attribute the following queries to sample ``i``."""
+        self._flush()
         self.active = i
+        self._update_free()
 
     def end(self) -> None:
+        self._flush()
         self.active = None
+        self._free = 0
 
-    def answer(self, rows: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
-        """The oracle's logits for ``rows``; raises :class:`BudgetExhausted` past the budget.
+    def answer(self, rows: np.ndarray, logits: np.ndarray | None = None,
+               one_hot: bool = False) -> np.ndarray:
+        """The oracle's answer for ``rows``; raises :class:`BudgetExhausted` past the budget.
 
-        ``logits``: the model's outputs for ``rows`` if the oracle already computed them
-        (in the framework, e.g. inside a compiled graph); else ``forward`` computes them.
+        ``logits``: the model's float32 outputs for ``rows`` if the oracle already computed
+        them (in the framework, e.g. inside a compiled graph); else ``forward`` computes them.
+        Returns the logits, or with ``one_hot`` the one-hot top-1 labels (decision-based).
         """
-        if self.active is None:
+        n = len(rows)
+        if 0 < n <= self._free and logits is not None:
+            # the hot path, a few NumPy calls: rows and top-1 labels go to the buffer
+            b = self._buf_n
+            self._buf_x[b:b + n] = rows  # type: ignore[index]
+            pred = logits.argmax(axis=1, out=self._buf_pred[b:b + n])
+            self._buf_n = b + n
+            self._free -= n
+            return self._one_hot[pred] if one_hot else logits
+        return self._answer(rows, logits, one_hot)
+
+    def _answer(self, rows: np.ndarray, logits: np.ndarray | None, one_hot: bool) -> np.ndarray:
+        """:meth:`answer` off the hot path: no active sample, buffer full, no logits, budget."""
+        i = self.active
+        if i is None:
             raise RuntimeError("a black-box query arrived while no sample was active "
                                "(the harness runs black-box cells one sample at a time)")
-        i, track = self.active, self.tracks[self.active]
-        rows = np.asarray(rows, dtype=np.float32)
+        self._flush()
+        track = self._tracks[i]
         n = len(rows)
+        if n == 0:  # nothing to count
+            empty = np.asarray(self.forward(rows) if logits is None else logits, np.float32)
+            return empty if not one_hot else np.zeros_like(empty)
         k = n if self.budget is None else max(0, min(n, self.budget - track.queries))
-        if logits is not None:
-            logits = np.asarray(logits, dtype=np.float32)[:k] if k else None
-        elif k:
-            logits = np.asarray(self.forward(rows[:k]), dtype=np.float32)
-        if logits is not None:
-            self._track(i, rows[:k], logits)
+        answered = None
+        if k:
+            answered = (np.asarray(self.forward(np.asarray(rows[:k], np.float32)), np.float32)
+                        if logits is None else logits if k == n else logits[:k])
+        if answered is not None:
+            if self._one_hot.shape[0] != answered.shape[1]:
+                self._one_hot = np.eye(answered.shape[1], dtype=np.float32)
+            if self._buf_x is None:
+                self._buf_x = np.empty((self._cap, *self.x.shape[1:]), np.float32)
+            pred = answered.argmax(axis=1)
+            kept = rows if k == n else rows[:k]
+            if k <= self._cap:  # into the buffer
+                self._buf_x[:k] = kept
+                self._buf_pred[:k] = pred
+                self._buf_n = k
+            else:  # larger than the buffer: judge it now
+                self._judge(np.asarray(kept, np.float32).reshape(k, -1), pred, track.queries)
+                track.queries += k
+        self._update_free()
         if k < n:
+            self._flush()
             track.over_budget += n - k
             self.stopped.add(i)
+            self._free = 0
             raise BudgetExhausted(f"sample {i} used its budget of {self.budget} queries")
-        assert logits is not None
-        return logits
+        assert answered is not None
+        return self._one_hot[pred] if one_hot else answered
 
     def exhausted(self) -> bool:
         """Whether the active sample's attack was stopped at its budget."""
         return self.active is not None and self.active in self.stopped
 
-    def _track(self, i: int, rows: np.ndarray, logits: np.ndarray) -> None:
-        track = self.tracks[i]
-        start, track.queries = track.queries, track.queries + len(rows)
-        pred = logits.argmax(axis=1)
-        goal = pred == self.targets[i] if self.targets is not None else pred != self.y[i]
-        if not goal.any():
+    # -- bulk judging ----------------------------------------------------------------------
+    def _update_free(self) -> None:
+        if self.active is None or self._buf_x is None:
+            self._free = 0
             return
+        left = self.budget - self._tracks[self.active].queries - self._buf_n \
+            if self.budget is not None else self._cap
+        self._free = max(0, min(self._cap - self._buf_n, left))
+
+    def _flush(self) -> None:
+        """Judge the buffered rows of the active sample and add them to its track."""
+        if self._buf_n and self.active is not None:
+            assert self._buf_x is not None
+            track = self._tracks[self.active]
+            self._judge(self._buf_x[:self._buf_n].reshape(self._buf_n, -1),
+                        self._buf_pred[:self._buf_n], track.queries)
+            track.queries += self._buf_n
+        self._buf_n = 0
+        self._update_free()
+
+    def _judge(self, rows: np.ndarray, pred: np.ndarray, q0: int) -> None:
+        """Judge answered ``rows`` (flat float32; query indices ``q0 + 1 ...``) of the
+        active sample and record each improvement of its best valid adversarial."""
+        i = self.active
+        assert i is not None
+        track = self._tracks[i]
+        goal = pred == self.targets[i] if self.targets is not None else pred != self.y[i]
         cand = np.flatnonzero(goal)
-        adv = rows[cand].reshape(len(cand), -1)
+        if not cand.size:
+            return
+        delta = rows[cand] - self._flat32[i]
+        approx = self._approx_norms(delta)
+        approx[~np.isfinite(approx)] = np.inf  # non-finite rows are never valid
+        lim = float("inf")
+        if self.enforce_eps and self.eps is not None:  # certainly outside the ball: invalid
+            lim = self.eps * (1.0 + EPS_RTOL) + EPS_ATOL
+            approx[approx > lim * (1 + self._rtol) + EPS_ATOL] = np.inf
+        # Only rows that may beat every row before them by the float32 norm (with a margin)
+        # get the referee's float64 norm; only the records among those are checked for
+        # validity. An invalid record sets no record: drop it and repeat.
+        exact = np.full(len(cand), np.inf)
+        have = np.zeros(len(cand), bool)  # float64 norm computed
+        valid = np.zeros(len(cand), bool)  # checked valid
+        while True:
+            prev = np.minimum.accumulate(np.concatenate([[track.best_norm], approx]))[:-1]
+            screened = np.flatnonzero((approx <= prev * (1 + self._rtol) + EPS_ATOL)
+                                      & (approx < np.inf))
+            new = screened[~have[screened]]
+            if new.size:
+                exact[new] = self._exact_norms(rows[cand[new]], i)
+                have[new] = True
+            norms = exact[screened]
+            record = np.minimum.accumulate(np.concatenate([[track.best_norm], norms]))[:-1]
+            records = screened[norms < record]
+            unchecked = records[~valid[records]]
+            if not unchecked.size:
+                break
+            ok = self._valid(rows[cand[unchecked]], exact[unchecked], i)
+            valid[unchecked[ok]] = True
+            if ok.all():
+                break
+            approx[unchecked[~ok]] = np.inf
+            exact[unchecked[~ok]] = np.inf
+        for j in records:  # in query order
+            track.best_norm = float(exact[j])
+            track.best_x = rows[cand[j]].reshape(self.x.shape[1:]).copy()
+            track.improvements.append((q0 + int(cand[j]) + 1, track.best_norm))
+
+    def _approx_norms(self, delta: np.ndarray) -> np.ndarray:
+        """Norms of float32 ``delta`` rows: float32 screens for l1/l2/linf, exact for l0."""
+        if self.norm == "l2":
+            return np.sqrt(np.einsum("ij,ij->i", delta, delta))
+        if self.norm == "linf":
+            return np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(delta))
+        if self.norm == "l1":
+            return np.abs(delta).sum(axis=1)
+        out = norm_of(delta, self.norm)  # l0 counts: exact (no margin makes sense)
+        out[~np.isfinite(delta.sum(axis=1))] = np.inf
+        return out
+
+    def _exact_norms(self, rows: np.ndarray, i: int) -> np.ndarray:
+        """The referee's float64 norms of ``rows`` from sample ``i``'s input (inf if NaN)."""
+        delta = np.subtract(rows, self._flat[i], dtype=np.float64)
+        norms = norm_of(delta, self.norm)
+        return np.where(np.isnan(norms), np.inf, norms)
+
+    def _valid(self, rows: np.ndarray, norms: np.ndarray, i: int) -> np.ndarray:
+        """The referee's validity of adversarial ``rows``: finite, in the box, not degenerate
+        and, for fixed-budget attacks, inside the eps-ball."""
+        rows = rows.astype(np.float64)
         lo, hi = self.bounds
-        ok = np.isfinite(adv).all(axis=1)
-        ok &= ~((adv < lo - BOX_ATOL) | (adv > hi + BOX_ATOL)).any(axis=1)
+        ok = np.isfinite(rows).all(axis=1)
+        ok &= ~((rows < lo - BOX_ATOL) | (rows > hi + BOX_ATOL)).any(axis=1)
         if self._varies[i]:
-            ok &= np.ptp(adv, axis=1) > 0  # a constant image is degenerate
-        norms = norm_of(np.where(np.isfinite(adv), adv, 0.0) - self._flat[i], self.norm)
+            ok &= np.ptp(rows, axis=1) > 0  # a constant image is degenerate
         if self.enforce_eps and self.eps is not None:
             ok &= within_eps(norms, self.eps)
-        for j in np.flatnonzero(ok):
-            if norms[j] < track.best_norm:
-                track.best_norm = float(norms[j])
-                track.best_x = rows[cand[j]].copy()
-                track.improvements.append((start + int(cand[j]) + 1, float(norms[j])))
+        return np.asarray(ok)
 
     # -- results -------------------------------------------------------------------------
     def best_within_budget(self) -> np.ndarray:

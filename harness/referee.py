@@ -48,7 +48,7 @@ _NORM_FUNCS: dict[str, Any] = {
 
 def norm_of(delta: np.ndarray, norm: str) -> np.ndarray:
     """Per-sample ``norm`` (l0, l1, l2 or linf) of ``delta`` (N, ...), in float64."""
-    return np.asarray(_NORM_FUNCS[norm](delta.reshape(len(delta), -1).astype(np.float64)))
+    return np.asarray(_NORM_FUNCS[norm](np.asarray(delta.reshape(len(delta), -1), np.float64)))
 
 
 def perturbation_norms(delta: np.ndarray) -> dict[str, np.ndarray]:

@@ -7,6 +7,8 @@ identity with a custom gradient on the model output.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,13 +21,30 @@ class TFCounter(QueryCounter):
     def __init__(self) -> None:
         self.forward = tf.Variable(0, dtype=tf.int64, trainable=False, name="advh_forward")
         self.backward = tf.Variable(0, dtype=tf.int64, trainable=False, name="advh_backward")
+        #: forward rows counted in Python by the eager oracle path (no TF op per query)
+        self.eager_forward = 0
 
     def read(self) -> Counts:
-        return Counts(int(self.forward.numpy()), int(self.backward.numpy()))
+        return Counts(int(self.forward.numpy()) + self.eager_forward, int(self.backward.numpy()))
 
     def reset(self) -> None:
         self.forward.assign(0)
         self.backward.assign(0)
+        self.eager_forward = 0
+
+
+@functools.cache
+def _could_record() -> Callable[[], bool]:
+    try:
+        from tensorflow.python.eager.record import could_possibly_record
+    except ImportError:  # a TF without this internal: always take the guarded path
+        return lambda: True
+    return could_possibly_record
+
+
+def _tape_recording() -> bool:
+    """Whether a gradient tape could record an op now (True when TF cannot say)."""
+    return bool(_could_record()())
 
 
 class CountingCallable:
@@ -45,6 +64,10 @@ class CountingCallable:
 
     def __call__(self, x: Any, training: bool = False, **_: Any) -> tf.Tensor:
         x = tf.cast(x, tf.float32)
+        if self.access != "white-box" and tf.executing_eagerly() and not _tape_recording():
+            answered = self._answer_eagerly(x)
+            if answered is not None:
+                return answered
         rows = tf.cast(tf.shape(x)[0], tf.int64)
         self.counter.forward.assign_add(rows)
         if self.access == "white-box":
@@ -64,7 +87,8 @@ class CountingCallable:
     def _answer(self, x: tf.Tensor) -> tf.Tensor:
         """The oracle's logits. The model runs in TensorFlow (compiled when the library
         compiles); the rows and logits then pass through the owner's ledger (per-sample
-        counts, budget) in Python (``tf.py_function``, also inside ``tf.function``)."""
+        counts, budget) in Python through ``tf.py_function``: the path inside a compiled
+        graph or under a gradient tape (:meth:`_answer_eagerly` is the direct one)."""
         out = self.inner(x, training=False)
         if self.probabilities:
             out = tf.math.log(tf.maximum(out, 1e-30))
@@ -78,6 +102,43 @@ class CountingCallable:
         answered = tf.py_function(answer, [x, out], tf.float32)
         answered.set_shape((None, owner.nb_classes))
         return answered
+
+    def _answer_eagerly(self, x: tf.Tensor) -> tf.Tensor | None:
+        """The oracle's answer with no TF op but the model's, when running eagerly with no
+        gradient tape recording (so there is no gradient to refuse) under a ledger: counts
+        in Python, one-hot labels made by the ledger. None when this path does not apply."""
+        if self.owner is None or self.owner.ledger is None:
+            return None
+        out = self.inner(x, training=False)
+        if self.probabilities:
+            out = tf.math.log(tf.maximum(out, 1e-30))
+        return self._through_ledger(x.numpy(), out.numpy())
+
+    def _through_ledger(self, rows: np.ndarray, logits: np.ndarray) -> tf.Tensor:
+        assert self.owner is not None
+        self.counter.eager_forward += len(rows)
+        return tf.convert_to_tensor(self.owner.answer_query(
+            rows, logits, one_hot=self.access == "decision-based"))
+
+    def compiled_forward(self, art_forward: Callable[..., Any]) -> Callable[..., Any]:
+        """A replacement for ART's compiled ``_forward_pass(model, x, training)`` that keeps
+        this oracle's ledger out of ART's graph (where it would sit behind a
+        ``tf.py_function``): ART's own compiled pass runs the wrapped network itself, as
+        it would without the harness, and the ledger runs in Python after it. ART's pass
+        on this oracle serves every other case: another model, a graph being traced, a
+        gradient tape recording, no ledger."""
+        def forward_pass(model: Any, x: Any, training: bool) -> Any:
+            if (model is not self or training or tf.inside_function() or _tape_recording()
+                    or self.owner is None or self.owner.ledger is None):
+                return art_forward(model, x, training)
+            rows = (np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray)
+                    else tf.cast(x, tf.float32).numpy())
+            out = art_forward(self.inner, rows, False)
+            if self.probabilities:
+                out = tf.math.log(tf.maximum(out, 1e-30))
+            return self._through_ledger(rows, out.numpy())
+
+        return forward_pass
 
     def _refuse_gradient(self, out: tf.Tensor) -> tf.Tensor:
         owner = self.owner

@@ -42,6 +42,9 @@ class CountingModule(torch.nn.Module):
         self.probabilities = probabilities
         self.access = access
         self._owner = [owner]  # a list: not registered as a submodule
+        self._one_hot = access == "decision-based"  # answers are one-hot top-1 labels
+        params = list(inner.parameters())
+        self._on_cpu = not params or params[0].device.type == "cpu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32:
@@ -64,21 +67,24 @@ class CountingModule(torch.nn.Module):
 
     def _oracle(self, x: torch.Tensor, rows: int) -> torch.Tensor:
         owner = self._owner[0]
-        if x.requires_grad and owner is not None:
-            owner.report_violation("a gradient with respect to the input was requested")
+        if x.requires_grad:
+            if owner is not None:
+                owner.report_violation("a gradient with respect to the input was requested")
+            x = x.detach()
         self.counter.forward += rows
-        with torch.no_grad():
-            out = self.inner(x)
-            if self.probabilities:
-                out = torch.log(out.clamp_min(1e-30))
-            if owner is not None and owner.ledger is not None:  # per-sample counts, budget
-                answer = owner.answer_query(x.detach().cpu().numpy(), out.cpu().numpy())
-                if self.access == "decision-based":  # one-hot top-1 label, made in NumPy
-                    answer = np.eye(answer.shape[1], dtype=np.float32)[answer.argmax(axis=1)]
-                out = torch.from_numpy(answer)
-                return out if x.device.type == "cpu" else out.to(x.device)
-            if self.access == "decision-based":
-                out = torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).to(torch.float32)
+        out = self.inner(x)  # builds no graph: neither x nor (once wrapped) the weights need one
+        if out.requires_grad:  # weights a user made trainable again
+            out = out.detach()
+        if self.probabilities:
+            out = torch.log(out.clamp_min(1e-30))
+        ledger = owner.ledger if owner is not None else None
+        if ledger is not None:  # per-sample counts, budget (NumPy views on CPU)
+            if self._on_cpu:
+                return torch.from_numpy(ledger.answer(x.numpy(), out.numpy(), self._one_hot))
+            return torch.from_numpy(ledger.answer(
+                x.cpu().numpy(), out.cpu().numpy(), self._one_hot)).to(x.device)
+        if self._one_hot:
+            return torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).to(torch.float32)
         return out
 
     def train(self, mode: bool = True) -> CountingModule:

@@ -76,3 +76,39 @@ def test_score_based_oracle_gives_scores_not_gradients(request: pytest.FixtureRe
                     loss = tf.reduce_sum(model.counted(xt))
                 tape.gradient(loss, xt)
     assert model.violation is not None and "score-based" in model.violation
+
+
+@pytest.mark.parametrize("access", ["score-based", "decision-based"])
+def test_tf_oracle_paths_answer_and_count_alike(tf_model, image_batch,  # type: ignore[no-untyped-def]
+                                                access: str) -> None:
+    """Under a ledger the TF oracle answers eagerly in Python, after ART's compiled pass, or
+    through tf.py_function (in a graph, under a tape): same answers, every row counted."""
+    import tensorflow as tf
+
+    from adapters import get_adapter
+    from harness.cell import CellInputs, make_ledger
+    from harness.spec import AttackSpec
+
+    x = np.ascontiguousarray(image_batch[0][:6].transpose(0, 2, 3, 1))
+    logits = tf_model.predict_logits(x)
+    want = np.eye(10, dtype=np.float32)[logits.argmax(1)] if access == "decision-based" else logits
+    spec = AttackSpec(attack="hsj", norm="l2", threat_model="decision-based").resolve()
+    ledger = make_ledger(CellInputs(tf_model, x, logits.argmax(1), logits.argmax(1), None), spec)
+    with tf_model.with_access(access), tf_model.with_ledger(ledger):  # type: ignore[arg-type]
+        oracle = tf_model.counted
+        tf_model.counter.reset()
+        ledger.begin(0)
+        xt = tf_model.to_tensor(x)
+        with tf.GradientTape():  # a tape recording, no gradient asked for
+            taped = oracle(xt)
+        answers = {
+            "eager": oracle(xt),
+            "graph": tf.function(lambda t: oracle(t))(xt),
+            "art": get_adapter("art").model_form(tf_model).predict(x),
+            "taped": taped,
+        }
+        ledger.end()
+    for name, out in answers.items():
+        np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-5, err_msg=name)
+    assert ledger.tracks[0].queries == 4 * len(x)
+    assert tf_model.counter.read().forward == 4 * len(x)
