@@ -150,7 +150,7 @@ def make_ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:
     """The per-sample ledger of a black-box cell on ``inputs``."""
     model = inputs.model
     return QueryLedger(x=inputs.x, y=inputs.y, targets=inputs.targets,
-                       forward=model.predict_logits, bounds=model.bounds, norm=spec.norm,
+                       bounds=model.bounds, norm=spec.norm,
                        eps=spec.eps, enforce_eps=spec.kind == "fixed", budget=spec.budget)
 
 

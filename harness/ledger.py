@@ -23,7 +23,6 @@ exact however the library re-batches, subsets or duplicates inputs internally. T
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,9 +68,8 @@ class SampleTrack:
 class QueryLedger:
     """Per-sample counts, budget and best adversarial for one black-box cell.
 
-    ``forward`` is the harness's uncounted forward pass (logits), used only when a query
-    arrives without the model's logits; ``x`` the cell's inputs in the model's layout, ``y``
-    labels, ``targets`` target classes (targeted cells) or None.
+    ``x``: the cell's inputs in the model's layout, ``y`` labels, ``targets`` target classes
+    (targeted cells) or None.
 
     The hot path (:meth:`answer`) only counts, checks the budget and copies the answered
     rows and their predicted labels into a buffer; the buffer is judged in bulk when it
@@ -82,11 +80,10 @@ class QueryLedger:
     """
 
     def __init__(self, *, x: np.ndarray, y: np.ndarray, targets: np.ndarray | None,
-                 forward: Callable[[np.ndarray], np.ndarray], bounds: tuple[float, float],
+                 bounds: tuple[float, float],
                  norm: str, eps: float | None, enforce_eps: bool, budget: int | None,
                  buffer_bytes: int = 16 << 20) -> None:
         self.x, self.y, self.targets = x, y, targets
-        self.forward = forward
         self.bounds = bounds
         self.norm, self.eps, self.enforce_eps = norm, eps, enforce_eps
         self.budget = budget
@@ -124,16 +121,13 @@ class QueryLedger:
         self.active = None
         self._free = 0
 
-    def answer(self, rows: np.ndarray, logits: np.ndarray | None = None,
-               one_hot: bool = False) -> np.ndarray:
-        """The oracle's answer for ``rows``; raises :class:`BudgetExhausted` past the budget.
-
-        ``logits``: the model's float32 outputs for ``rows`` if the oracle already computed
-        them (in the framework, e.g. inside a compiled graph); else ``forward`` computes them.
-        Returns the logits, or with ``one_hot`` the one-hot top-1 labels (decision-based).
-        """
+    def answer(self, rows: np.ndarray, logits: np.ndarray, one_hot: bool = False) -> np.ndarray:
+        """The oracle's answer for ``rows`` given the model's float32 ``logits`` for them (the
+        oracle computes them in the framework); raises :class:`BudgetExhausted` past the
+        budget. Returns the logits, or with ``one_hot`` the one-hot top-1 labels
+        (decision-based)."""
         n = len(rows)
-        if 0 < n <= self._free and logits is not None:
+        if 0 < n <= self._free:
             # the hot path, a few NumPy calls: rows and top-1 labels go to the buffer
             b = self._buf_n
             self._buf_x[b:b + n] = rows  # type: ignore[index]
@@ -143,8 +137,8 @@ class QueryLedger:
             return self._one_hot[pred] if one_hot else logits
         return self._answer(rows, logits, one_hot)
 
-    def _answer(self, rows: np.ndarray, logits: np.ndarray | None, one_hot: bool) -> np.ndarray:
-        """:meth:`answer` off the hot path: no active sample, buffer full, no logits, budget."""
+    def _answer(self, rows: np.ndarray, logits: np.ndarray, one_hot: bool) -> np.ndarray:
+        """:meth:`answer` off the hot path: no active sample, buffer full or unset, budget."""
         i = self.active
         if i is None:
             raise RuntimeError("a black-box query arrived while no sample was active "
@@ -153,14 +147,10 @@ class QueryLedger:
         track = self._tracks[i]
         n = len(rows)
         if n == 0:  # nothing to count
-            empty = np.asarray(self.forward(rows) if logits is None else logits, np.float32)
-            return empty if not one_hot else np.zeros_like(empty)
+            return np.zeros_like(logits) if one_hot else logits
         k = n if self.budget is None else max(0, min(n, self.budget - track.queries))
-        answered = None
+        answered = logits if k == n else logits[:k]
         if k:
-            answered = (np.asarray(self.forward(np.asarray(rows[:k], np.float32)), np.float32)
-                        if logits is None else logits if k == n else logits[:k])
-        if answered is not None:
             if self._one_hot.shape[0] != answered.shape[1]:
                 self._one_hot = np.eye(answered.shape[1], dtype=np.float32)
             if self._buf_x is None:
@@ -181,7 +171,6 @@ class QueryLedger:
             self.stopped.add(i)
             self._free = 0
             raise BudgetExhausted(f"sample {i} used its budget of {self.budget} queries")
-        assert answered is not None
         return self._one_hot[pred] if one_hot else answered
 
     def exhausted(self) -> bool:

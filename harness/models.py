@@ -140,16 +140,12 @@ class WrappedModel(ABC):
         finally:
             self.ledger = previous
 
-    def answer_query(self, x: np.ndarray, logits: np.ndarray, one_hot: bool = False
-                     ) -> np.ndarray:
+    def answer_query(self, x: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """What a query-only oracle answers for ``x``, given the model's float32 ``logits``
         for it (counting rows is the caller's): through the active ledger (per-sample
-        counts, budget) when a black-box cell runs, else the logits themselves; with
-        ``one_hot``, one-hot top-1 labels instead of logits."""
+        counts, budget) when a black-box cell runs, else the logits themselves."""
         if self.ledger is not None:
-            return self.ledger.answer(x, logits, one_hot)
-        if one_hot:
-            return np.eye(logits.shape[1], dtype=np.float32)[logits.argmax(axis=1)]
+            return self.ledger.answer(x, logits)
         return logits
 
     @abstractmethod

@@ -71,10 +71,7 @@ class CountingCallable:
         rows = tf.cast(tf.shape(x)[0], tf.int64)
         self.counter.forward.assign_add(rows)
         if self.access == "white-box":
-            out = self.inner(x, training=False)
-            if self.probabilities:
-                out = tf.math.log(tf.maximum(out, 1e-30))
-            return self._count_backward(out, rows)
+            return self._count_backward(self._as_logits(self.inner(x, training=False)), rows)
         out = self._answer(x)
         guarded = self._refuse_gradient(out)
         if self.access == "decision-based":
@@ -89,9 +86,7 @@ class CountingCallable:
         compiles); the rows and logits then pass through the owner's ledger (per-sample
         counts, budget) in Python through ``tf.py_function``: the path inside a compiled
         graph or under a gradient tape (:meth:`_answer_eagerly` is the direct one)."""
-        out = self.inner(x, training=False)
-        if self.probabilities:
-            out = tf.math.log(tf.maximum(out, 1e-30))
+        out = self._as_logits(self.inner(x, training=False))
         owner = self.owner
         if owner is None:
             return out
@@ -109,16 +104,18 @@ class CountingCallable:
         in Python, one-hot labels made by the ledger. None when this path does not apply."""
         if self.owner is None or self.owner.ledger is None:
             return None
-        out = self.inner(x, training=False)
-        if self.probabilities:
-            out = tf.math.log(tf.maximum(out, 1e-30))
-        return self._through_ledger(x.numpy(), out.numpy())
+        return self._through_ledger(x.numpy(), self._as_logits(self.inner(x, training=False)).numpy())
 
     def _through_ledger(self, rows: np.ndarray, logits: np.ndarray) -> tf.Tensor:
-        assert self.owner is not None
+        """Count ``rows`` in Python and answer them through the active ledger."""
+        assert self.owner is not None and self.owner.ledger is not None
         self.counter.eager_forward += len(rows)
-        return tf.convert_to_tensor(self.owner.answer_query(
-            rows, logits, one_hot=self.access == "decision-based"))
+        return tf.convert_to_tensor(self.owner.ledger.answer(
+            rows, logits, self.access == "decision-based"))
+
+    def _as_logits(self, out: tf.Tensor) -> tf.Tensor:
+        """Declared probability models: their log, which are valid logits."""
+        return tf.math.log(tf.maximum(out, 1e-30)) if self.probabilities else out
 
     def compiled_forward(self, art_forward: Callable[..., Any]) -> Callable[..., Any]:
         """A replacement for ART's compiled ``_forward_pass(model, x, training)`` that keeps
@@ -133,10 +130,7 @@ class CountingCallable:
                 return art_forward(model, x, training)
             rows = (np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray)
                     else tf.cast(x, tf.float32).numpy())
-            out = art_forward(self.inner, rows, False)
-            if self.probabilities:
-                out = tf.math.log(tf.maximum(out, 1e-30))
-            return self._through_ledger(rows, out.numpy())
+            return self._through_ledger(rows, self._as_logits(art_forward(self.inner, rows, False)).numpy())
 
         return forward_pass
 

@@ -191,20 +191,27 @@ def _ledger(budget: int | None, *, eps: float | None = None, enforce: bool = Fal
     """Two 1-D 'images' [0, 0] and [1, 1]; the model says class 1 iff the first feature > 0.5."""
     x = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)
 
-    def forward(rows: np.ndarray) -> np.ndarray:
-        p = (rows[:, 0] > 0.5).astype(np.float32)
-        return np.stack([1 - p, p], axis=1)
-
-    return QueryLedger(x=x, y=np.array([0, 1]), targets=None, forward=forward,
+    return QueryLedger(x=x, y=np.array([0, 1]), targets=None,
                        bounds=(0.0, 1.0), norm="l2", eps=eps, enforce_eps=enforce, budget=budget)
+
+
+def _model(rows: np.ndarray) -> np.ndarray:
+    """The test ledger's model: class 1 iff the first feature > 0.5 (its logits)."""
+    p = (rows[:, 0] > 0.5).astype(np.float32)
+    return np.stack([1 - p, p], axis=1)
+
+
+def _ask(led: QueryLedger, rows: list[list[float]]) -> np.ndarray:
+    q = np.array(rows, np.float32)
+    return led.answer(q, _model(q))
 
 
 def test_ledger_tracks_first_success_best_norm_and_levels() -> None:
     led = _ledger(None, eps=0.7)
     led.begin(0)
-    out = led.answer(np.array([[0.2, 0.0], [0.9, 0.9], [0.6, 0.0], [2.0, 0.0]], np.float32))
+    out = _ask(led, [[0.2, 0.0], [0.9, 0.9], [0.6, 0.0], [2.0, 0.0]])
     np.testing.assert_array_equal(out.argmax(1), [0, 1, 1, 1])
-    led.answer(np.array([[0.55, 0.0]], np.float32))
+    _ask(led, [[0.55, 0.0]])
     led.end()
     t = led.tracks[0]
     assert t.queries == 5 and t.over_budget == 0
@@ -224,18 +231,18 @@ def test_ledger_tracks_first_success_best_norm_and_levels() -> None:
 def test_ledger_enforces_the_budget_and_the_eps_ball() -> None:
     led = _ledger(3, eps=0.7, enforce=True)
     led.begin(0)
-    led.answer(np.array([[0.9, 0.0], [0.1, 0.0]], np.float32))  # 0.9 > eps: not a success
+    _ask(led, [[0.9, 0.0], [0.1, 0.0]])  # 0.9 > eps: not a success
     with pytest.raises(BudgetExhausted):
-        led.answer(np.array([[0.6, 0.0], [0.65, 0.0]], np.float32))  # only the first fits
+        _ask(led, [[0.6, 0.0], [0.65, 0.0]])  # only the first fits
     assert led.exhausted()
     t = led.tracks[0]
     assert (t.queries, t.over_budget) == (3, 1)
     assert t.first_success() == 3 and t.best_norm == pytest.approx(0.6)
     with pytest.raises(BudgetExhausted):
-        led.answer(np.array([[0.6, 0.0]], np.float32))
+        _ask(led, [[0.6, 0.0]])
     led.end()
     with pytest.raises(RuntimeError, match="no sample was active"):
-        led.answer(np.zeros((1, 2), np.float32))
+        _ask(led, [[0.0, 0.0]])
 
 
 def test_budget_is_refused_on_white_box_cells() -> None:

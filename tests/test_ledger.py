@@ -70,7 +70,7 @@ def test_bulk_judging_equals_the_row_by_row_reference(norm: str, enforce: bool, 
     y = np.array([1, 2, 3])
     targets = np.array([4, 5, 6]) if targeted else None
     eps = {"l0": 20.0, "l1": 8.0, "l2": 1.5, "linf": 0.6}[norm]
-    led = QueryLedger(x=x, y=y, targets=targets, forward=lambda r: r, bounds=(0.0, 1.0),
+    led = QueryLedger(x=x, y=y, targets=targets, bounds=(0.0, 1.0),
                       norm=norm, eps=eps, enforce_eps=enforce, budget=None,
                       buffer_bytes=buffer_bytes)
     for i in range(3):
@@ -100,7 +100,7 @@ def test_bulk_judging_equals_the_row_by_row_reference(norm: str, enforce: bool, 
 def test_rows_are_copied_when_buffered() -> None:
     """Libraries reuse their query arrays; the ledger must keep what it was shown."""
     x = np.zeros((1, 4), np.float32)
-    led = QueryLedger(x=x, y=np.array([0]), targets=None, forward=lambda r: r,
+    led = QueryLedger(x=x, y=np.array([0]), targets=None,
                       bounds=(0.0, 1.0), norm="l2", eps=None, enforce_eps=False, budget=None)
     q = np.full((1, 4), 0.5, np.float32)
     led.begin(0)
@@ -112,7 +112,7 @@ def test_rows_are_copied_when_buffered() -> None:
 
 def test_budget_stop_judges_the_rows_that_fit_before_raising() -> None:
     x = np.zeros((1, 2), np.float32)
-    led = QueryLedger(x=x, y=np.array([0]), targets=None, forward=lambda r: r,
+    led = QueryLedger(x=x, y=np.array([0]), targets=None,
                       bounds=(0.0, 1.0), norm="linf", eps=None, enforce_eps=False, budget=2)
     led.begin(0)
     with pytest.raises(BudgetExhausted):
@@ -131,7 +131,7 @@ def test_counts_and_budget_across_buffer_and_budget_edges(budget: int | None,
     stop point and improvements equal the row-by-row reference cut at the budget."""
     rng = np.random.default_rng(7)
     x = rng.random((2, 3, 4)).astype(np.float32)
-    led = QueryLedger(x=x, y=np.array([0, 1]), targets=None, forward=lambda r: r,
+    led = QueryLedger(x=x, y=np.array([0, 1]), targets=None,
                       bounds=(0.0, 1.0), norm="l2", eps=None, enforce_eps=False, budget=budget,
                       buffer_bytes=buffer_bytes)
     for i in range(2):
