@@ -2,20 +2,29 @@
 
 Model: the ``mnist_cnn`` recipe; inputs: the first ``--n`` MNIST test images the model
 classifies correctly. Attacks: HopSkipJump (L2; ART, Foolbox, CleverHans torch) and Square
-(L-inf; ART, the only library that has it). For each, three timings:
+(L-inf; ART, the only library that has it). Timings:
 
 * ``direct_batch`` - the library called by hand on the raw model, whole batch at once;
 * ``direct_each``  - the same call made once per sample (the harness's calling pattern);
 * ``harness``      - the harness's black-box path: one call per sample through the
-  query-only oracle (decision-/score-based) with the ledger counting every sample's queries.
+  query-only oracle (decision-/score-based) with the ledger counting every sample's queries;
+* with ``--floor`` (torch): the library called per sample on two minimal stand-ins for an
+  oracle, with no harness code at all. ``floor_answer`` returns what the threat model lets
+  an oracle answer, computed the cheapest way (a one-hot top-1 label for a decision-based
+  attack, the logits for a score-based one); ``floor_record`` also keeps a copy of every
+  query's rows, the least an exact referee must do. They show what any enforcing, exactly
+  counting oracle costs on this model, whatever its bookkeeping.
 
 ``harness/direct_each`` is the cost of the oracle and the per-sample counting;
-``harness/direct_batch`` adds the cost of calling the library once per sample. Every round
-re-seeds NumPy/torch/TF identically, and the harness's adversarials are checked to be
-bit-identical to ``direct_each``'s (the oracle answers exactly what the model says), so both
-do the same work. Rounds alternate the order; medians over ``--runs`` rounds after a warm-up.
+``harness/direct_batch`` adds the cost of calling the library once per sample. Every run
+re-seeds NumPy/torch/TF identically, and the per-sample variants' adversarials are checked to
+be bit-identical (the oracle answers exactly what the model says), so they do the same work.
+Each round runs every variant once on all ``--n`` inputs, in alternating order; a ratio is the
+median over rounds of the ratio within a round (paired: both runs saw nearly the same machine
+state, which drifts by several percent here), with its interquartile range. Seconds are
+medians over rounds. A warm-up round comes first.
 
-    .venv/bin/python benchmarks/blackbox_overhead.py --framework torch --runs 5
+    .venv/bin/python benchmarks/blackbox_overhead.py --framework torch --runs 7 --floor
 """
 
 from __future__ import annotations
@@ -140,6 +149,28 @@ def _each(fn: Attack) -> Attack:
     return lambda x, y: np.concatenate([fn(x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
 
 
+def _floor_module(raw: Any, one_hot: bool, record: bool) -> Any:
+    """A minimal torch stand-in for a query-only oracle (see the module docstring)."""
+    import torch
+
+    class Floor(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.raw = raw
+            self.eye = torch.eye(10)
+            self.rows: list[torch.Tensor] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if record:
+                if len(self.rows) > 4096:
+                    self.rows.clear()
+                self.rows.append(x.detach().clone())
+            out = self.raw(x)
+            return self.eye.index_select(0, out.argmax(1)) if one_hot else out
+
+    return Floor().eval()
+
+
 def _harness(model: Any, lib: str, attack: str) -> Attack:
     adapter = get_adapter(lib)
     spec = SPECS[attack].resolve()
@@ -161,7 +192,15 @@ def timed(fn: Attack, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     return time.perf_counter() - t0, np.asarray(out, dtype=np.float32)
 
 
-def bench(framework: str, runs: int, n: int, cases: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def _paired(times: dict[str, list[float]], key: str, base: str) -> tuple[float, float, float]:
+    """Median and quartiles over rounds of ``key``'s time / ``base``'s in the same round."""
+    ratios = [a / b for a, b in zip(times[key], times[base], strict=True)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return statistics.median(ratios), q1, q3
+
+
+def bench(framework: str, runs: int, n: int, cases: list[tuple[str, str]],
+          floor: bool) -> list[dict[str, Any]]:
     model = load_recipe("mnist_cnn", framework)
     raw = model.module if framework == "torch" else model.model
     ds = load_dataset("mnist", "test", n_samples=4 * n)
@@ -173,48 +212,75 @@ def bench(framework: str, runs: int, n: int, cases: list[tuple[str, str]]) -> li
         if lib == "cleverhans" and framework != "torch":
             continue  # CleverHans has HSJA for torch only
         direct = DIRECT[lib](model, raw, attack)
-        fns = {"direct_batch": direct, "direct_each": _each(direct),
-               "harness": _harness(model, lib, attack)}
-        outs = {k: timed(f, x, y)[1] for k, f in fns.items()}  # warm-up
-        if not np.array_equal(outs["harness"], outs["direct_each"]):
-            raise SystemExit(f"{lib} {attack}: harness output differs from the direct call")
-        t: dict[str, list[float]] = {k: [] for k in fns}
-        for r in range(runs):
+        fns: dict[str, Attack] = {"direct_batch": direct, "direct_each": _each(direct),
+                                  "harness": _harness(model, lib, attack)}
+        if floor:
+            one_hot = SPECS[attack].resolve().threat_model == "decision-based"
+            for name, record in (("floor_answer", False), ("floor_record", True)):
+                fns[name] = _each(DIRECT[lib](model, _floor_module(raw, one_hot, record), attack))
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for r in range(runs + 1):  # round 0 is the warm-up
+            outs = {}
             for k in (list(fns) if r % 2 == 0 else list(reversed(fns))):
-                t[k].append(timed(fns[k], x, y)[0])
-        med = {k: statistics.median(v) for k, v in t.items()}
-        rows.append({"framework": framework, "library": lib, "attack": attack, "n": len(x),
-                     **{f"{k}_s": v for k, v in med.items()},
-                     "harness/direct_each": med["harness"] / med["direct_each"],
-                     "harness/direct_batch": med["harness"] / med["direct_batch"]})
-        print(json.dumps(rows[-1]), flush=True)
+                dt, outs[k] = timed(fns[k], x, y)
+                if r:
+                    times[k].append(dt)
+            for k, out in outs.items():
+                if k != "direct_batch" and not np.array_equal(out, outs["direct_each"]):
+                    raise SystemExit(f"{lib} {attack}: {k} output differs from the direct call")
+        row: dict[str, Any] = {"framework": framework, "library": lib, "attack": attack,
+                               "n": len(x), "runs": runs}
+        row.update({f"{k}_s": statistics.median(v) for k, v in times.items()})
+        for k in fns:
+            if k not in ("direct_batch", "direct_each"):
+                row[f"{k}/direct_each"], row[f"{k}/direct_each_q1"], \
+                    row[f"{k}/direct_each_q3"] = _paired(times, k, "direct_each")
+        row["harness/direct_batch"] = _paired(times, "harness", "direct_batch")[0]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
+
+
+def _cell(r: dict[str, Any], key: str) -> str:
+    if key not in r:
+        return "—"
+    return f"{r[key]:.3f} ({r[key + '_q1']:.3f}-{r[key + '_q3']:.3f})"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--framework", nargs="+", default=["torch", "tensorflow"])
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--framework", nargs="+", default=["torch", "tensorflow"],
+                   choices=["torch", "tensorflow"])
+    p.add_argument("--runs", type=int, default=7, help="timed rounds after the warm-up")
     p.add_argument("--n", type=int, default=8, help="samples (correctly classified)")
     p.add_argument("--cases", nargs="+", default=[f"{lib}:{att}" for lib, att in CASES],
                    help="library:attack pairs (default: all)")
+    p.add_argument("--floor", action="store_true",
+                   help="also time the minimal oracle stand-ins (torch only)")
     args = p.parse_args()
-    cases = [tuple(c.split(":", 1)) for c in args.cases]
+    cases = [(c.partition(":")[0], c.partition(":")[2]) for c in args.cases]
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         p.error(f"unknown case(s) {unknown}; known: {[f'{a}:{b}' for a, b in CASES]}")
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    if args.floor and args.framework != ["torch"]:
+        p.error("--floor needs --framework torch (the stand-ins are torch modules)")
     import torch
 
     torch.set_num_threads(1)
-    rows = [r for fw in args.framework for r in bench(fw, args.runs, args.n, cases)]  # type: ignore[arg-type]
+    rows = [r for fw in args.framework
+            for r in bench(fw, args.runs, args.n, cases, args.floor)]
     print("\n| framework | library | attack | direct batch s | direct per-sample s | harness s "
-          "| harness / direct per-sample | harness / direct batch |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| harness / direct per-sample | floor: answer only | floor: answer + record "
+          "| harness / direct batch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['framework']} | {r['library']} | {r['attack']} | {r['direct_batch_s']:.2f} "
-              f"| {r['direct_each_s']:.2f} | {r['harness_s']:.2f} | "
-              f"{r['harness/direct_each']:.3f} | {r['harness/direct_batch']:.3f} |")
+              f"| {r['direct_each_s']:.2f} | {r['harness_s']:.2f} "
+              f"| {_cell(r, 'harness/direct_each')} | {_cell(r, 'floor_answer/direct_each')} "
+              f"| {_cell(r, 'floor_record/direct_each')} | {r['harness/direct_batch']:.2f} |")
 
 
 if __name__ == "__main__":

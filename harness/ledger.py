@@ -18,12 +18,15 @@ exact however the library re-batches, subsets or duplicates inputs internally. T
   the box, not degenerate, inside the eps-ball for fixed-budget attacks) and keeps the best
   (smallest-norm) adversarial row and the query index at which each improvement happened,
   which gives success and norms at any query level without extra forward passes. Rows are
-  buffered and judged in bulk (see :class:`QueryLedger`), so a query costs a few NumPy calls.
+  buffered and judged in bulk (see :class:`QueryLedger`), so a query costs a copy of its rows
+  and top-1 labels into the buffer; an oracle may write them there itself through its
+  framework's view of the buffer (:meth:`QueryLedger.reserve`), which saves conversions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -71,12 +74,13 @@ class QueryLedger:
     ``x``: the cell's inputs in the model's layout, ``y`` labels, ``targets`` target classes
     (targeted cells) or None.
 
-    The hot path (:meth:`answer`) only counts, checks the budget and copies the answered
-    rows and their predicted labels into a buffer; the buffer is judged in bulk when it
-    fills, when the sample ends and before any result is read. Judging in bulk screens the
-    goal-reaching rows by a float32 norm with a safety margin and decides only the possible
-    improvements with the referee's float64 rules, so it finds exactly what judging every
-    row in float64 would find.
+    The hot path (:meth:`answer`, or :meth:`reserve` for an oracle that writes the buffer
+    itself) only counts, checks the budget and copies the answered rows and their predicted
+    labels into a buffer; the buffer is judged in bulk when it fills, when the sample ends
+    and before any result is read. Judging in bulk screens the goal-reaching rows by a
+    float32 norm with a safety margin and decides only the possible improvements with the
+    referee's float64 rules, so it finds exactly what judging every row in float64 would
+    find.
     """
 
     def __init__(self, *, x: np.ndarray, y: np.ndarray, targets: np.ndarray | None,
@@ -95,11 +99,16 @@ class QueryLedger:
         self._varies = np.ptp(self._flat, axis=1) > 0 if self._flat.size else np.zeros(len(x), bool)
         dim = max(self._flat.shape[1], 1)
         self._cap = max(64, buffer_bytes // (4 * dim))
-        self._buf_x: np.ndarray | None = None  # (cap, *x.shape[1:]) float32, on first use
-        self._buf_pred = np.empty(self._cap, np.int64)
+        #: the buffer: answered rows (cap, *x.shape[1:]) float32, allocated on first use, and
+        #: their top-1 labels; an oracle may write both through its framework's views
+        self.buf_x: np.ndarray | None = None
+        self.buf_pred = np.empty(self._cap, np.int64)
         self._buf_n = 0  # rows buffered for the active sample (not yet in its track)
-        #: rows the hot path may still take: buffer room and what is left of the budget
-        self._free = 0
+        #: an oracle's own views of ``buf_x`` and ``buf_pred`` (e.g. tensors), made by it
+        self.views: Any = None
+        #: rows the hot path may take now (buffer room and what is left of the budget); 0
+        #: until a sample's first query went through :meth:`answer`
+        self.room = 0
         self._one_hot = np.eye(0, dtype=np.float32)
         #: float32 screening margin: relative error of a float32 reduction over ``dim`` terms
         self._rtol = max(1e-3, 8 * dim * float(np.finfo(np.float32).eps))
@@ -114,12 +123,12 @@ class QueryLedger:
         """Attribute the following queries to sample ``i``."""
         self._flush()
         self.active = i
-        self._update_free()
+        self._update_room()
 
     def end(self) -> None:
         self._flush()
         self.active = None
-        self._free = 0
+        self.room = 0
 
     def answer(self, rows: np.ndarray, logits: np.ndarray, one_hot: bool = False) -> np.ndarray:
         """The oracle's answer for ``rows`` given the model's float32 ``logits`` for them (the
@@ -127,15 +136,23 @@ class QueryLedger:
         budget. Returns the logits, or with ``one_hot`` the one-hot top-1 labels
         (decision-based)."""
         n = len(rows)
-        if 0 < n <= self._free:
+        if 0 < n <= self.room:
             # the hot path, a few NumPy calls: rows and top-1 labels go to the buffer
-            b = self._buf_n
-            self._buf_x[b:b + n] = rows  # type: ignore[index]
-            pred = logits.argmax(axis=1, out=self._buf_pred[b:b + n])
-            self._buf_n = b + n
-            self._free -= n
+            b = self.reserve(n)
+            self.buf_x[b:b + n] = rows  # type: ignore[index]
+            pred = logits.argmax(axis=1, out=self.buf_pred[b:b + n])
             return self._one_hot[pred] if one_hot else logits
         return self._answer(rows, logits, one_hot)
+
+    def reserve(self, n: int) -> int:
+        """The hot path for an oracle that answers by itself: count ``n`` rows (only when
+        ``0 < n <= room``) and return where in the buffer their copy and top-1 labels go
+        (``buf_x[b:b+n]``, ``buf_pred[b:b+n]``); the caller writes them before its next
+        call to the ledger. Anything else goes through :meth:`answer`."""
+        b = self._buf_n
+        self._buf_n = b + n
+        self.room -= n
+        return b
 
     def _answer(self, rows: np.ndarray, logits: np.ndarray, one_hot: bool) -> np.ndarray:
         """:meth:`answer` off the hot path: no active sample, buffer full or unset, budget."""
@@ -153,23 +170,23 @@ class QueryLedger:
         if k:
             if self._one_hot.shape[0] != answered.shape[1]:
                 self._one_hot = np.eye(answered.shape[1], dtype=np.float32)
-            if self._buf_x is None:
-                self._buf_x = np.empty((self._cap, *self.x.shape[1:]), np.float32)
+            if self.buf_x is None:
+                self.buf_x = np.empty((self._cap, *self.x.shape[1:]), np.float32)
             pred = answered.argmax(axis=1)
             kept = rows if k == n else rows[:k]
             if k <= self._cap:  # into the buffer
-                self._buf_x[:k] = kept
-                self._buf_pred[:k] = pred
+                self.buf_x[:k] = kept
+                self.buf_pred[:k] = pred
                 self._buf_n = k
             else:  # larger than the buffer: judge it now
                 self._judge(np.asarray(kept, np.float32).reshape(k, -1), pred, track.queries)
                 track.queries += k
-        self._update_free()
+        self._update_room()
         if k < n:
             self._flush()
             track.over_budget += n - k
             self.stopped.add(i)
-            self._free = 0
+            self.room = 0
             raise BudgetExhausted(f"sample {i} used its budget of {self.budget} queries")
         return self._one_hot[pred] if one_hot else answered
 
@@ -178,24 +195,24 @@ class QueryLedger:
         return self.active is not None and self.active in self.stopped
 
     # -- bulk judging ----------------------------------------------------------------------
-    def _update_free(self) -> None:
-        if self.active is None or self._buf_x is None:
-            self._free = 0
+    def _update_room(self) -> None:
+        if self.active is None or self.buf_x is None:
+            self.room = 0
             return
         left = self.budget - self._tracks[self.active].queries - self._buf_n \
             if self.budget is not None else self._cap
-        self._free = max(0, min(self._cap - self._buf_n, left))
+        self.room = max(0, min(self._cap - self._buf_n, left))
 
     def _flush(self) -> None:
         """Judge the buffered rows of the active sample and add them to its track."""
         if self._buf_n and self.active is not None:
-            assert self._buf_x is not None
+            assert self.buf_x is not None
             track = self._tracks[self.active]
-            self._judge(self._buf_x[:self._buf_n].reshape(self._buf_n, -1),
-                        self._buf_pred[:self._buf_n], track.queries)
+            self._judge(self.buf_x[:self._buf_n].reshape(self._buf_n, -1),
+                        self.buf_pred[:self._buf_n], track.queries)
             track.queries += self._buf_n
         self._buf_n = 0
-        self._update_free()
+        self._update_room()
 
     def _judge(self, rows: np.ndarray, pred: np.ndarray, q0: int) -> None:
         """Judge answered ``rows`` (flat float32; query indices ``q0 + 1 ...``) of the
@@ -240,10 +257,12 @@ class QueryLedger:
                 break
             approx[unchecked[~ok]] = np.inf
             exact[unchecked[~ok]] = np.inf
-        for j in records:  # in query order
-            track.best_norm = float(exact[j])
-            track.best_x = rows[cand[j]].reshape(self.x.shape[1:]).copy()
-            track.improvements.append((q0 + int(cand[j]) + 1, track.best_norm))
+        if not records.size:
+            return
+        track.improvements.extend(zip((q0 + cand[records] + 1).tolist(),
+                                      exact[records].tolist(), strict=True))  # in query order
+        track.best_norm = track.improvements[-1][1]
+        track.best_x = rows[cand[records[-1]]].reshape(self.x.shape[1:]).copy()
 
     def _approx_norms(self, delta: np.ndarray) -> np.ndarray:
         """Norms of float32 ``delta`` rows: float32 screens for l1/l2/linf, exact for l0."""
@@ -265,13 +284,15 @@ class QueryLedger:
 
     def _valid(self, rows: np.ndarray, norms: np.ndarray, i: int) -> np.ndarray:
         """The referee's validity of adversarial ``rows``: finite, in the box, not degenerate
-        and, for fixed-budget attacks, inside the eps-ball."""
-        rows = rows.astype(np.float64)
+        and, for fixed-budget attacks, inside the eps-ball. Decided from each row's minimum
+        and maximum, which are exact in the rows' own dtype and compare exactly in float64."""
         lo, hi = self.bounds
-        ok = np.isfinite(rows).all(axis=1)
-        ok &= ~((rows < lo - BOX_ATOL) | (rows > hi + BOX_ATOL)).any(axis=1)
+        mn = rows.min(axis=1).astype(np.float64)  # NaN propagates; an inf shows in one of them
+        mx = rows.max(axis=1).astype(np.float64)
+        ok = np.isfinite(mn) & np.isfinite(mx)
+        ok &= (mn >= lo - BOX_ATOL) & (mx <= hi + BOX_ATOL)
         if self._varies[i]:
-            ok &= np.ptp(rows, axis=1) > 0  # a constant image is degenerate
+            ok &= mx > mn  # a constant image is degenerate
         if self.enforce_eps and self.eps is not None:
             ok &= within_eps(norms, self.eps)
         return np.asarray(ok)

@@ -43,6 +43,7 @@ class CountingModule(torch.nn.Module):
         self.access = access
         self._owner = [owner]  # a list: not registered as a submodule
         self._one_hot = access == "decision-based"  # answers are one-hot top-1 labels
+        self._eye = torch.eye(0)  # rows of one-hot answers, sized on first use
         params = list(inner.parameters())
         self._on_cpu = not params or params[0].device.type == "cpu"
 
@@ -78,14 +79,29 @@ class CountingModule(torch.nn.Module):
         if self.probabilities:
             out = torch.log(out.clamp_min(1e-30))
         ledger = owner.ledger if owner is not None else None
-        if ledger is not None:  # per-sample counts, budget (NumPy views on CPU)
-            if self._on_cpu:
-                return torch.from_numpy(ledger.answer(x.numpy(), out.numpy(), self._one_hot))
-            return torch.from_numpy(ledger.answer(
-                x.cpu().numpy(), out.cpu().numpy(), self._one_hot)).to(x.device)
-        if self._one_hot:
-            return torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).to(torch.float32)
-        return out
+        if ledger is None:
+            return self._answer(out, out.argmax(1)) if self._one_hot else out
+        if not (self._on_cpu and 0 < rows <= ledger.room):
+            # off the hot path (a sample's first query, buffer full, budget): via NumPy
+            answer = ledger.answer(x.cpu().numpy(), out.cpu().numpy(), self._one_hot)
+            return torch.from_numpy(answer).to(x.device)
+        # the hot path: the rows and their top-1 labels go straight into the ledger's buffer
+        views = ledger.views
+        if views is None:  # once per ledger (its buffer exists once room > 0)
+            views = ledger.views = (torch.from_numpy(ledger.buf_x),
+                                    torch.from_numpy(ledger.buf_pred))
+        b = ledger.reserve(rows)
+        views[0][b:b + rows] = x
+        return self._answer(out, torch.argmax(out, 1, out=views[1][b:b + rows]))
+
+    def _answer(self, out: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """The logits, or (decision-based) the one-hot top-1 labels ``pred``."""
+        if not self._one_hot:
+            return out
+        if self._eye.shape[0] != out.shape[1] or (
+                not self._on_cpu and self._eye.device != out.device):
+            self._eye = torch.eye(out.shape[1], device=out.device)
+        return self._eye.index_select(0, pred)
 
     def train(self, mode: bool = True) -> CountingModule:
         """Libraries toggle train/eval (ART does); the wrapped model always stays in eval."""

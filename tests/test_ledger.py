@@ -161,3 +161,52 @@ def test_counts_and_budget_across_buffer_and_budget_edges(budget: int | None,
         assert got.improvements == want.improvements
         assert (i in led.stopped) == stopped == (budget is not None and budget < total)
         assert got.over_budget == refused and (refused > 0) == stopped
+
+
+@pytest.mark.parametrize("budget", [None, 50])
+@pytest.mark.parametrize("access", ["decision-based", "score-based"])
+def test_torch_oracle_keeps_tensors_and_judges_like_the_reference(budget: int | None,
+                                                                  access: str) -> None:
+    """The torch oracle's hot path hands the ledger its own tensors (a copy of the rows, the
+    top-1 labels): answers, counts, budget stop and improvements equal the reference's."""
+    import torch
+
+    from harness.models import ThreatModel
+    from harness.torch_model import TorchModel
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(30, 10))
+    model = TorchModel(net, input_shape=(1, 6, 5), nb_classes=10)
+    rng = np.random.default_rng(3)
+    x = rng.random((1, 1, 6, 5)).astype(np.float32)
+    label = int(model.predict(x)[0])
+    led = QueryLedger(x=x, y=np.array([label]), targets=None, bounds=(0.0, 1.0), norm="l2",
+                      eps=None, enforce_eps=False, budget=budget, buffer_bytes=2000)
+    queries = [q for q in random_queries(rng, x[0], 40) if np.isfinite(q).all()]
+    sent, preds = [], []
+    acc: ThreatModel = access  # type: ignore[assignment]
+    with model.with_access(acc), model.with_ledger(led):
+        led.begin(0)
+        for q in queries:
+            xt = torch.from_numpy(q.copy())
+            logits = net(xt).detach().numpy()
+            try:
+                out = model.counted(xt).numpy()
+            except BudgetExhausted:
+                fit = budget - sum(len(s) for s in sent)  # type: ignore[operator]
+                sent.append(q[:fit])
+                preds.append(logits[:fit].argmax(1))
+                break
+            want = np.eye(10, dtype=np.float32)[logits.argmax(1)] \
+                if access == "decision-based" else logits
+            np.testing.assert_array_equal(out, want)
+            xt.fill_(0.0)  # the library reuses its tensor: the ledger kept a copy
+            sent.append(q)
+            preds.append(logits.argmax(1))
+        led.end()
+    want_t = reference_track(x[0], label, None, sent, preds, norm="l2", eps=None, enforce=False)
+    got = led.tracks[0]
+    assert got.queries == want_t.queries == sum(len(s) for s in sent)
+    assert (budget is not None) == (0 in led.stopped)
+    assert got.improvements == want_t.improvements and len(got.improvements) > 0
+    np.testing.assert_array_equal(got.best_x.reshape(-1), want_t.best_x)  # type: ignore[union-attr]

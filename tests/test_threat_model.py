@@ -112,3 +112,31 @@ def test_tf_oracle_paths_answer_and_count_alike(tf_model, image_batch,  # type: 
         np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-5, err_msg=name)
     assert ledger.tracks[0].queries == 4 * len(x)
     assert tf_model.counter.read().forward == 4 * len(x)
+
+
+@pytest.mark.parametrize("training_default", [None, True])
+def test_tf_oracle_runs_the_model_in_inference_mode(training_default: bool | None) -> None:
+    """The TF oracle leaves out ``training=False`` (slow in eager Keras 3) only where Keras
+    would run the model in inference mode anyway; a layer whose ``call`` defaults to
+    training mode still gets it. Either way every path answers the inference output."""
+    import keras
+
+    from harness.tf_model import TFModel, _inference_kwargs
+
+    class Doubles(keras.layers.Layer):  # training mode doubles its input
+        def call(self, x, training=training_default):  # type: ignore[no-untyped-def]
+            return x * (2.0 if training else 1.0)
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4,))
+    net = keras.Model(inp, Doubles()(keras.layers.Dense(3)(inp)))
+    assert _inference_kwargs(net) == ({} if training_default is None else {"training": False})
+    assert _inference_kwargs(lambda t: t) == {"training": False}  # not a Keras layer
+    model = TFModel(net, input_shape=(4,), nb_classes=3, bounds=(0.0, 1.0), name="doubles")
+    x = np.random.default_rng(0).random((5, 4)).astype(np.float32)
+    want = np.asarray(net(x, training=False))
+    assert not np.allclose(np.asarray(net(x, training=True)), want)  # the layer matters
+    np.testing.assert_allclose(model.predict_logits(x), want, rtol=1e-6)
+    for access in ("white-box", "score-based"):
+        with model.with_access(access):  # type: ignore[arg-type]
+            np.testing.assert_allclose(np.asarray(model.counted(x)), want, rtol=1e-6)
