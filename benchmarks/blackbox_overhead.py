@@ -149,7 +149,7 @@ def _each(fn: Attack) -> Attack:
     return lambda x, y: np.concatenate([fn(x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
 
 
-def _floor_module(raw: Any, one_hot: bool, record: bool) -> Any:
+def _floor_module(raw: Any, classes: int, one_hot: bool, record: bool) -> Any:
     """A minimal torch stand-in for a query-only oracle (see the module docstring)."""
     import torch
 
@@ -157,7 +157,7 @@ def _floor_module(raw: Any, one_hot: bool, record: bool) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.raw = raw
-            self.eye = torch.eye(10)
+            self.eye = torch.eye(classes)
             self.rows: list[torch.Tensor] = []
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +217,8 @@ def bench(framework: str, runs: int, n: int, cases: list[tuple[str, str]],
         if floor:
             one_hot = SPECS[attack].resolve().threat_model == "decision-based"
             for name, record in (("floor_answer", False), ("floor_record", True)):
-                fns[name] = _each(DIRECT[lib](model, _floor_module(raw, one_hot, record), attack))
+                stand_in = _floor_module(raw, model.nb_classes, one_hot, record)
+                fns[name] = _each(DIRECT[lib](model, stand_in, attack))
         times: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(runs + 1):  # round 0 is the warm-up
             outs = {}

@@ -227,7 +227,6 @@ class QueryLedger:
         delta = rows[cand] - self._flat32[i]
         approx = self._approx_norms(delta)
         approx[~np.isfinite(approx)] = np.inf  # non-finite rows are never valid
-        lim = float("inf")
         if self.enforce_eps and self.eps is not None:  # certainly outside the ball: invalid
             lim = self.eps * (1.0 + EPS_RTOL) + EPS_ATOL
             approx[approx > lim * (1 + self._rtol) + EPS_ATOL] = np.inf

@@ -43,8 +43,6 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-
-
 def model_identity(mc: ModelConfig, exp: Experiment) -> dict[str, Any]:
     """What identifies a model's weights without loading it."""
     from harness.recipes import cache_paths

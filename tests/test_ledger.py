@@ -165,10 +165,10 @@ def test_counts_and_budget_across_buffer_and_budget_edges(budget: int | None,
 
 @pytest.mark.parametrize("budget", [None, 50])
 @pytest.mark.parametrize("access", ["decision-based", "score-based"])
-def test_torch_oracle_keeps_tensors_and_judges_like_the_reference(budget: int | None,
-                                                                  access: str) -> None:
-    """The torch oracle's hot path hands the ledger its own tensors (a copy of the rows, the
-    top-1 labels): answers, counts, budget stop and improvements equal the reference's."""
+def test_torch_oracle_fills_the_buffer_and_judges_like_the_reference(budget: int | None,
+                                                                     access: str) -> None:
+    """The torch oracle's hot path writes the rows and their top-1 labels into the ledger's
+    buffer itself: answers, counts, budget stop and improvements equal the reference's."""
     import torch
 
     from harness.models import ThreatModel
