@@ -10,7 +10,6 @@ and started again ends with the same table as an uninterrupted one (timings asid
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ from harness.errors import HarnessError
 from harness.experiment import Experiment, ModelConfig
 from harness.models import WrappedModel
 from harness.plan import CellTask, plan_cells
-from harness.referee import flag_gradient_masking
 from harness.runner import RunResult
 from harness.seeding import derive_seed
 from harness.store import FAILED, CellStore
@@ -85,7 +83,7 @@ def run_experiment(
     """
     from harness.backends import BACKENDS
     from harness.data import load_dataset
-    from harness.results import build_manifest, write_results
+    from harness.results import build_manifest, collect_store, write_results
     from harness.worker import RunContext
 
     if backend not in BACKENDS:
@@ -97,7 +95,9 @@ def run_experiment(
     tasks = plan_cells(exp, ds)
     with _run_dir(exp, results_root, out_dir) as run_dir, _log_file(run_dir / "logs" / "run.log"):
         store = CellStore(run_dir)
-        todo = [t for t in tasks if not store.done(t.key, retry_failed)]
+        # specs that differ only in a minimum-norm radius share a cell: run it once
+        todo = list({t.key: t for t in reversed(tasks)
+                     if not store.done(t.key, retry_failed)}.values())[::-1]
         log.info("%s: %d cells, %d to run on %s", exp.name, len(tasks), len(todo), backend)
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
         limit = getattr(exp, "time_limit_s", None)
@@ -106,10 +106,13 @@ def run_experiment(
             for task, out in runner.run(todo, ctx, limit):
                 store.write(task.key, out["summary"], out["records"])
                 advance(out["summary"]["status"])
-        result = collect(tasks, store)
+        annotate_plan(tasks, store)
+        result = collect_store(store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),
-                           "cells_run_now": len(todo)}
+                           "cells_run_now": len(todo),
+                           "cells_stored": int(result.summary["cell_key"].nunique()),
+                           "cells_superseded": result.superseded}
         if results_root is not None or out_dir is not None:
             result.path = write_results(result, run_dir)
     return result
@@ -175,22 +178,25 @@ def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
         yield Path(tmp)
 
 
-def collect(tasks: list[CellTask], store: CellStore) -> RunResult:
-    """The run's tables from the stored cells, in plan order."""
-    rows, recs = [], []
-    keys = ("cell", "library", "framework", "model", "attack", "norm", "eps", "targeted")
+def annotate_plan(tasks: list[CellTask], store: CellStore) -> None:
+    """Mark this plan's stored cells: ``plan_index`` (their place in the table),
+    ``planned_at`` (now: this run's cells win over superseded ones, see
+    :func:`harness.results.collect_store`) and, for minimum-norm cells, every reporting radius
+    any run asked for (``report_eps``)."""
+    now = time.time()
+    radii: dict[str, list[float | None]] = {}
+    first: dict[str, int] = {}
     for t in tasks:
-        summary, records = store.read(t.key)
-        row = {"cell": t.index, **summary, "cell_key": t.key,
-               "spec": json.dumps(t.spec, sort_keys=True, default=str)}
-        rows.append(row)
-        if records is not None:
-            r = records.assign(**{k: row[k] for k in keys}, run_seed=t.run_seed)
-            recs.append(r[[*keys, "run_seed", *records.columns]])
-    summary_df = pd.DataFrame(rows)
-    summary_df["beats_white_box"] = flag_gradient_masking(summary_df)
-    records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
-    return RunResult(summary=summary_df, records=records_df)
+        first.setdefault(t.key, t.index)
+        if t.row.get("kind") == "minimal":
+            radii.setdefault(t.key, []).append(t.report_eps)
+    for key, index in first.items():
+        summary, _ = store.read(key)
+        fields: dict[str, Any] = {"plan_index": index, "planned_at": now}
+        if key in radii:
+            have = list(summary.get("report_eps") or [])
+            fields["report_eps"] = [*have, *dict.fromkeys(r for r in radii[key] if r not in have)]
+        store.update(key, **fields)
 
 
 @contextmanager

@@ -56,11 +56,9 @@ def run_cell(
     model = inputs.model
     adapter = get_adapter(library)
     base: dict[str, Any] = {
-        "library": library, "library_version": adapter.version_hint(),
-        "framework": model.framework, "model": model.name, "family": model.family, "attack": spec.attack,
-        "norm": spec.norm, "eps": spec.eps, "targeted": spec.targeted,
-        "threat_model": spec.threat_model, "seed": seed,
-        "n": len(inputs.x),
+        **spec.columns(), "library": library, "library_version": adapter.version_hint(),
+        "framework": model.framework, "model": model.name, "family": model.family,
+        "seed": seed, "n": len(inputs.x),
     }
     if inputs.source is not None:
         base.update(threat_model="transfer", source_model=inputs.source.model.name)

@@ -22,8 +22,6 @@ def _console() -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.batch import plan_table, run_experiment
     from harness.experiment import load_experiment
-    from harness.tables import render
-
     exp = load_experiment(args.experiment, args.overrides)
     backend = "ray" if args.ray_address else args.backend
     if args.dry_run:
@@ -37,7 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                             progress=not args.no_progress, backend=backend,
                             workers=args.workers, ray_address=args.ray_address,
                             retry_failed=args.retry_failed)
-    _console().print(render(result.summary, title=f"{exp.name}: head-to-head"))
+    print_table(result.summary, "table", f"{exp.name}: head-to-head", per_seed=False)
     print(f"results: {result.path}")
     return 0
 
@@ -51,12 +49,67 @@ def _wide() -> Any:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from harness.results import read_results
-    from harness.tables import render
 
     result = read_results(args.results)
+    if args.cell:
+        print(describe_cell(result.summary, args.cell))
+        return 0
+    summary = filter_summary(result.summary, attack=args.attack, library=args.library,
+                             model=args.model)
     name = result.manifest.get("experiment", {}).get("name", str(args.results))
-    _console().print(render(result.summary, title=f"{name}: head-to-head"))
+    print_table(summary, args.format, f"{name}: head-to-head", args.per_seed)
+    if result.superseded:
+        print(f"({result.superseded} stored cells superseded by newer ones of the same setting "
+              "are not shown)", file=sys.stderr)
     return 0
+
+
+def filter_summary(summary: Any, **wanted: list[str] | None) -> Any:
+    """Rows whose ``column`` is one of ``wanted[column]`` (None: any); an unknown value is a
+    one-line error listing the known ones."""
+    for column, values in wanted.items():
+        if not values:
+            continue
+        known = sorted(summary[column].dropna().astype(str).unique()) if column in summary else []
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise HarnessError(f"--{column} {', '.join(unknown)}: not in these results "
+                               f"(known: {', '.join(known)})")
+        summary = summary[summary[column].astype(str).isin(values)]
+    return summary
+
+
+def print_table(summary: Any, fmt: str, title: str, per_seed: bool) -> None:
+    from harness import render
+
+    if fmt == "table":
+        _console().print(render.render(summary, title=title, per_seed=per_seed))
+        return
+    writer = {"csv": render.to_csv, "md": render.to_markdown, "latex": render.to_latex}[fmt]
+    sys.stdout.write(writer(summary, per_seed))
+
+
+def describe_cell(summary: Any, key: str) -> str:
+    """Everything stored about one cell (its content key, or a unique prefix of it)."""
+    import json
+
+    rows = summary[summary["cell_key"].astype(str).str.startswith(key)]
+    if rows["cell_key"].nunique() != 1:
+        raise HarnessError(f"--cell {key}: matches {rows['cell_key'].nunique()} stored cells "
+                           "(give more of the key shown by --format csv or summary.csv)")
+    row = rows.iloc[0]
+    out = []
+    for col, value in row.items():
+        if col in ("traceback", "library_call", "spec") or value is None or (
+                isinstance(value, float) and value != value):
+            continue
+        out.append(f"{col}: {value}")
+    for col in ("spec", "library_call"):
+        if isinstance(row.get(col), str) and row[col]:
+            out.append(f"{col}:\n" + json.dumps(json.loads(row[col]), indent=2, sort_keys=True))
+    if isinstance(row.get("traceback"), str) and row["traceback"]:
+        out.append("traceback:\n" + row["traceback"])
+    return "\n".join(out)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -96,8 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="exact output directory (default: <results-dir>/<name>)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
-    s = sub.add_parser("show", help="print the head-to-head table of a results directory")
+    s = sub.add_parser("show", help="print the head-to-head table of a results directory "
+                       "(every stored cell, earlier runs' too)")
     s.add_argument("results", help="results directory (e.g. results/quickstart)")
+    s.add_argument("--attack", action="append", help="only this attack (repeatable)")
+    s.add_argument("--library", action="append", help="only this library (repeatable)")
+    s.add_argument("--model", action="append", help="only this model (repeatable)")
+    s.add_argument("--format", choices=["table", "csv", "md", "latex"], default="table",
+                   help="terminal table (default), CSV of the head-to-head table, Markdown "
+                   "or LaTeX")
+    s.add_argument("--per-seed", action="store_true",
+                   help="one row per experiment seed instead of mean ± sd over seeds")
+    s.add_argument("--cell", default=None, metavar="KEY",
+                   help="print everything stored about one cell (content key or a prefix): "
+                   "status, reason, traceback, library call, spec, metrics")
     s.set_defaults(func=_cmd_show)
     ls = sub.add_parser("list", help="print the support matrix (attack x library x framework)")
     ls.add_argument("--attack", default=None, help="only this attack")

@@ -48,10 +48,15 @@ class Dataset:
 
     def fingerprint(self) -> str:
         """sha256 of the exact inputs and labels."""
-        h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.x).tobytes())
-        h.update(np.ascontiguousarray(self.y).tobytes())
-        return h.hexdigest()
+        return fingerprint(self.x, self.y)
+
+
+def fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+    """sha256 of the exact bytes of a batch and its labels."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()
 
 
 def default_mnist_dir() -> Path:

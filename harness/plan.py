@@ -1,7 +1,8 @@
 """Plan an experiment: its cells, in table order, each keyed by a content hash.
 
 A cell is (run seed, model, attack spec, library). Its key hashes everything that decides
-its result: the resolved spec, the library and its version, the model's identity (recipe
+its result: the resolved spec (without a minimum-norm attack's eps, which only changes
+reporting), the library and its version, the model's identity (recipe
 cache stem - recipe version, hyperparameters and training-data hashes -, factory
 fingerprint, or substitute recipe and target), the exact input batch, the cell seed, the
 batch size and the harness version. Same experiment, same seed -> same keys, so a re-run
@@ -10,7 +11,6 @@ skips finished cells, and any change that could change a result gives a new key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -19,7 +19,7 @@ from typing import Any
 from adapters import get_adapter
 from harness.data import Dataset
 from harness.experiment import Experiment, ModelConfig
-from harness.seeding import derive_seed
+from harness.seeding import content_key, derive_seed
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class CellTask:
     seed: int  # the cell's seed
     run_seed: int  # the experiment seed this cell belongs to
     row: dict[str, Any] = field(default_factory=dict)  # identifying columns of its table row
+    #: The radius this task reports at (a minimum-norm spec's eps; the cell runs without it).
+    report_eps: float | None = None
 
 
 def _version(package: str) -> str:
@@ -67,7 +69,11 @@ def family(mc: ModelConfig) -> str:
 
 
 def plan_cells(exp: Experiment, ds: Dataset) -> list[CellTask]:
-    """Every cell of ``exp`` on ``ds`` (the evaluated batch), in table order."""
+    """Every cell of ``exp`` on ``ds`` (the evaluated batch), in table order.
+
+    A minimum-norm spec's ``eps`` is a reporting radius only: the cell is planned (keyed,
+    seeded, run) without it, so specs that differ only in that radius share one cell.
+    """
     data_hash = ds.fingerprint()
     identities = {mc.key: model_identity(mc, exp) for mc in exp.models}
     frameworks = {mc.key: mc.framework for mc in exp.models}
@@ -79,7 +85,8 @@ def plan_cells(exp: Experiment, ds: Dataset) -> list[CellTask]:
             for a in exp.attacks:
                 if a.source == mc.key or (a.target_models and mc.key not in a.target_models):
                     continue
-                spec = a.resolve()
+                reported = a.resolve()
+                spec = reported.for_cell()
                 seed = derive_seed(run_seed, mc.key, spec.label)
                 for lib in exp.libraries:
                     content = {
@@ -90,15 +97,16 @@ def plan_cells(exp: Experiment, ds: Dataset) -> list[CellTask]:
                         "data": data_hash, "seed": seed, "run_seed": run_seed,
                         "batch_size": exp.batch_size, "harness": harness_version,
                     }
-                    key = hashlib.sha256(json.dumps(content, sort_keys=True, default=str)
-                                         .encode()).hexdigest()[:24]
-                    row = {"library": lib, "framework": frameworks[mc.key], "model": mc.key,
-                           "family": family(mc), "attack": spec.attack, "norm": spec.norm,
-                           "eps": spec.eps, "targeted": spec.targeted,
+                    key = content_key(content)
+                    row = {**spec.columns(), "library": lib, "framework": frameworks[mc.key],
+                           "model": mc.key, "family": family(mc),
                            "threat_model": "transfer" if a.source else spec.threat_model,
-                           "seed": seed, "run_seed": run_seed, "n": len(ds.x)}
+                           "seed": seed, "run_seed": run_seed, "n": len(ds.x),
+                           "cell_key": key, "data_sha256": data_hash,
+                           "batch_size": exp.batch_size,
+                           "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str)}
                     if a.source:
                         row["source_model"] = a.source
                     tasks.append(CellTask(len(tasks), key, mc.key, a.model_dump(mode="json"),
-                                          lib, seed, run_seed, row))
+                                          lib, seed, run_seed, row, reported.eps))
     return tasks

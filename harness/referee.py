@@ -174,3 +174,53 @@ def flag_gradient_masking(summary: pd.DataFrame, tol: float = 1e-9) -> pd.Series
         if best is not None and row["success_rate_at_eps"] > best + tol:
             flags[i] = True
     return flags
+
+
+def report_at_eps(summary: dict[str, Any], records: pd.DataFrame | None, eps: float | None,
+                  norm: str, minimal: bool) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """A cell's row (and records) reported at radius ``eps``.
+
+    A minimum-norm cell runs and is stored without an eps (its result does not depend on
+    one); a radius only changes what is reported, recomputed here from the stored per-sample
+    norms: ``success_at_eps``, ``success_rate_at_eps``, ``robust_accuracy_at_eps`` and, for
+    black-box cells, ``success_at_q<L>`` (the best norm reached within L queries is within
+    eps). A fixed-budget cell already ran at its eps: only ``robust_accuracy_at_eps`` is
+    added. Rows without records (errors, unsupported) get the eps and nothing else.
+    """
+    out = {**summary, "eps": float("nan") if eps is None else float(eps)}
+    if records is None or not len(records):
+        return out, records
+    if not minimal:
+        out["robust_accuracy_at_eps"] = out.get("robust_accuracy", float("nan"))
+        return out, records
+    recs = records.copy()
+    success = recs["success"].to_numpy()
+    in_ball = within_eps(recs[norm].to_numpy(), eps) if eps is not None else np.ones(len(recs), bool)
+    recs["success_at_eps"] = success & in_ball
+    correct = recs["correct"].to_numpy()
+    n, n_correct = len(recs), int(correct.sum())
+    if eps is None:
+        out["robust_accuracy_at_eps"] = float("nan")
+    else:
+        out["robust_accuracy_at_eps"] = float((correct & ~recs["success_at_eps"]).sum() / n)
+    out["success_rate_at_eps"] = (float(recs["success_at_eps"].sum() / n_correct)
+                                  if n_correct else float("nan"))
+    levels = [c.removeprefix("norm_at_q") for c in recs.columns if c.startswith("norm_at_q")]
+    attacked = recs[correct]
+    for level in levels:
+        if eps is None or not len(attacked):
+            continue
+        hit = within_eps(attacked[f"norm_at_q{level}"].to_numpy(), eps)
+        out[f"success_at_q{level}"] = float(hit.mean())
+    return out, recs
+
+
+def robust_accuracy_at(records: pd.DataFrame, norm: str, radii: Any) -> pd.Series:
+    """Robust accuracy of one cell's records at each radius in ``radii`` (a security
+    curve from the stored per-sample norms; meaningful for minimum-norm cells)."""
+    correct = records["correct"].to_numpy()
+    success = records["success"].to_numpy()
+    dist = records[norm].to_numpy()
+    n = max(len(records), 1)
+    return pd.Series([float((correct & ~(success & within_eps(dist, float(r)))).sum() / n)
+                      for r in radii], index=list(radii), name="robust_accuracy")

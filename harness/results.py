@@ -14,6 +14,7 @@ renamed into place at the end, so an interrupted or failed run leaves no partial
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.store import atomic_write
+from harness.store import CellStore, atomic_write
 
 if TYPE_CHECKING:
     from harness.data import Dataset
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 PACKAGES = ("advharness", "adversarial-robustness-toolbox", "foolbox", "cleverhans", "torch",
             "tensorflow", "keras", "numpy", "pandas", "eagerpy", "scipy")
 FILES = ("summary.parquet", "summary.csv", "records.parquet", "manifest.json")
+
+log = logging.getLogger(__name__)
 
 
 def versions() -> dict[str, str]:
@@ -81,16 +84,71 @@ def write_results(result: RunResult, target: Path) -> Path:
 
 
 def read_results(path: str | Path) -> RunResult:
-    """Load a results directory written by :func:`write_results`."""
+    """Load a results directory: every cell in its store (``cells/``, earlier runs' too,
+    whether or not the last run finished), else the tables written by :func:`write_results`."""
     from harness.runner import RunResult
 
     p = Path(path)
+    if not p.is_dir():
+        raise HarnessError(f"{p} is not a results directory (not a directory)")
+    manifest_path = p / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    store = CellStore(p)
+    if store.keys():
+        result = collect_store(store)
+        result.manifest, result.path = manifest, p
+        return result
     missing = [f for f in FILES if not (p / f).is_file()]
     if missing:
-        raise HarnessError(f"{p} is not a results directory (missing {', '.join(missing)})")
-    return RunResult(
-        summary=pd.read_parquet(p / "summary.parquet"),
-        records=pd.read_parquet(p / "records.parquet"),
-        manifest=json.loads((p / "manifest.json").read_text()),
-        path=p,
-    )
+        raise HarnessError(f"{p} is not a results directory (no stored cells; missing "
+                           f"{', '.join(missing)})")
+    return RunResult(summary=pd.read_parquet(p / "summary.parquet"),
+                     records=pd.read_parquet(p / "records.parquet"), manifest=manifest, path=p)
+
+
+def collect_store(store: CellStore) -> RunResult:
+    """The tables from **every** stored cell of a run directory, earlier runs' too.
+
+    Rows are in table order (``plan_index``, then finishing time). A minimum-norm cell gives
+    one row per radius any run asked for (``report_eps``). A stored cell whose setting
+    (model, library, framework, spec, run seed, data, batch size, source) recurs in another
+    cell with a different content key (a library, model or harness version changed) is
+    *superseded*: the cell the latest run planned (else the newest) is kept, and
+    ``RunResult.superseded`` counts the others.
+    """
+    from harness.runner import assemble
+
+    stored = {k: store.read(k) for k in store.keys()}
+
+    def recency(key: str) -> float:
+        s = stored[key][0]
+        return max(float(s.get("planned_at") or 0.0), float(s.get("finished_at") or 0.0))
+
+    latest: dict[tuple[str, ...], str] = {}
+    for key in sorted(stored, key=recency):
+        latest[_setting(stored[key][0])] = key
+    keep = sorted(set(latest.values()), key=lambda k: (
+        float(stored[k][0].get("plan_index", float("inf"))), recency(k), k))
+    cells: list[tuple[dict[str, Any], pd.DataFrame | None, float | None]] = []
+    for key in keep:
+        summary, records = stored[key]
+        summary = {**summary, "cell_key": key}
+        minimal = summary.get("kind") == "minimal"
+        radii = (summary.get("report_eps") or [None]) if minimal else [summary.get("eps")]
+        cells.extend((summary, records, eps) for eps in radii)
+    superseded = len(stored) - len(keep)
+    if superseded:
+        log.warning("%s: %d stored cells superseded by newer cells of the same setting (a "
+                    "library, model or harness version changed); left out of the tables",
+                    store.dir, superseded)
+    result = assemble(cells)
+    result.superseded = superseded
+    return result
+
+
+def _setting(summary: dict[str, Any]) -> tuple[str, ...]:
+    """What a cell is for the reader: the same setting under another content key is a newer
+    or older version of the same cell."""
+    return tuple(str(summary.get(k)) for k in (
+        "model", "library", "framework", "spec", "run_seed", "data_sha256", "batch_size",
+        "source_model"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,10 +14,11 @@ import pandas as pd
 
 from harness.catalogue import LIBRARIES
 from harness.cell import CellInputs, CellResult, run_cell
+from harness.data import fingerprint as data_fingerprint
 from harness.errors import HarnessError
 from harness.models import WrappedModel
-from harness.referee import flag_gradient_masking
-from harness.seeding import derive_seed
+from harness.referee import flag_gradient_masking, report_at_eps
+from harness.seeding import content_key, derive_seed
 from harness.spec import AttackSpec, ResolvedSpec
 from harness.targets import choose_targets
 
@@ -31,6 +33,8 @@ class RunResult:
     records: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: Stored cells left out because a newer cell of the same setting replaced them.
+    superseded: int = 0
 
     def table(self) -> pd.DataFrame:
         """The head-to-head table (see :func:`harness.tables.head_to_head`)."""
@@ -125,9 +129,10 @@ def run_attacks(
                 continue  # a transfer spec targets every model but its source, or those listed
             inputs = cell_inputs(by_name, prepared.__getitem__, m.name, spec, y, seed)
             for lib in libraries:
-                jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.label)))
-    results = [run_cell(inp, spec, lib, s, batch_size) for inp, spec, lib, s in _progress(jobs, progress)]
-    return _collect(results, specs, jobs)
+                jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.for_cell().label)))
+    results = [run_cell(inp, spec.for_cell(), lib, s, batch_size)
+               for inp, spec, lib, s in _progress(jobs, progress)]
+    return _collect(results, jobs, data_fingerprint(x, y))
 
 
 def _progress(jobs: list[Any], show: bool) -> Iterable[Any]:
@@ -139,27 +144,65 @@ def _progress(jobs: list[Any], show: bool) -> Iterable[Any]:
 
 
 def _collect(
-    results: list[CellResult], specs: list[ResolvedSpec],
-    jobs: list[tuple[CellInputs, ResolvedSpec, str, int]],
+    results: list[CellResult], jobs: list[tuple[CellInputs, ResolvedSpec, str, int]],
+    data_hash: str,
 ) -> RunResult:
+    cells = []
+    for res, (inputs, spec, lib, seed) in zip(results, jobs, strict=True):
+        cell = spec.for_cell()
+        key = content_key({"spec": cell.to_dict(), "library": lib, "model_key": inputs.model.name,
+                           "data": data_hash, "seed": seed})
+        row = {**res.summary, "cell_key": key, "data_sha256": data_hash,
+               "spec": json.dumps(cell.to_dict(), sort_keys=True, default=str)}
+        cells.append((row, res.records, spec.eps))
+    return assemble(cells)
+
+
+def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | None]]
+             ) -> RunResult:
+    """The result tables from stored or fresh cells: ``(row, records, report_eps)`` each.
+
+    Each row is reported at its radius (:func:`harness.referee.report_at_eps`), numbered
+    (``cell``), and its records get the cell's identifying columns, so no analysis needs to
+    parse a spec string.
+    """
     rows, recs = [], []
-    for i, (res, (_, spec, _, _)) in enumerate(zip(results, jobs, strict=True)):
-        row = {"cell": i, **res.summary, "spec": _spec_json(spec)}
+    ids = ("cell", "cell_key", "library", "framework", "model", "attack", "kind", "norm", "eps",
+           "targeted", "threat_model")
+    for i, (stored, records, eps) in enumerate(cells):
+        row, records = report_at_eps(stored, records, eps, str(stored.get("norm")),
+                                     stored.get("kind") == "minimal")
+        row = {"cell": i, **row}
         rows.append(row)
-        if res.records is not None:
-            keys = ("cell", "library", "framework", "model", "attack", "norm", "eps", "targeted")
-            r = res.records.assign(**{k: row[k] for k in keys})
-            recs.append(r[list(keys) + list(res.records.columns)])
-    summary = pd.DataFrame(rows)
-    summary["beats_white_box"] = flag_gradient_masking(summary)
-    records = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
-    return RunResult(summary=summary, records=records)
+        if records is not None and len(records):
+            r = records.assign(**{k: row.get(k) for k in ids},
+                               **({"run_seed": row["run_seed"]} if "run_seed" in row else {}))
+            front = [c for c in (*ids, "run_seed") if c in r.columns]
+            recs.append(r[[*front, *[c for c in records.columns if c not in front]]])
+    summary = tidy_summary(pd.DataFrame(rows))
+    if len(summary):
+        summary["beats_white_box"] = flag_gradient_masking(summary)
+    records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
+    return RunResult(summary=summary, records=records_df)
 
 
-def _spec_json(spec: ResolvedSpec) -> str:
-    import json
-
-    return json.dumps(spec.to_dict(), sort_keys=True, default=str)
+def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Column types a reader can rely on: numeric ``eps``/``step_size`` (NaN where none),
+    nullable integers for ``steps``/``restarts``/``budget``, and ``param_*`` columns that
+    mix strings and numbers (different attacks) as strings."""
+    s = summary.copy()
+    for col in ("eps", "step_size"):
+        if col in s:
+            s[col] = pd.to_numeric(s[col], errors="coerce").astype("float64")
+    for col in ("steps", "restarts", "budget"):
+        if col in s:
+            s[col] = pd.to_numeric(s[col], errors="coerce").astype("Int64")
+    for col in [c for c in s.columns if c.startswith("param_")]:
+        values = s[col].dropna()
+        if values.map(type).nunique() > 1 and (values.map(lambda v: isinstance(v, str))).any():
+            s[col] = s[col].map(lambda v: v if v is None or isinstance(v, str) or
+                                (isinstance(v, float) and np.isnan(v)) else str(v))
+    return s
 
 
 def cell_inputs(models: dict[str, WrappedModel],

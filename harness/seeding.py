@@ -6,8 +6,10 @@ ART draws from NumPy's global generator, Foolbox and CleverHans from torch / Ten
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sys
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -28,3 +30,9 @@ def derive_seed(base: int, *parts: object) -> int:
     """A stable per-cell seed from the experiment seed and the cell's identity."""
     h = hashlib.sha256(repr((base, *parts)).encode()).digest()
     return int.from_bytes(h[:4], "little")
+
+
+def content_key(content: Mapping[str, object]) -> str:
+    """A short stable hash of a JSON-able description (a cell's content key)."""
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]

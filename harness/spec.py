@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -158,9 +159,37 @@ class ResolvedSpec:
         return (f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}"
                 f"{access}{budget}{source}")
 
+    def for_cell(self) -> ResolvedSpec:
+        """The spec a cell runs: a minimum-norm attack's ``eps`` only changes reporting (see
+        :func:`harness.referee.report_at_eps`), so it is dropped here and the cell (its
+        content key, its seed, its stored result) is the same at every radius."""
+        return replace(self, eps=None) if self.kind == "minimal" else self
+
+    def columns(self) -> dict[str, Any]:
+        """Flat columns for results tables: every resolved field, ``param_<name>`` for each
+        attack parameter; ``eps``/``step_size`` NaN and ``steps``/``budget`` None where unset;
+        lists and the escape hatch as JSON strings (empty when unused)."""
+        out: dict[str, Any] = {
+            "attack": self.attack, "kind": self.kind, "norm": self.norm,
+            "eps": _num(self.eps), "steps": self.steps, "step_size": _num(self.step_size),
+            "random_start": self.random_start, "restarts": self.restarts,
+            "targeted": self.targeted, "target_mode": self.target_mode,
+            "threat_model": self.threat_model, "budget": self.budget,
+            "query_levels": ",".join(str(q) for q in self.query_levels),
+            "target_models": ",".join(self.target_models or ()),
+            "library_options": (json.dumps(self.library_options, sort_keys=True, default=str)
+                                if self.library_options else ""),
+        }
+        out.update({f"param_{k}": v for k, v in sorted(self.params.items())})
+        return out
+
     def options_for(self, library: str) -> dict[str, Any]:
         """The escape-hatch keyword arguments for ``library`` (empty if none)."""
         return dict(self.library_options.get(library, {}))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _num(v: float | None) -> float:
+    return float("nan") if v is None else float(v)

@@ -54,6 +54,20 @@ class CellStore:
         text = json.dumps(summary, default=_jsonable, sort_keys=True)
         atomic_write(summary_path, lambda p: p.write_text(text))
 
+    def keys(self) -> list[str]:
+        """Every finished cell's key (its summary JSON exists)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.name.removesuffix(".json") for p in self.dir.glob("*.json")
+                      if not p.name.startswith("."))
+
+    def update(self, key: str, **fields: Any) -> None:
+        """Rewrite a finished cell's summary with ``fields`` set (atomically)."""
+        summary_path, _ = self._paths(key)
+        summary = {**json.loads(summary_path.read_text()), **fields}
+        text = json.dumps(summary, default=_jsonable, sort_keys=True)
+        atomic_write(summary_path, lambda p: p.write_text(text))
+
     def read(self, key: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
         summary_path, records_path = self._paths(key)
         summary = json.loads(summary_path.read_text())

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
     from harness.spec import AttackSpec
 
     state = _state(ctx.experiment_json)
-    spec = AttackSpec.model_validate(task.spec).resolve()
+    spec = AttackSpec.model_validate(task.spec).resolve().for_cell()
     inputs = cell_inputs(state.models, state.prepared, task.model, spec, state.ds.y,
                          task.run_seed)
     try:
@@ -139,7 +140,8 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
                                      f"cell exceeded its time limit of {time_limit_s:g} s"),
                 "records": None}
     return {"summary": {**task.row, **res.summary, "worker_pid": os.getpid(),
-                        "worker_rss_mb": rss_mb()}, "records": res.records}
+                        "worker_rss_mb": rss_mb(), "finished_at": time.time()},
+            "records": res.records}
 
 
 def rss_mb() -> float:
@@ -153,7 +155,7 @@ def rss_mb() -> float:
 
 def fault_row(task: CellTask, status: str, reason: str) -> dict[str, Any]:
     """The table row of a cell that produced no result (timeout, crashed worker...)."""
-    return {**task.row, "status": status, "reason": reason[:500]}
+    return {**task.row, "status": status, "reason": reason[:500], "finished_at": time.time()}
 
 
 @contextmanager
