@@ -258,8 +258,8 @@ def test_budget_is_refused_on_white_box_cells() -> None:
 
 def test_head_to_head_has_query_budget_and_violation_columns(
         torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    from harness.runner import run_attacks
     from harness.render import render_text
+    from harness.runner import run_attacks
 
     x = image_batch[0][:3]
     y = torch_model.predict(x)

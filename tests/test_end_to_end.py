@@ -11,8 +11,8 @@ import pandas as pd
 
 from harness.batch import run_experiment
 from harness.experiment import parse_experiment
-from harness.results import read_results
 from harness.render import render_text
+from harness.results import read_results
 from harness.tables import head_to_head
 
 EXP = {
