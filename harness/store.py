@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,9 @@ def atomic_write(path: Path, write: Any, suffix: str | None = None) -> None:
     ``suffix``: the temporary file's ending (default ``path``'s; Keras wants ``.weights.h5``).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-",
-                               suffix=path.suffix if suffix is None else suffix)
-    os.close(fd)
+    # not mkstemp: its files are 0600; this one gets 0666 less the umask, as open() would
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}{path.suffix if suffix is None else suffix}"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(Path(tmp))
         os.replace(tmp, path)
