@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--attack", default=None, help="only this attack")
     ls.add_argument("--reasons", action="store_true", help="list why combinations are unsupported")
     ls.set_defaults(func=_cmd_list)
+    for command in sub.choices.values():  # -v before or after the subcommand
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log progress details")
     return p
 
 

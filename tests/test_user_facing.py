@@ -38,3 +38,55 @@ def test_result_files_follow_the_umask(tmp_path: Path, umask_022: None) -> None:
     os.umask(0o077)
     atomic_write(tmp_path / "b.json", lambda p: p.write_text("{}"))
     assert mode(tmp_path / "b.json") == 0o600
+
+
+FAKE_PYTHON = """#!/bin/bash
+# stands in for python3 -m venv DIR: a venv whose advharness reports its cwd and arguments
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+  mkdir -p "$3/bin"
+  printf '#!/bin/bash\\nexit 0\\n' > "$3/bin/pip"
+  printf '#!/bin/bash\\necho "cwd=$PWD"; echo "python $*"\\n' > "$3/bin/python"
+  printf '#!/bin/bash\\necho "cwd=$PWD"; echo "args $*"\\n' > "$3/bin/advharness"
+  chmod +x "$3/bin/"*
+fi
+"""
+
+
+def test_advh_keeps_the_callers_directory(tmp_path: Path) -> None:
+    """``./advh`` run from elsewhere: the CLI sees the caller's directory, so relative paths
+    resolve where the user typed them (the venv is still the repo's)."""
+    import shutil
+    import subprocess
+
+    repo, elsewhere = tmp_path / "repo", tmp_path / "work"
+    repo.mkdir()
+    elsewhere.mkdir()
+    for f in REPO.iterdir():  # the script and whatever it fingerprints (pyproject, locks)
+        if f.is_file() and not f.name.startswith("."):
+            shutil.copy2(f, repo / f.name)
+    fake = tmp_path / "fakepython"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake)}
+    run = subprocess.run([str(repo / "advh"), "run", "exp.yaml"], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, check=True)
+    assert f"cwd={elsewhere}" in run.stdout.splitlines(), run.stdout + run.stderr
+    assert "args run exp.yaml" in run.stdout
+    assert (repo / ".venv" / "bin" / "advharness").is_file() and not (elsewhere / ".venv").exists()
+
+
+@pytest.mark.parametrize("argv", [["-v", "run", "x.yaml"], ["run", "x.yaml", "-v"],
+                                  ["run", "--verbose", "x.yaml", "a.b=1"], ["list", "-v"]])
+def test_verbose_before_or_after_the_subcommand(argv: list[str]) -> None:
+    from harness.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.verbose is True
+    assert build_parser().parse_args([a for a in argv if a not in ("-v", "--verbose")]).verbose is False
+
+
+def test_cli_accepts_verbose_after_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["list", "--attack", "fgsm", "-v"]) == 0
+    assert "fgsm" in capsys.readouterr().out
