@@ -76,13 +76,15 @@ def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel,
 def run_experiment(
     exp: Experiment, results_root: str | Path | None = "results", *, progress: bool = False,
     out_dir: str | Path | None = None, backend: str = "pool", workers: int | None = None,
-    ray_address: str | None = None, retry_failed: bool = False,
+    ray_address: str | None = None, retry_failed: bool = False, command: str | None = None,
 ) -> RunResult:
     """Run every unfinished cell of ``exp`` on ``backend``; return and write the tables.
 
     Data, models and specs are validated (and recipes trained) before any attack runs.
     ``results_root=None`` and ``out_dir=None``: a scratch directory, removed afterwards.
+    ``command``: the command line that started the run (the CLI passes it), for the manifest.
     """
+    start = time.perf_counter()
     from harness.backends import BACKENDS
     from harness.data import load_dataset
     from harness.results import build_manifest, write_results
@@ -109,7 +111,8 @@ def run_experiment(
         result = collect(tasks, store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),
-                           "cells_run_now": len(todo)}
+                           "cells_run_now": len(todo), "command": command,
+                           "wall_time_s": round(time.perf_counter() - start, 3)}
         if results_root is not None or out_dir is not None:
             result.path = write_results(result, run_dir)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,7 +37,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_experiment(exp, args.results_dir, out_dir=args.out,
                             progress=not args.no_progress, backend=backend,
                             workers=args.workers, ray_address=args.ray_address,
-                            retry_failed=args.retry_failed)
+                            retry_failed=args.retry_failed, command=args.command_line)
     _console().print(render(result.summary, title=f"{exp.name}: head-to-head"))
     print(f"results: {result.path}")
     return 0
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.command_line = shlex.join(sys.argv if argv is None else ["advharness", *argv])
     if extra:  # overrides may come after options: `run exp.yaml --dry-run a.b=1`
         if args.command != "run" or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

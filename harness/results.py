@@ -47,9 +47,32 @@ def versions() -> dict[str, str]:
     return out
 
 
+def git_commit(directory: str | Path | None = None) -> dict[str, Any] | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout the harness runs from (the
+    checkout whose top level holds ``directory``, default: this package's parent), or None
+    when it is not one (an installed package, no git). Never raises."""
+    import subprocess
+
+    root = Path(directory) if directory is not None else Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root.resolve():
+            return None  # the package sits inside some other repository
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> dict[str, Any]:
     return {
         "experiment": exp.model_dump(mode="json"),
+        "overrides": list(exp.overrides),
+        "git": git_commit(),
         "resolved_specs": [a.resolve().to_dict() for a in exp.attacks],
         "seed": exp.seed,
         "data": {"dataset": ds.name, "split": ds.split, "n": len(ds.x), "source": ds.source,

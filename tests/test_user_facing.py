@@ -90,3 +90,55 @@ def test_cli_accepts_verbose_after_the_subcommand(capsys: pytest.CaptureFixture[
 
     assert main(["list", "--attack", "fgsm", "-v"]) == 0
     assert "fgsm" in capsys.readouterr().out
+
+
+def small_experiment(path: Path, **extra: object) -> Path:
+    import yaml
+
+    exp = {"name": "ux", "data": {"dataset": "digits", "n_samples": 8},
+           "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+           "libraries": ["art", "foolbox"], "attacks": [{"attack": "fgsm", "eps": 0.1}], **extra}
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def test_manifest_records_command_overrides_git_and_wall_time(tmp_path: Path) -> None:
+    import json
+
+    from harness.cli import main
+    from harness.results import git_commit
+
+    exp = small_experiment(tmp_path / "ux.yaml")
+    argv = ["run", str(exp), "attacks.fgsm.eps=0.2", "--backend", "inline", "--no-progress",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["command"].split() == ["advharness", *argv]
+    assert manifest["overrides"] == ["attacks.fgsm.eps=0.2"]
+    assert manifest["experiment"]["attacks"][0]["eps"] == 0.2
+    assert manifest["wall_time_s"] > 0
+    assert manifest["git"] == git_commit()
+    if (REPO / ".git").exists():
+        assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
+
+
+def test_git_commit_of_a_checkout_and_of_a_plain_directory(tmp_path: Path) -> None:
+    import subprocess
+
+    from harness.results import git_commit
+
+    assert git_commit(tmp_path) is None  # not a checkout: None, no error
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    (repo / "f").write_text("1")
+    for cmd in (["init", "-q"], ["add", "f"], ["commit", "-qm", "c"]):
+        subprocess.run(["git", "-C", str(repo), *cmd], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert git_commit(repo) == {"commit": head, "dirty": False}
+    (repo / "f").write_text("2")
+    assert git_commit(repo) == {"commit": head, "dirty": True}
+    (repo / "sub").mkdir()
+    assert git_commit(repo / "sub") is None  # inside a checkout, not its top level
