@@ -142,3 +142,52 @@ def test_git_commit_of_a_checkout_and_of_a_plain_directory(tmp_path: Path) -> No
     assert git_commit(repo) == {"commit": head, "dirty": True}
     (repo / "sub").mkdir()
     assert git_commit(repo / "sub") is None  # inside a checkout, not its top level
+
+
+BOOM = '''
+import torch
+
+
+class Boom(torch.nn.Module):
+    """Answers the harness's own (no-grad) forward passes; fails when a gradient is taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.requires_grad:
+            raise RuntimeError("boom in forward")
+        return self.lin(x.flatten(1))
+
+
+def make():
+    torch.manual_seed(0)
+    return Boom()
+'''
+
+
+def test_error_cells_keep_traceback_and_library_call(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from harness.batch import run_experiment
+    from harness.experiment import load_experiment
+
+    (tmp_path / "boom_factory.py").write_text(BOOM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exp = load_experiment(small_experiment(
+        tmp_path / "ux.yaml", libraries=["art"],
+        models=[{"factory": "boom_factory:make", "framework": "torch", "name": "boom",
+                 "input_shape": [1, 8, 8], "nb_classes": 10}]))
+    res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
+    row = res.summary.iloc[0]
+    assert row["status"] == "error" and "boom in forward" in row["reason"]
+    assert "Traceback" in row["traceback"] and "boom_factory.py" in row["traceback"]
+    call = json.loads(row["library_call"])
+    assert call["callable"] == "art.attacks.evasion.FastGradientMethod"
+    assert call["kwargs"]["eps"] == 0.1
+    stored = json.loads((tmp_path / "out" / "cells" / f"{row['cell_key']}.json").read_text())
+    assert stored["traceback"] == row["traceback"] and stored["library_call"] == row["library_call"]
+    log = (tmp_path / "out" / "logs" / "run.log").read_text()
+    assert "boom in forward" in log and "Traceback" in log
