@@ -99,14 +99,14 @@ def run_experiment(
     tasks = plan_cells(exp, ds)
     with _run_dir(exp, results_root, out_dir) as run_dir, _log_file(run_dir / "logs" / "run.log"):
         store = CellStore(run_dir)
-        todo = [t for t in tasks if not store.done(t.key, retry_failed)]
+        todo = [t for t in tasks if _to_run(exp, store, t.key, retry_failed)]
         log.info("%s: %d cells, %d to run on %s", exp.name, len(tasks), len(todo), backend)
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
         limit = getattr(exp, "time_limit_s", None)
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
         with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
             for task, out in runner.run(todo, ctx, limit):
-                store.write(task.key, out["summary"], out["records"])
+                store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
                 advance(out["summary"]["status"])
         result = collect(tasks, store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
@@ -136,8 +136,16 @@ def plan_table(exp: Experiment, results_root: str | Path | None = "results",
                      "attack": spec["attack"], "eps": spec.get("eps"),
                      "threat_model": t.row["threat_model"], "library": t.library,
                      "stored": status or "-",
-                     "will_run": not store.done(t.key, retry_failed)})
+                     "will_run": _to_run(exp, store, t.key, retry_failed)})
     return pd.DataFrame(rows)
+
+
+def _to_run(exp: Experiment, store: CellStore, key: str, retry_failed: bool) -> bool:
+    """Whether a cell runs: not stored (or failed, with ``retry_failed``), or stored without
+    the adversarials ``save_adversarials`` asks for."""
+    return not store.done(key, retry_failed) or (
+        exp.save_adversarials and store.status(key) == "ok"
+        and not store.adversarials_path(key).is_file())
 
 
 @contextmanager

@@ -173,6 +173,8 @@ class Experiment(BaseModel):
     time_limit_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     #: Worker processes (None: one per core).
     workers: int | None = Field(default=None, ge=1)
+    #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see :mod:`harness.store`).
+    save_adversarials: bool = False
     #: The command-line overrides this experiment was loaded with (recorded in the manifest).
     _overrides: tuple[str, ...] = PrivateAttr(default=())
 

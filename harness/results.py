@@ -20,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
@@ -101,6 +102,22 @@ def write_results(result: RunResult, target: Path) -> Path:
     for name, write in writers.items():
         atomic_write(target / name, write)
     return target
+
+
+def read_adversarials(path: str | Path) -> dict[int, np.ndarray]:
+    """The adversarial examples stored in a results directory (``save_adversarials: true``),
+    by the summary's ``cell``, each in the attacked model's layout; cells without stored
+    adversarials (failed, unsupported, or run without the option) are absent."""
+    from harness.store import CellStore
+
+    summary = read_results(path).summary
+    store = CellStore(path)
+    out = {}
+    for cell, key in zip(summary["cell"], summary["cell_key"], strict=True):
+        x_adv = store.read_adversarials(str(key))
+        if x_adv is not None:
+            out[int(cell)] = x_adv
+    return out
 
 
 def read_results(path: str | Path) -> RunResult:

@@ -31,6 +31,10 @@ class RunResult:
     records: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: Adversarial examples by ``cell`` (the summary's column), in the attacked model's
+    #: layout; set by ``run_attacks(..., return_adversarials=True)``, else None (see
+    #: :func:`harness.results.read_adversarials` for a results directory).
+    adversarials: dict[int, np.ndarray] | None = None
 
     def table(self) -> pd.DataFrame:
         """The head-to-head table (see :func:`harness.tables.head_to_head`)."""
@@ -97,11 +101,13 @@ def run_attacks(
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
+    return_adversarials: bool = False,
 ) -> RunResult:
     """Attack every model with every spec from every library; referee each cell.
 
     ``x`` is an NCHW (or flat) float32 batch inside the models' bounds, ``y`` int labels.
-    All inputs are validated before any attack runs.
+    All inputs are validated before any attack runs. ``return_adversarials``: also return
+    each cell's adversarial examples (``RunResult.adversarials``, by ``cell``).
     """
     from adapters import get_adapter
 
@@ -127,7 +133,10 @@ def run_attacks(
             for lib in libraries:
                 jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.label)))
     results = [run_cell(inp, spec, lib, s, batch_size) for inp, spec, lib, s in _progress(jobs, progress)]
-    return _collect(results, specs, jobs)
+    out = _collect(results, specs, jobs)
+    if return_adversarials:
+        out.adversarials = {i: r.x_adv for i, r in enumerate(results) if r.x_adv is not None}
+    return out
 
 
 def _progress(jobs: list[Any], show: bool) -> Iterable[Any]:

@@ -139,7 +139,8 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
                                      f"cell exceeded its time limit of {time_limit_s:g} s"),
                 "records": None}
     return {"summary": {**task.row, **res.summary, "worker_pid": os.getpid(),
-                        "worker_rss_mb": rss_mb()}, "records": res.records}
+                        "worker_rss_mb": rss_mb()}, "records": res.records,
+            "x_adv": res.x_adv if state.exp.save_adversarials else None}
 
 
 def rss_mb() -> float:

@@ -191,3 +191,54 @@ def test_error_cells_keep_traceback_and_library_call(tmp_path: Path,
     assert stored["traceback"] == row["traceback"] and stored["library_call"] == row["library_call"]
     log = (tmp_path / "out" / "logs" / "run.log").read_text()
     assert "boom in forward" in log and "Traceback" in log
+
+
+def test_save_adversarials_stores_each_cell_and_the_api_returns_them(
+        tmp_path: Path, umask_022: None) -> None:
+    import numpy as np
+
+    from harness.batch import run_experiment
+    from harness.experiment import load_experiment
+    from harness.results import read_adversarials
+    from harness.runner import run_attacks
+
+    exp = load_experiment(small_experiment(tmp_path / "ux.yaml", save_adversarials=True))
+    res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
+    stored = read_adversarials(tmp_path / "out")
+    assert sorted(stored) == sorted(res.summary["cell"])  # every (ok) cell
+    for key in res.summary["cell_key"]:
+        assert mode(tmp_path / "out" / "cells" / f"{key}.adv.npz") == 0o644
+    model = res.summary.iloc[0]["model"]
+    from harness.recipes import load_recipe
+
+    net = load_recipe("digits_mlp", "torch")
+    for cell, x_adv in stored.items():
+        rec = res.records[res.records["cell"] == cell].sort_values("sample")
+        assert x_adv.shape == (8, 1, 8, 8) and x_adv.dtype == np.float32
+        assert np.array_equal(net.predict(x_adv), rec["adv_pred"].to_numpy()), model
+    # the same cells through the API, on request only
+    from harness.data import load_dataset
+
+    ds = load_dataset("digits", "test", 8)
+    api = run_attacks([net], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}], ["art", "foolbox"],
+                      return_adversarials=True)
+    assert sorted(api.adversarials or {}) == [0, 1]
+    for cell, x_adv in (api.adversarials or {}).items():
+        rec = api.records[api.records["cell"] == cell].sort_values("sample")
+        assert np.array_equal(net.predict(x_adv), rec["adv_pred"].to_numpy())
+    assert run_attacks([net], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}], ["art"]
+                       ).adversarials is None
+
+
+def test_save_adversarials_on_a_stored_run_fills_them_in(tmp_path: Path) -> None:
+    from harness.batch import run_experiment
+    from harness.experiment import load_experiment
+    from harness.results import read_adversarials
+
+    path = small_experiment(tmp_path / "ux.yaml")
+    first = run_experiment(load_experiment(path), out_dir=tmp_path / "out", backend="inline")
+    assert read_adversarials(tmp_path / "out") == {}
+    again = run_experiment(load_experiment(path, ["save_adversarials=true"]),
+                           out_dir=tmp_path / "out", backend="inline")
+    assert again.manifest["cells_run_now"] == len(first.summary)
+    assert sorted(read_adversarials(tmp_path / "out")) == sorted(first.summary["cell"])
