@@ -3,9 +3,10 @@
 ``<run>/cells/<key>.json`` holds the cell's summary row, ``<key>.parquet`` its per-sample
 records (absent for cells without records), ``<key>.adv.npz`` its adversarial examples
 (``x_adv``, in the attacked model's layout; only with ``save_adversarials``). The records
-and adversarials are written first and the JSON last, each through a temporary file and ``os.replace``, so a cell counts as finished exactly
-when its JSON exists, and a run killed at any moment (SIGKILL included) leaves only whole
-cells behind. ``key`` is the cell's content hash (see :mod:`harness.plan`), so re-running an
+and adversarials are written first and the JSON last, each through a temporary file and
+``os.replace``, so a cell counts as finished exactly when its JSON exists, and a run killed
+at any moment (SIGKILL included) leaves only whole cells behind. ``key`` is the cell's
+content hash (see :mod:`harness.plan`), so re-running an
 experiment finds what is already done.
 """
 
