@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -65,19 +66,43 @@ def check_labels(y: np.ndarray, n: int, nb_classes: int) -> np.ndarray:
 
 
 def resolve_specs(attacks: Iterable[AttackSpec | dict[str, Any]]) -> list[ResolvedSpec]:
-    """Validate and resolve specs (one-line error naming the problem)."""
+    """Validate and resolve specs (one-line error naming the problem).
+
+    A dict entry may be a grid, as in experiment files (see :mod:`harness.grid`): lists in
+    ``eps``, ``steps``, ... and ``params`` give one spec per combination. A spec that a grid
+    repeats is run once.
+    """
     from pydantic import ValidationError
 
     from harness.experiment import format_validation_error
+    from harness.grid import Origin, expand_attack
 
-    out = []
+    out: dict[str, ResolvedSpec] = {}
     for i, a in enumerate(attacks):
-        try:
-            spec = a if isinstance(a, AttackSpec) else AttackSpec.model_validate(a)
-        except ValidationError as e:
-            raise HarnessError(f"attacks[{i}]: " + format_validation_error(e)) from None
-        out.append(spec.resolve())
-    return out
+        concrete: list[tuple[Any, Origin | None]]
+        if isinstance(a, dict):
+            expanded, problems = expand_attack(a, i)
+            if problems:
+                raise HarnessError("\n".join(f"attacks[{i}]{_where(loc[2:])}: {msg}"
+                                             for loc, msg in problems))
+            concrete = [(entry, origin) for entry, origin in expanded]
+        else:  # an AttackSpec, or something the validator refuses
+            concrete = [(a, None)]
+        for entry, origin in concrete:
+            try:
+                spec = entry if isinstance(entry, AttackSpec) else AttackSpec.model_validate(entry)
+            except ValidationError as e:
+                picked = ", ".join(f"{'.'.join(map(str, path))}={v!r}"
+                                   for path, v in (origin.grid if origin else ()))
+                where = f"attacks[{i}]" + (f" (grid values {picked})" if picked else "")
+                raise HarnessError(f"{where}: " + format_validation_error(e)) from None
+            resolved = spec.resolve()
+            out.setdefault(json.dumps(resolved.to_dict(), sort_keys=True, default=str), resolved)
+    return list(out.values())
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
 def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,8 +191,6 @@ def _collect(
 
 
 def _spec_json(spec: ResolvedSpec) -> str:
-    import json
-
     return json.dumps(spec.to_dict(), sort_keys=True, default=str)
 
 

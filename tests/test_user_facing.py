@@ -242,3 +242,28 @@ def test_save_adversarials_on_a_stored_run_fills_them_in(tmp_path: Path) -> None
                            out_dir=tmp_path / "out", backend="inline")
     assert again.manifest["cells_run_now"] == len(first.summary)
     assert sorted(read_adversarials(tmp_path / "out")) == sorted(first.summary["cell"])
+
+
+def test_run_attacks_expands_grids_like_experiment_files() -> None:
+    from harness.data import load_dataset
+    from harness.errors import HarnessError
+    from harness.experiment import parse_experiment
+    from harness.recipes import load_recipe
+    from harness.runner import resolve_specs, run_attacks
+
+    grid = {"attack": "pgd", "eps": [0.05, 0.1], "steps": [2, 3], "step_size": 0.02,
+            "params": {}}
+    exp = parse_experiment({"name": "g", "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+                            "attacks": [grid]})
+    want = [a.resolve() for a in exp.attacks]
+    assert len(want) == 4 and resolve_specs([grid]) == want
+    ds = load_dataset("digits", "test", 4)
+    res = run_attacks([load_recipe("digits_mlp", "torch")], ds.x, ds.y,
+                      [grid, {"attack": "fgsm", "eps": [0.1, 0.1]}], ["foolbox"])
+    got = sorted(zip(res.summary["attack"], res.summary["eps"], strict=True))
+    assert got == [("fgsm", 0.1), ("pgd", 0.05), ("pgd", 0.05), ("pgd", 0.1), ("pgd", 0.1)]
+    assert set(res.summary["status"]) == {"ok"}
+    with pytest.raises(HarnessError, match=r"attacks\[1\] \(grid values eps=-1.0\): eps: must be"):
+        resolve_specs([{"attack": "fgsm", "eps": 0.1}, {"attack": "fgsm", "eps": [0.1, -1.0]}])
+    with pytest.raises(HarnessError, match=r"attacks\[0\].eps: an empty grid"):
+        resolve_specs([{"attack": "fgsm", "eps": []}])
