@@ -54,6 +54,40 @@ def to_layout(x: np.ndarray, model: WrappedModel) -> np.ndarray:
     return np.ascontiguousarray(layouts[model.layout](x), dtype=np.float32)
 
 
+def nchw_input_shape(model: WrappedModel) -> tuple[int, ...]:
+    """The per-sample shape of the NCHW (or flat) batch that ``model`` takes."""
+    s = model.input_shape
+    return (s[2], s[0], s[1]) if model.layout == "NHWC" and len(s) == 3 else s
+
+
+def check_layout(x: np.ndarray, model: WrappedModel) -> None:
+    """Refuse a batch that does not fit ``model``'s declared input shape and layout, in the
+    shapes the user passed (never a transposed one), naming the likely fix."""
+    got = tuple(x.shape[1:])
+    s = model.input_shape
+    if model.layout == "flat":
+        if int(np.prod(got)) != s[0]:
+            raise HarnessError(f"model {model.name!r} takes flat inputs of {s[0]} features; got a "
+                               f"batch of shape {tuple(x.shape)} ({int(np.prod(got))} features)")
+        return
+    want = nchw_input_shape(model)
+    if got == want:
+        return
+    other = "NCHW" if model.layout == "NHWC" else "NHWC"
+    if len(s) == 3 and len(got) == 3 and got == (s if other == "NCHW" else (s[2], s[0], s[1])):
+        # the batch fits input_shape read in the other layout: either may be the mistake
+        c, h, w = got
+        fits = [c, h, w] if model.layout == "NCHW" else [h, w, c]
+        raise HarnessError(
+            f"model {model.name!r}: the batch of shape {tuple(x.shape)} fits input_shape {s} "
+            f"as {other}, but the model's layout is {model.layout}. If the model takes {other} "
+            f"inputs, set layout: {other}; if it takes {model.layout}, set input_shape: {fits}")
+    raise HarnessError(
+        f"model {model.name!r} expects inputs of shape (N, {', '.join(map(str, want))}), got "
+        f"{tuple(x.shape)}" + (f" (an NCHW batch: its input_shape {s} is NHWC)"
+                               if model.layout == "NHWC" else ""))
+
+
 def check_labels(y: np.ndarray, n: int, nb_classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.shape != (n,):
@@ -109,6 +143,7 @@ def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     """Validate a batch for ``model``; return it in the model's layout and the clean logits."""
     if x.ndim < 2:
         raise HarnessError(f"inputs must be a batch (N, ...), got shape {x.shape}")
+    check_layout(x, model)
     xm = to_layout(np.asarray(x, dtype=np.float32), model)
     model.check_inputs(xm)
     check_labels(y, len(xm), model.nb_classes)

@@ -267,3 +267,34 @@ def test_run_attacks_expands_grids_like_experiment_files() -> None:
         resolve_specs([{"attack": "fgsm", "eps": 0.1}, {"attack": "fgsm", "eps": [0.1, -1.0]}])
     with pytest.raises(HarnessError, match=r"attacks\[0\].eps: an empty grid"):
         resolve_specs([{"attack": "fgsm", "eps": []}])
+
+
+def test_layout_errors_name_the_fix_in_the_users_shapes() -> None:
+    import keras
+    import numpy as np
+    import torch
+
+    from harness.errors import HarnessError
+    from harness.models import wrap_model
+    from harness.runner import prepare
+
+    x, y = np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.int64)
+    torch_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    # a torch model declared with an HWC input_shape (layout defaults to NCHW)
+    m = wrap_model(torch_net, input_shape=(8, 8, 1), nb_classes=10, name="t")
+    with pytest.raises(HarnessError) as e:
+        prepare(m, x, y)
+    msg = str(e.value)
+    assert "set layout: NHWC" in msg and "set input_shape: [1, 8, 8]" in msg
+    assert "(4, 8, 8, 1)" not in msg and "(4, 1, 8, 8)" in msg  # only shapes the user passed
+    # a model declared NHWC given an NCHW input_shape
+    m = wrap_model(torch_net, input_shape=(1, 8, 8), nb_classes=10, layout="NHWC", name="t2")
+    with pytest.raises(HarnessError, match=r"set layout: NCHW; .* set input_shape: \[8, 8, 1\]"):
+        prepare(m, x, y)
+    # a Keras model states its own input shape: the message says which layout it expects
+    nhwc = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    for layout in (None, "NCHW"):
+        with pytest.raises(HarnessError, match=r"the model expects NHWC: set input_shape: "
+                                               r"\[8, 8, 1\] and layout: NHWC"):
+            wrap_model(nhwc, input_shape=(1, 8, 8), nb_classes=10, layout=layout, name="k")
+    assert prepare(wrap_model(nhwc, input_shape=(8, 8, 1), nb_classes=10, name="k"), x, y)
