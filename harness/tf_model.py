@@ -238,10 +238,15 @@ class TFModel(WrappedModel):
         super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
                          layout=layout, outputs=outputs, name=name)
         check_declared_shape(model, self)
+        self._found_trainable = getattr(model, "trainable", None)
         if hasattr(model, "trainable"):
             model.trainable = False
         self.model = model
         self._counter = TFCounter()
+
+    def release(self) -> None:
+        if self._found_trainable is not None:
+            self.model.trainable = self._found_trainable
 
     @property
     def counter(self) -> TFCounter:

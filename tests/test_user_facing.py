@@ -298,3 +298,23 @@ def test_layout_errors_name_the_fix_in_the_users_shapes() -> None:
                                                r"\[8, 8, 1\] and layout: NHWC"):
             wrap_model(nhwc, input_shape=(1, 8, 8), nb_classes=10, layout=layout, name="k")
     assert prepare(wrap_model(nhwc, input_shape=(8, 8, 1), nb_classes=10, name="k"), x, y)
+
+
+def test_wrap_model_freezes_while_wrapped_and_release_restores() -> None:
+    import keras
+    import torch
+
+    from harness.models import wrap_model
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    net.train()
+    net[1].bias.requires_grad_(False)  # the user's own choice, kept
+    with wrap_model(net, input_shape=(1, 8, 8), nb_classes=10) as m:
+        assert not net.training and not any(p.requires_grad for p in net.parameters())
+        assert m.module is net  # type: ignore[attr-defined]
+    assert net.training and net[1].weight.requires_grad and not net[1].bias.requires_grad
+    k = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    m = wrap_model(k, input_shape=(8, 8, 1), nb_classes=10)
+    assert k.trainable is False
+    m.release()
+    assert k.trainable is True
