@@ -121,8 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # the run's log file gets INFO, not the terminal
-        handler.setLevel(level)
+    # the run's log file gets INFO, not the terminal; but progress lines (e.g. a recipe trained
+    # on first use) reach the terminal whatever the level
+    logging.getLogger("harness.progress").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.INFO)
+        handler.addFilter(lambda r: r.levelno >= level or r.name == "harness.progress")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -318,3 +318,23 @@ def test_wrap_model_freezes_while_wrapped_and_release_restores() -> None:
     assert k.trainable is False
     m.release()
     assert k.trainable is True
+
+
+def test_training_on_first_use_says_so_on_the_terminal(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exp = small_experiment(tmp_path / "ux.yaml")
+    env = {**os.environ, "ADVHARNESS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "harness", "run", str(exp), "--backend", "inline",
+           "--no-progress", "--out", str(tmp_path / "out")]
+    first = subprocess.run([*cmd, "-v"], env=env, capture_output=True, text=True, check=True)
+    lines = [s for s in first.stderr.splitlines() if "training recipe" in s]
+    assert len(lines) == 1, first.stderr  # once, also with -v
+    assert "training recipe digits_mlp (torch) on first use" in lines[0]
+    assert "cached afterwards" in lines[0]
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert "training recipe" not in again.stderr  # cached: nothing to say
+    (tmp_path / "cache").rename(tmp_path / "old")
+    quiet = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert "training recipe digits_mlp (torch) on first use" in quiet.stderr  # default level
