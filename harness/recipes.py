@@ -350,6 +350,10 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
     and ``from_cache`` (whether this call loaded cached weights rather than training).
     """
     recipe, backend = get_recipe(name, framework)
+    if framework == "tensorflow":
+        from harness.quiet import import_tensorflow
+
+        import_tensorflow()  # before Keras: without TensorFlow's native banner
     train, test = _splits(recipe, data_path)
     fingerprints = _fingerprints(train, test)
     weights, sidecar = _paths(recipe, framework, fingerprints, cache_dir)

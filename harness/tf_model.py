@@ -237,6 +237,9 @@ class TFModel(WrappedModel):
         layout = layout or ("NHWC" if len(input_shape) == 3 else "flat")
         super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
                          layout=layout, outputs=outputs, name=name)
+        from harness.quiet import import_tensorflow
+
+        import_tensorflow()  # devices initialised without the native banner (cuInit...)
         check_declared_shape(model, self)
         self._found_trainable = getattr(model, "trainable", None)
         if hasattr(model, "trainable"):

@@ -338,3 +338,94 @@ def test_training_on_first_use_says_so_on_the_terminal(tmp_path: Path) -> None:
     (tmp_path / "cache").rename(tmp_path / "old")
     quiet = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     assert "training recipe digits_mlp (torch) on first use" in quiet.stderr  # default level
+
+
+#: What must not reach the terminal: TensorFlow's native banner and cuInit error, absl's
+#: preamble, multiprocessing's leaked-semaphore warning, Ray's token notice, ART's own verdict.
+NOISE = ("absl", "I0000", "E0000", "W0000", "cuInit", "oneDNN", "cuda", "cpu_feature_guard",
+         "leaked semaphore", "Token authentication", "Success rate of")
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "PYTHONWARNINGS"))}
+    return {**env, "PYTHONPATH": str(REPO), "ADVHARNESS_CACHE": str(REPO / ".advh-cache" / "models")}
+
+
+def noise(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(n in line for n in NOISE)]
+
+
+def test_cli_run_is_quiet(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exp = small_experiment(tmp_path / "ux.yaml", libraries=["art"], models=[
+        {"recipe": "digits_mlp", "framework": "torch"},
+        {"recipe": "digits_mlp", "framework": "tensorflow"}],
+        attacks=[{"attack": "fgm", "eps": 0.0001}])  # ART logs "Success rate ... 0.00%"
+    run = subprocess.run([sys.executable, "-m", "harness", "run", str(exp), "--workers", "2",
+                          "--out", str(tmp_path / "out")], env=clean_env(tmp_path),
+                         capture_output=True, text=True, check=True)
+    assert "head-to-head" in run.stdout
+    assert noise(run.stdout + run.stderr) == [], run.stderr
+    logs = "".join(p.read_text() for p in (tmp_path / "out" / "logs").glob("*.log"))
+    assert "Success rate of FGM attack" in logs  # kept, in the log files
+
+
+API_SCRIPT = """
+from harness import load_dataset, load_recipe, run_attacks
+ds = load_dataset("digits", "test", 8)
+models = [load_recipe("digits_mlp", fw) for fw in ("torch", "tensorflow")]
+models[0].name, models[1].name = "t", "k"
+res = run_attacks(models, ds.x, ds.y, [{"attack": "fgm", "eps": 0.0001}],
+                  ["art", "foolbox", "cleverhans"])
+print("statuses", sorted(set(res.summary["status"])))
+"""
+
+
+def test_python_api_is_quiet(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", API_SCRIPT], env=clean_env(tmp_path), cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    assert "statuses ['ok']" in run.stdout
+    assert noise(run.stdout + run.stderr) == [], run.stderr
+
+
+LEAK_SCRIPT = """
+import multiprocessing, os
+from harness.quiet import quiet_resource_tracker
+quiet_resource_tracker()  # what PoolBackend.run does first
+lock = multiprocessing.get_context("spawn").Lock()  # registered with the tracker
+os._exit(0)  # as if killed: the tracker finds the semaphore at shutdown
+"""
+
+
+def test_interrupted_pool_leaves_no_leaked_semaphore_warning(tmp_path: Path) -> None:
+    import inspect
+    import subprocess
+    import sys
+
+    from harness.backends import PoolBackend
+
+    assert "quiet_resource_tracker()" in inspect.getsource(PoolBackend.run)
+    run = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], env=clean_env(tmp_path),
+                         capture_output=True, text=True, check=True)
+    assert "leaked semaphore" not in run.stderr, run.stderr
+    assert "PYTHONWARNINGS" not in os.environ
+
+
+def test_ray_token_notice_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from harness.quiet import RAY_TOKEN_NOTICE, ray_notices_to_log
+
+    ray_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    with caplog.at_level(logging.INFO), ray_notices_to_log():
+        ray_log.warning(RAY_TOKEN_NOTICE + ". Set RAY_AUTH_MODE=disabled to opt out.")
+        ray_log.warning("something else")
+    assert [(r.name, r.levelname) for r in caplog.records] == [
+        ("harness.quiet", "INFO"), ("ray._private.authentication.authentication_token_setup",
+                                    "WARNING")]
+    assert not ray_log.filters
