@@ -13,6 +13,21 @@ from typing import Any
 from harness.errors import HarnessError
 
 
+class TerminalFilter(logging.Filter):
+    """What the terminal shows: records at ``level`` and up, but the libraries' below WARNING
+    never, and ``harness.progress`` always."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "harness.progress":
+            return True
+        own = record.name.startswith(("harness", "adapters"))
+        return record.levelno >= self.level and (own or record.levelno >= logging.WARNING)
+
+
 def _console() -> Any:
     """A rich console; wide when the output is not a terminal (files, pipes, CI logs)."""
     from rich.console import Console
@@ -127,8 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("harness.progress").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.INFO)
-        handler.addFilter(lambda r: r.name == "harness.progress" or (r.levelno >= level and (
-            r.levelno >= logging.WARNING or r.name.startswith(("harness", "adapters")))))
+        for old in [f for f in handler.filters if isinstance(f, TerminalFilter)]:
+            handler.removeFilter(old)  # main() called again in one process
+        handler.addFilter(TerminalFilter(level))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -5,6 +5,7 @@ as they were, layout messages."""
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,7 +114,7 @@ def test_manifest_records_command_overrides_git_and_wall_time(tmp_path: Path) ->
             "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["command"].split() == ["advharness", *argv]
+    assert shlex.split(manifest["command"]) == ["advharness", *argv]
     assert manifest["overrides"] == ["attacks.fgsm.eps=0.2"]
     assert manifest["experiment"]["attacks"][0]["eps"] == 0.2
     assert manifest["wall_time_s"] > 0
