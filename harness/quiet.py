@@ -31,15 +31,21 @@ _CONTINUED = re.compile(r"^To enable the following instructions: .* rebuild Tens
 @contextmanager
 def native_logs_to_log(what: str) -> Iterator[None]:
     """Capture file descriptor 2 for the block; native log lines go to the logger, the rest
-    back to the terminal."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    back to the terminal (no capture where fd 2 is not open)."""
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield
         finally:
-            sys.stderr.flush()
+            if sys.stderr is not None:
+                sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
@@ -50,7 +56,7 @@ def native_logs_to_log(what: str) -> Iterator[None]:
                     log.debug("%s: %s", what, line)
                 else:
                     other.append(line)
-            if other:
+            if other and sys.stderr is not None:
                 sys.stderr.write("\n".join(other) + "\n")
                 sys.stderr.flush()
 

@@ -430,3 +430,17 @@ def test_ray_token_notice_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> N
         ("harness.quiet", "INFO"), ("ray._private.authentication.authentication_token_setup",
                                     "WARNING")]
     assert not ray_log.filters
+
+
+def test_native_log_lines_go_to_the_log_and_the_rest_to_the_terminal(
+        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from harness.quiet import native_logs_to_log
+
+    native = "I0000 00:00:1796079073.626892    4856 port.cc:153] oneDNN custom operations are on."
+    with caplog.at_level(logging.DEBUG, "harness.quiet"), native_logs_to_log("lib"):
+        os.write(2, f"{native}\nthe user's own line\n".encode())
+    err = capfd.readouterr().err
+    assert "the user's own line" in err and "oneDNN" not in err
+    assert [r.getMessage() for r in caplog.records] == [f"lib: {native}"]
