@@ -22,6 +22,7 @@ _API = {
     "load_dataset": "harness.data",
     "load_experiment": "harness.experiment",
     "load_recipe": "harness.recipes",
+    "read_adversarials": "harness.results",
     "read_results": "harness.results",
     "run_attacks": "harness.runner",
     "run_experiment": "harness.batch",

@@ -77,6 +77,9 @@ class PoolBackend:
         from harness.worker import init_worker
 
         hard = None if time_limit_s is None else time_limit_s + KILL_GRACE_S
+        from harness.quiet import quiet_resource_tracker
+
+        quiet_resource_tracker()
         with ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"),
                          initializer=init_worker, initargs=(ctx.log_dir,)) as pool:
             futures: dict[Any, CellTask] = {
@@ -127,7 +130,10 @@ class RayBackend:
                 kwargs["address"] = self.address
             else:
                 kwargs["num_cpus"] = self.workers or os.cpu_count() or 1
-            ray.init(**kwargs)
+            from harness.quiet import ray_notices_to_log
+
+            with ray_notices_to_log():
+                ray.init(**kwargs)
         try:
             remote = ray.remote(num_cpus=1, max_retries=0)(_ray_execute)
             refs = {remote.remote(t, ctx, time_limit_s): t for t in tasks}

@@ -74,13 +74,15 @@ def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel,
 def run_experiment(
     exp: Experiment, results_root: str | Path | None = "results", *, progress: bool = False,
     out_dir: str | Path | None = None, backend: str = "pool", workers: int | None = None,
-    ray_address: str | None = None, retry_failed: bool = False,
+    ray_address: str | None = None, retry_failed: bool = False, command: str | None = None,
 ) -> RunResult:
     """Run every unfinished cell of ``exp`` on ``backend``; return and write the tables.
 
     Data, models and specs are validated (and recipes trained) before any attack runs.
     ``results_root=None`` and ``out_dir=None``: a scratch directory, removed afterwards.
+    ``command``: the command line that started the run (the CLI passes it), for the manifest.
     """
+    start = time.perf_counter()
     from harness.backends import BACKENDS
     from harness.data import load_dataset
     from harness.results import build_manifest, collect_store, write_results
@@ -97,20 +99,21 @@ def run_experiment(
         store = CellStore(run_dir)
         # specs that differ only in a minimum-norm radius share a cell: run it once
         todo = list({t.key: t for t in reversed(tasks)
-                     if not store.done(t.key, retry_failed)}.values())[::-1]
+                     if _to_run(exp, store, t.key, retry_failed)}.values())[::-1]
         log.info("%s: %d cells, %d to run on %s", exp.name, len(tasks), len(todo), backend)
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
         limit = getattr(exp, "time_limit_s", None)
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
         with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
             for task, out in runner.run(todo, ctx, limit):
-                store.write(task.key, out["summary"], out["records"])
+                store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
                 advance(out["summary"]["status"])
         annotate_plan(tasks, store)
         result = collect_store(store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),
-                           "cells_run_now": len(todo),
+                           "cells_run_now": len(todo), "command": command,
+                           "wall_time_s": round(time.perf_counter() - start, 3),
                            "cells_stored": int(result.summary["cell_key"].nunique()),
                            "cells_superseded": result.superseded}
         if results_root is not None or out_dir is not None:
@@ -136,8 +139,16 @@ def plan_table(exp: Experiment, results_root: str | Path | None = "results",
                      "attack": spec["attack"], "eps": spec.get("eps"),
                      "threat_model": t.row["threat_model"], "library": t.library,
                      "stored": status or "-",
-                     "will_run": not store.done(t.key, retry_failed)})
+                     "will_run": _to_run(exp, store, t.key, retry_failed)})
     return pd.DataFrame(rows)
+
+
+def _to_run(exp: Experiment, store: CellStore, key: str, retry_failed: bool) -> bool:
+    """Whether a cell runs: not stored (or failed, with ``retry_failed``), or stored without
+    the adversarials ``save_adversarials`` asks for."""
+    return not store.done(key, retry_failed) or (
+        exp.save_adversarials and store.status(key) == "ok"
+        and not store.adversarials_path(key).is_file())
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,31 +64,38 @@ def run_cell(
     if inputs.source is not None:
         base.update(threat_model="transfer", source_model=inputs.source.model.name)
     attacked = (inputs.source or inputs).model  # the model the library touches
+    calls: list[LibraryCall] = []  # what the adapter announced, kept if the library then fails
     try:
         with attacked.with_access(spec.threat_model):
             if inputs.source is None:
-                result = attack_batch(adapter, inputs, spec, seed, batch_size, base)
+                result = attack_batch(adapter, inputs, spec, seed, batch_size, base,
+                                      on_call=calls.append)
             else:
-                result = run_transfer(adapter, inputs, spec, seed, batch_size, base)
+                result = run_transfer(adapter, inputs, spec, seed, batch_size, base,
+                                      on_call=calls.append)
             if attacked.violation:  # the library caught our exception and carried on
                 raise ThreatModelViolation(attacked.violation)
             return result
     except Unsupported as e:
         return CellResult({**base, "status": "unsupported", "reason": e.reason}, None, None)
-    except Exception as e:  # recorded as a row, with the traceback in the log
-        log.debug("cell %s/%s failed:\n%s", library, spec.label, traceback.format_exc())
+    except Exception as e:  # a row with its evidence: the traceback and the library call
+        tb = traceback.format_exc()
+        log.info("cell %s/%s on %s failed:\n%s", library, spec.label, model.name, tb)
+        evidence = {"traceback": tb,
+                    **({"library_call": calls[-1].to_json()} if calls else {})}
         if attacked.violation:  # whatever the library turned our exception into
-            return CellResult({**base, "status": "violation", "reason": attacked.violation},
-                              None, None)
+            return CellResult({**base, "status": "violation", "reason": attacked.violation,
+                               **evidence}, None, None)
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        return CellResult({**base, "status": "error", "reason": msg}, None, None)
+        return CellResult({**base, "status": "error", "reason": msg, **evidence}, None, None)
 
 
 def attack_batch(
     adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int, batch_size: int,
-    base: dict[str, Any],
+    base: dict[str, Any], on_call: Callable[[LibraryCall], None] | None = None,
 ) -> CellResult:
-    """Attack ``inputs.model`` (all restarts) and referee the result on it."""
+    """Attack ``inputs.model`` (all restarts) and referee the result on it (``on_call``:
+    given each library call as the adapter announces it, before the library runs)."""
     model = inputs.model
     ledger = make_ledger(inputs, spec) if spec.threat_model != "white-box" else None
     x_best: np.ndarray | None = None
@@ -99,7 +107,8 @@ def attack_batch(
         seed_everything(seed + restart)
         model.counter.reset()
         request = AttackRequest(model=model, x=inputs.x, y=inputs.y, targets=inputs.targets,
-                                spec=spec, seed=seed + restart, batch_size=batch_size)
+                                spec=spec, seed=seed + restart, batch_size=batch_size,
+                                on_call=on_call)
         t0 = time.perf_counter()
         if ledger is None:
             out = adapter.run(request)
@@ -167,12 +176,17 @@ def run_per_sample(adapter: Any, request: AttackRequest, ledger: QueryLedger,
         raise Unsupported(reason)
     x_adv = np.array(request.x, dtype=np.float32, copy=True)
     calls: list[LibraryCall] = []
+
+    def record(call: LibraryCall) -> None:
+        calls.append(call)
+        request.announce(call)
+
     todo = np.flatnonzero(clean_pred == request.y)
     for i in todo:
         one = slice(int(i), int(i) + 1)
         sub = replace(request, x=request.x[one], y=request.y[one], pool=request.x,
                       targets=None if request.targets is None else request.targets[one],
-                      on_call=calls.append)
+                      on_call=record)
         ledger.begin(int(i))
         try:
             x_adv[i] = adapter.run(sub).x_adv[0]

@@ -5,11 +5,27 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.errors import HarnessError
+
+
+class TerminalFilter(logging.Filter):
+    """What the terminal shows: records at ``level`` and up, but the libraries' below WARNING
+    never, and ``harness.progress`` always."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "harness.progress":
+            return True
+        own = record.name.startswith(("harness", "adapters"))
+        return record.levelno >= self.level and (own or record.levelno >= logging.WARNING)
 
 
 def _console() -> Any:
@@ -34,7 +50,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_experiment(exp, args.results_dir, out_dir=args.out,
                             progress=not args.no_progress, backend=backend,
                             workers=args.workers, ray_address=args.ray_address,
-                            retry_failed=args.retry_failed)
+                            retry_failed=args.retry_failed, command=args.command_line)
     print_table(result.summary, "table", f"{exp.name}: head-to-head", per_seed=False)
     print(f"results: {result.path}")
     return 0
@@ -168,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--attack", default=None, help="only this attack")
     ls.add_argument("--reasons", action="store_true", help="list why combinations are unsupported")
     ls.set_defaults(func=_cmd_list)
+    for command in sub.choices.values():  # -v before or after the subcommand
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log progress details")
     return p
 
 
@@ -175,14 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.command_line = shlex.join(sys.argv if argv is None else ["advharness", *argv])
     if extra:  # overrides may come after options: `run exp.yaml --dry-run a.b=1`
         if args.command != "run" or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # the run's log file gets INFO, not the terminal
-        handler.setLevel(level)
+    # the run's log file gets INFO, not the terminal; but progress lines (e.g. a recipe trained
+    # on first use) reach the terminal whatever the level, and the libraries' INFO lines
+    # (ART's own "success rate", which the referee's may contradict) never do
+    logging.getLogger("harness.progress").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.INFO)
+        for old in [f for f in handler.filters if isinstance(f, TerminalFilter)]:
+            handler.removeFilter(old)  # main() called again in one process
+        handler.addFilter(TerminalFilter(level))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

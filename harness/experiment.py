@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.catalogue import LIBRARIES
 from harness.errors import HarnessError
@@ -165,6 +173,10 @@ class Experiment(BaseModel):
     time_limit_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     #: Worker processes (None: one per core).
     workers: int | None = Field(default=None, ge=1)
+    #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see :mod:`harness.store`).
+    save_adversarials: bool = False
+    #: The command-line overrides this experiment was loaded with (recorded in the manifest).
+    _overrides: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("name")
     @classmethod
@@ -224,6 +236,11 @@ class Experiment(BaseModel):
         if problems:
             raise _located(problems)
         return self
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The ``path=value`` overrides applied when this experiment was parsed."""
+        return self._overrides
 
     @property
     def run_seeds(self) -> list[int]:
@@ -330,7 +347,9 @@ def parse_experiment(data: Any, source: str = "experiment",
 
         lines = [f"{source}: {format_loc(loc)}: {msg}" for loc, msg in sorted(problems, key=position)]
         raise HarnessError("\n".join(dict.fromkeys(lines)))
-    return exp.model_copy(update={"attacks": _unique_specs(exp.attacks)})
+    exp = exp.model_copy(update={"attacks": _unique_specs(exp.attacks)})
+    exp._overrides = tuple(overrides)
+    return exp
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:

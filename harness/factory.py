@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import re
 import sys
 import warnings
@@ -34,9 +35,13 @@ def resolve_factory(path: str) -> Callable[[], Any]:
     """
     if not _PATH.match(path):
         raise HarnessError(f"{path!r} is not an import path of the form 'package.module:function'")
+    from harness.quiet import native_logs_to_log
+
     module_name, _, attr = path.partition(":")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # should the module import TensorFlow
     try:
-        module = importlib.import_module(module_name)
+        with native_logs_to_log(module_name):
+            module = importlib.import_module(module_name)
     except (Exception, SystemExit) as e:
         reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
         if not isinstance(e, ImportError):

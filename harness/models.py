@@ -223,6 +223,17 @@ class WrappedModel(ABC):
             self._library_forms[key] = build()
         return self._library_forms[key]
 
+    @abstractmethod
+    def release(self) -> None:
+        """Give the network back as :func:`wrap_model` found it (train/eval mode,
+        ``requires_grad`` / ``trainable``); the wrapper is not for use afterwards."""
+
+    def __enter__(self) -> WrappedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name, "family": self.family, "framework": self.framework,
@@ -233,7 +244,14 @@ class WrappedModel(ABC):
 
 
 def wrap_model(model: Any, **kwargs: Any) -> WrappedModel:
-    """Wrap a ``torch.nn.Module`` or a Keras/TensorFlow model (framework detected by type)."""
+    """Wrap a ``torch.nn.Module`` or a Keras/TensorFlow model (framework detected by type).
+
+    While wrapped, the network is frozen: torch modules are put in eval mode with
+    ``requires_grad=False`` on every parameter, Keras models get ``trainable=False`` (the
+    attacks need gradients with respect to the inputs only; weight gradients would be wasted
+    work and would accumulate into ``.grad``). ``release()`` - or leaving a
+    ``with wrap_model(...) as m:`` block - restores what was found.
+    """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(model, torch.nn.Module):
         from harness.torch_model import TorchModel

@@ -35,6 +35,8 @@ from harness.models import WrappedModel
 from harness.store import atomic_write
 
 log = logging.getLogger(__name__)
+#: Lines a user waiting on the terminal should see (the CLI shows this logger at INFO).
+progress = logging.getLogger("harness.progress")
 
 Layer = tuple[Any, ...]  # ("conv", out_channels, kernel) | ("pool", size) | ("relu",)
 #                          ("flatten",) | ("dense", units)
@@ -348,6 +350,10 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
     and ``from_cache`` (whether this call loaded cached weights rather than training).
     """
     recipe, backend = get_recipe(name, framework)
+    if framework == "tensorflow":
+        from harness.quiet import import_tensorflow
+
+        import_tensorflow()  # before Keras: without TensorFlow's native banner
     train, test = _splits(recipe, data_path)
     fingerprints = _fingerprints(train, test)
     weights, sidecar = _paths(recipe, framework, fingerprints, cache_dir)
@@ -362,16 +368,17 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
         log.info("loaded %s-%s from the cache: %s", name, framework, weights)
     else:
         versions = backend.versions()  # imports the framework before the clock starts
-        log.info("training %s-%s on %d %s train images (%d epochs)", name, framework,
-                 len(train.x), recipe.dataset, recipe.epochs)
+        progress.info("training recipe %s (%s) on first use: %d %s train images, %d epochs; "
+                      "cached afterwards in %s", name, framework, len(train.x), recipe.dataset,
+                      recipe.epochs, weights.parent)
         start = time.perf_counter()
         net = backend.train(recipe, train)
         train_time = time.perf_counter() - start
         model = backend.wrap(net, recipe)
         x_test = test.x.transpose(0, 2, 3, 1) if backend.layout_nhwc else test.x
         accuracy = float(np.mean(model.predict(x_test) == test.y))
-        log.info("trained %s-%s in %.1f s; test accuracy %.4f", name, framework, train_time,
-                 accuracy)
+        progress.info("trained %s (%s) in %.1f s; test accuracy %.4f", name, framework,
+                      train_time, accuracy)
         info = {
             "recipe": name, "framework": framework, "version": recipe.version,
             "dataset": recipe.dataset, "dataset_source": train.source,

@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
@@ -50,9 +51,32 @@ def versions() -> dict[str, str]:
     return out
 
 
+def git_commit(directory: str | Path | None = None) -> dict[str, Any] | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout the harness runs from (the
+    checkout whose top level holds ``directory``, default: this package's parent), or None
+    when it is not one (an installed package, no git). Never raises."""
+    import subprocess
+
+    root = Path(directory) if directory is not None else Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root.resolve():
+            return None  # the package sits inside some other repository
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> dict[str, Any]:
     return {
         "experiment": exp.model_dump(mode="json"),
+        "overrides": list(exp.overrides),
+        "git": git_commit(),
         "resolved_specs": [a.resolve().to_dict() for a in exp.attacks],
         "seed": exp.seed,
         "data": {"dataset": ds.name, "split": ds.split, "n": len(ds.x), "source": ds.source,
@@ -81,6 +105,22 @@ def write_results(result: RunResult, target: Path) -> Path:
     for name, write in writers.items():
         atomic_write(target / name, write)
     return target
+
+
+def read_adversarials(path: str | Path) -> dict[int, np.ndarray]:
+    """The adversarial examples stored in a results directory (``save_adversarials: true``),
+    by the summary's ``cell``, each in the attacked model's layout; cells without stored
+    adversarials (failed, unsupported, or run without the option) are absent."""
+    from harness.store import CellStore
+
+    summary = read_results(path).summary
+    store = CellStore(path)
+    out = {}
+    for cell, key in zip(summary["cell"], summary["cell_key"], strict=True):
+        x_adv = store.read_adversarials(str(key))
+        if x_adv is not None:
+            out[int(cell)] = x_adv
+    return out
 
 
 def read_results(path: str | Path) -> RunResult:

@@ -35,6 +35,10 @@ class RunResult:
     path: Path | None = None
     #: Stored cells left out because a newer cell of the same setting replaced them.
     superseded: int = 0
+    #: Adversarial examples by ``cell`` (the summary's column), in the attacked model's
+    #: layout; set by ``run_attacks(..., return_adversarials=True)``, else None (see
+    #: :func:`harness.results.read_adversarials` for a results directory).
+    adversarials: dict[int, np.ndarray] | None = None
 
     def table(self) -> pd.DataFrame:
         """The head-to-head table (see :func:`harness.tables.head_to_head`)."""
@@ -53,6 +57,40 @@ def to_layout(x: np.ndarray, model: WrappedModel) -> np.ndarray:
     return np.ascontiguousarray(layouts[model.layout](x), dtype=np.float32)
 
 
+def nchw_input_shape(model: WrappedModel) -> tuple[int, ...]:
+    """The per-sample shape of the NCHW (or flat) batch that ``model`` takes."""
+    s = model.input_shape
+    return (s[2], s[0], s[1]) if model.layout == "NHWC" and len(s) == 3 else s
+
+
+def check_layout(x: np.ndarray, model: WrappedModel) -> None:
+    """Refuse a batch that does not fit ``model``'s declared input shape and layout, in the
+    shapes the user passed (never a transposed one), naming the likely fix."""
+    got = tuple(x.shape[1:])
+    s = model.input_shape
+    if model.layout == "flat":
+        if int(np.prod(got)) != s[0]:
+            raise HarnessError(f"model {model.name!r} takes flat inputs of {s[0]} features; got a "
+                               f"batch of shape {tuple(x.shape)} ({int(np.prod(got))} features)")
+        return
+    want = nchw_input_shape(model)
+    if got == want:
+        return
+    other = "NCHW" if model.layout == "NHWC" else "NHWC"
+    if len(s) == 3 and len(got) == 3 and got == (s if other == "NCHW" else (s[2], s[0], s[1])):
+        # the batch fits input_shape read in the other layout: either may be the mistake
+        c, h, w = got
+        fits = [c, h, w] if model.layout == "NCHW" else [h, w, c]
+        raise HarnessError(
+            f"model {model.name!r}: the batch of shape {tuple(x.shape)} fits input_shape {s} "
+            f"as {other}, but the model's layout is {model.layout}. If the model takes {other} "
+            f"inputs, set layout: {other}; if it takes {model.layout}, set input_shape: {fits}")
+    raise HarnessError(
+        f"model {model.name!r} expects inputs of shape (N, {', '.join(map(str, want))}), got "
+        f"{tuple(x.shape)}" + (f" (an NCHW batch: its input_shape {s} is NHWC)"
+                               if model.layout == "NHWC" else ""))
+
+
 def check_labels(y: np.ndarray, n: int, nb_classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.shape != (n,):
@@ -65,25 +103,50 @@ def check_labels(y: np.ndarray, n: int, nb_classes: int) -> np.ndarray:
 
 
 def resolve_specs(attacks: Iterable[AttackSpec | dict[str, Any]]) -> list[ResolvedSpec]:
-    """Validate and resolve specs (one-line error naming the problem)."""
+    """Validate and resolve specs (one-line error naming the problem).
+
+    A dict entry may be a grid, as in experiment files (see :mod:`harness.grid`): lists in
+    ``eps``, ``steps``, ... and ``params`` give one spec per combination. A spec that a grid
+    repeats is run once.
+    """
     from pydantic import ValidationError
 
     from harness.experiment import format_validation_error
+    from harness.grid import Origin, expand_attack
 
-    out = []
+    out: dict[str, ResolvedSpec] = {}
     for i, a in enumerate(attacks):
-        try:
-            spec = a if isinstance(a, AttackSpec) else AttackSpec.model_validate(a)
-        except ValidationError as e:
-            raise HarnessError(f"attacks[{i}]: " + format_validation_error(e)) from None
-        out.append(spec.resolve())
-    return out
+        concrete: list[tuple[Any, Origin | None]]
+        if isinstance(a, dict):
+            expanded, problems = expand_attack(a, i)
+            if problems:
+                raise HarnessError("\n".join(f"attacks[{i}]{_where(loc[2:])}: {msg}"
+                                             for loc, msg in problems))
+            concrete = [(entry, origin) for entry, origin in expanded]
+        else:  # an AttackSpec, or something the validator refuses
+            concrete = [(a, None)]
+        for entry, origin in concrete:
+            try:
+                spec = entry if isinstance(entry, AttackSpec) else AttackSpec.model_validate(entry)
+            except ValidationError as e:
+                picked = ", ".join(f"{'.'.join(map(str, path))}={v!r}"
+                                   for path, v in (origin.grid if origin else ()))
+                where = f"attacks[{i}]" + (f" (grid values {picked})" if picked else "")
+                raise HarnessError(f"{where}: " + format_validation_error(e)) from None
+            resolved = spec.resolve()
+            out.setdefault(json.dumps(resolved.to_dict(), sort_keys=True, default=str), resolved)
+    return list(out.values())
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
 def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate a batch for ``model``; return it in the model's layout and the clean logits."""
     if x.ndim < 2:
         raise HarnessError(f"inputs must be a batch (N, ...), got shape {x.shape}")
+    check_layout(x, model)
     xm = to_layout(np.asarray(x, dtype=np.float32), model)
     model.check_inputs(xm)
     check_labels(y, len(xm), model.nb_classes)
@@ -101,11 +164,13 @@ def run_attacks(
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
+    return_adversarials: bool = False,
 ) -> RunResult:
     """Attack every model with every spec from every library; referee each cell.
 
     ``x`` is an NCHW (or flat) float32 batch inside the models' bounds, ``y`` int labels.
-    All inputs are validated before any attack runs.
+    All inputs are validated before any attack runs. ``return_adversarials``: also return
+    each cell's adversarial examples (``RunResult.adversarials``, by ``cell``).
     """
     from adapters import get_adapter
 
@@ -132,7 +197,10 @@ def run_attacks(
                 jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.for_cell().label)))
     results = [run_cell(inp, spec.for_cell(), lib, s, batch_size)
                for inp, spec, lib, s in _progress(jobs, progress)]
-    return _collect(results, jobs, data_fingerprint(x, y))
+    out = _collect(results, jobs, data_fingerprint(x, y))
+    if return_adversarials:
+        out.adversarials = {i: r.x_adv for i, r in enumerate(results) if r.x_adv is not None}
+    return out
 
 
 def _progress(jobs: list[Any], show: bool) -> Iterable[Any]:

@@ -190,6 +190,10 @@ def train_substitute(target: WrappedModel, pool_x: np.ndarray, *, recipe: str, f
     from harness.runner import to_layout
 
     rec = _check(method, recipe, framework, target, pool_x, queries, epochs, batch_size, lr, eval_x)
+    if framework == "tensorflow":
+        from harness.quiet import import_tensorflow
+
+        import_tensorflow()  # before Keras: without TensorFlow's native banner
     access: ThreatModel = "decision-based" if labels_only else "score-based"
     x = to_layout(np.asarray(pool_x, dtype=np.float32), target)
     target.check_inputs(x)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from harness.errors import HarnessError
 from harness.models import Counts, Layout, Outputs, QueryCounter, ThreatModel, WrappedModel
 
 
@@ -191,6 +192,34 @@ class CountingCallable:
         return identity(out)
 
 
+def keras_input_shape(model: Any) -> tuple[int, ...] | None:
+    """The per-sample input shape a Keras model states (None if unknown or not fixed)."""
+    try:
+        shape = model.input_shape
+    except Exception:  # not built, several inputs, not a Keras model
+        return None
+    if not isinstance(shape, tuple) or len(shape) < 2:
+        return None
+    dims = shape[1:]
+    return tuple(int(d) for d in dims) if all(isinstance(d, int) for d in dims) else None
+
+
+def check_declared_shape(model: Any, wrapped: WrappedModel) -> None:
+    """Refuse an ``input_shape`` that contradicts the Keras model's own, naming the fix."""
+    known, s = keras_input_shape(model), wrapped.input_shape
+    if known is None or known == s:
+        return
+    msg = (f"model {wrapped.name!r}: the Keras model takes inputs of shape "
+           f"(N, {', '.join(map(str, known))}), but input_shape is {s}")
+    if len(s) == 3 and known == (s[1], s[2], s[0]):
+        msg += f"; the model expects NHWC: set input_shape: {list(known)} and layout: NHWC"
+    elif len(s) == 3 and known == (s[2], s[0], s[1]):
+        msg += f"; the model expects NCHW: set input_shape: {list(known)} and layout: NCHW"
+    else:
+        msg += f"; set input_shape: {list(known)}"
+    raise HarnessError(msg)
+
+
 class TFModel(WrappedModel):
     framework = "tensorflow"
 
@@ -208,10 +237,19 @@ class TFModel(WrappedModel):
         layout = layout or ("NHWC" if len(input_shape) == 3 else "flat")
         super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
                          layout=layout, outputs=outputs, name=name)
+        from harness.quiet import import_tensorflow
+
+        import_tensorflow()  # devices initialised without the native banner (cuInit...)
+        check_declared_shape(model, self)
+        self._found_trainable = getattr(model, "trainable", None)
         if hasattr(model, "trainable"):
             model.trainable = False
         self.model = model
         self._counter = TFCounter()
+
+    def release(self) -> None:
+        if self._found_trainable is not None:
+            self.model.trainable = self._found_trainable
 
     @property
     def counter(self) -> TFCounter:

@@ -126,6 +126,7 @@ class TorchModel(WrappedModel):
         layout = layout or ("NCHW" if len(input_shape) == 3 else "flat")
         super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
                          layout=layout, outputs=outputs, name=name)
+        self._found = (module.training, [(p, p.requires_grad) for p in module.parameters()])
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
@@ -133,6 +134,12 @@ class TorchModel(WrappedModel):
         params = list(module.parameters())
         self._device = params[0].device if params else torch.device("cpu")
         self._counter = TorchCounter()
+
+    def release(self) -> None:
+        training, flags = self._found
+        self.module.train(training)
+        for p, requires_grad in flags:
+            p.requires_grad_(requires_grad)
 
     @property
     def device(self) -> str:

@@ -50,14 +50,14 @@ def convert(x: np.ndarray, source: WrappedModel, target: WrappedModel) -> np.nda
 
 
 def run_transfer(adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int,
-                 batch_size: int, base: dict[str, Any]) -> CellResult:
+                 batch_size: int, base: dict[str, Any], on_call: Any = None) -> CellResult:
     """Attack ``inputs.source`` white-box with ``adapter``; referee the result on ``inputs.model``."""
     from harness.cell import CellResult, attack_batch
 
     source, target = inputs.source, inputs.model
     assert source is not None
     before = target.counter.read()
-    crafted = attack_batch(adapter, source, spec, seed, batch_size, base)
+    crafted = attack_batch(adapter, source, spec, seed, batch_size, base, on_call)
     if target.counter.read() != before:
         raise RuntimeError(f"a transfer cell queried its target {target.name!r}")
     assert crafted.x_adv is not None

@@ -141,7 +141,8 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
                 "records": None}
     return {"summary": {**task.row, **res.summary, "worker_pid": os.getpid(),
                         "worker_rss_mb": rss_mb(), "finished_at": time.time()},
-            "records": res.records}
+            "records": res.records,
+            "x_adv": res.x_adv if state.exp.save_adversarials else None}
 
 
 def rss_mb() -> float:
