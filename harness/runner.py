@@ -14,7 +14,7 @@ import pandas as pd
 from harness.catalogue import LIBRARIES
 from harness.cell import CellInputs, CellResult, run_cell
 from harness.errors import HarnessError
-from harness.models import WrappedModel
+from harness.models import WrappedModel, one_line
 from harness.referee import flag_gradient_masking
 from harness.seeding import derive_seed
 from harness.spec import AttackSpec, ResolvedSpec
@@ -50,7 +50,10 @@ def to_layout(x: np.ndarray, model: WrappedModel) -> np.ndarray:
 
 
 def check_labels(y: np.ndarray, n: int, nb_classes: int) -> np.ndarray:
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError) as e:
+        raise HarnessError(f"labels are not an array of one shape ({one_line(e)})") from None
     if y.shape != (n,):
         raise HarnessError(f"labels must have shape ({n},), got {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
@@ -77,14 +80,22 @@ def resolve_specs(attacks: Iterable[AttackSpec | dict[str, Any]]) -> list[Resolv
 
 
 def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a batch for ``model``; return it in the model's layout and the clean logits."""
+    """Validate a batch for ``model``; return it in the model's layout and the clean logits.
+
+    ``x`` may be any array-like of numbers (a nested list too); ``y`` any of integers."""
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise HarnessError(f"inputs for model {model.name!r} are not a numeric array of one "
+                           f"shape ({one_line(e)})") from None
     if x.ndim < 2:
         raise HarnessError(f"inputs must be a batch (N, ...), got shape {x.shape}")
-    xm = to_layout(np.asarray(x, dtype=np.float32), model)
+    if len(x) == 0:
+        raise HarnessError(f"inputs for model {model.name!r} are an empty batch (0 samples)")
+    xm = to_layout(x, model)
     model.check_inputs(xm)
     check_labels(y, len(xm), model.nb_classes)
-    model.check_outputs(xm)
-    return xm, model.predict_logits(xm)
+    return xm, model.check_outputs(xm)
 
 
 def run_attacks(
@@ -108,7 +119,6 @@ def run_attacks(
     for lib in libraries:
         get_adapter(lib)
     specs = resolve_specs(attacks)
-    y = np.asarray(y)
     if len({m.name for m in models}) != len(models):
         raise HarnessError("model names must be unique")
     by_name = {m.name: m for m in models}
