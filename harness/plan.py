@@ -37,6 +37,9 @@ class CellTask:
     seed: int  # the cell's seed
     run_seed: int  # the experiment seed this cell belongs to
     row: dict[str, Any] = field(default_factory=dict)  # identifying columns of its table row
+    #: parameter hashes of the models the cell runs on (its model, a transfer source), as
+    #: planned: a worker checks that the models it built are these
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def _version(package: str) -> str:
@@ -110,6 +113,7 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                            "seed": seed, "run_seed": run_seed, "n": len(ds.x)}
                     if a.source:
                         row["source_model"] = a.source
+                    used = {k: params[k] for k in (mc.key, a.source) if k is not None and k in params}
                     tasks.append(CellTask(len(tasks), key, mc.key, a.model_dump(mode="json"),
-                                          lib, seed, run_seed, row))
+                                          lib, seed, run_seed, row, used))
     return tasks
