@@ -250,6 +250,8 @@ class WrappedModel(ABC):
         facts = {k: v for k, v in self.describe().items() if k not in ("name", "family")}
         h = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
         for name, a in self.parameter_arrays():
+            if a.dtype.hasobject:  # not plain numbers: their text
+                a = np.frombuffer(repr(a.tolist()).encode(), np.uint8)
             a = np.ascontiguousarray(a)
             h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
             h.update(a.data)

@@ -165,7 +165,7 @@ class TorchModel(WrappedModel):
         with torch.no_grad():
             out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self._device,
                                                                            self._dtype))
-        return out.detach().cpu().numpy()
+        return out.detach().cpu().float().numpy()  # float32 whatever the network's dtype
 
     def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
         for name, t in self.module.state_dict().items():
@@ -173,9 +173,15 @@ class TorchModel(WrappedModel):
                 yield name, np.frombuffer(repr(t).encode(), np.uint8)
                 continue
             t = t.detach().cpu()
-            if t.dtype == torch.bfloat16:  # no NumPy dtype: hash its bits
-                t = t.view(torch.int16)
-            yield name, t.contiguous().numpy()
+            if t.layout != torch.strided:  # sparse
+                t = t.to_dense()
+            if t.is_quantized:  # scale and zero point count through the values
+                t = t.dequantize()
+            t = t.contiguous()
+            try:
+                yield name, t.numpy()
+            except TypeError:  # a dtype NumPy lacks (bfloat16, float8...): its bytes
+                yield f"{name}:{t.dtype}", t.reshape(-1).view(torch.uint8).numpy()
 
     def to_tensor(self, x: np.ndarray) -> Any:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self._device)

@@ -103,23 +103,25 @@ def test_nonfinite_factory_model_refuses_the_experiment(tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
-def test_float64_torch_network_runs_in_float64_behind_float32(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every library sees float32 inputs and outputs; the network computes in float64."""
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
+def test_torch_network_of_another_dtype_runs_in_it_behind_float32(dtype: torch.dtype) -> None:
+    """Every library sees float32 inputs and outputs; the network computes in its dtype."""
     x, y = _data()
-    net = _linear().double()
+    net = _linear().to(dtype)
     seen: list[torch.dtype] = []
     net.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
     model = wrap_model(net, input_shape=(1, 4, 4), nb_classes=3, name="double")
     res = run_attacks([model], x, y, [*FGSM, {"attack": "pgd", "eps": 0.1, "steps": 3}],
                       ["art", "foolbox", "cleverhans"])
     assert res.summary["status"].tolist() == ["ok"] * 6, res.summary["reason"].tolist()
-    assert set(seen) == {torch.float64} and next(net.parameters()).dtype == torch.float64
+    assert set(seen) == {dtype} and next(net.parameters()).dtype == dtype
     with torch.no_grad():
-        own = net(torch.from_numpy(x.astype(np.float64))).argmax(1).numpy()
+        own = net(torch.from_numpy(x).to(dtype)).argmax(1).numpy()
     np.testing.assert_array_equal(res.summary["clean_accuracy"], np.mean(own == y))
     out = model.counted(torch.from_numpy(x))
     assert out.dtype == torch.float32
+    as_float32 = wrap_model(_linear(), input_shape=(1, 4, 4), nb_classes=3, name="double")
+    assert model.parameter_hash() != as_float32.parameter_hash()
 
 
 def test_forward_that_raises_is_one_line_naming_the_model() -> None:
