@@ -32,13 +32,18 @@ from harness.store import FAILED, CellStore
 log = logging.getLogger(__name__)
 
 
-def build_models(exp: Experiment, ds: Dataset) -> dict[str, WrappedModel]:
-    """The experiment's models by key: recipes (trained once, cached), factories, substitutes."""
-    from harness.recipes import load_recipe
+def build_models(exp: Experiment, ds: Dataset, *, train: bool = True
+                 ) -> dict[str, WrappedModel]:
+    """The experiment's models by key: recipes (trained once, cached), factories, substitutes.
+
+    ``train=False``: only the models that need no training (factories, cached recipes)."""
+    from harness.recipes import load_recipe, recipe_info
 
     models: dict[str, WrappedModel] = {}
     for mc in exp.models:
         if mc.substitute_of is not None:
+            if not train:
+                continue
             m = _substitute(exp, mc, models[mc.substitute_of], ds.x)
         elif mc.factory is not None:
             from harness.factory import load_factory_model
@@ -46,6 +51,8 @@ def build_models(exp: Experiment, ds: Dataset) -> dict[str, WrappedModel]:
             m = load_factory_model(mc)
         else:
             assert mc.recipe is not None  # validated: exactly one of recipe / factory
+            if not train and recipe_info(mc.recipe, mc.framework, data_path=exp.data.path) is None:
+                continue
             m = load_recipe(mc.recipe, mc.framework, data_path=exp.data.path)
             m.name, m.family = mc.key, mc.recipe
         models[mc.key] = m
@@ -93,8 +100,7 @@ def run_experiment(
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
     models = build_models(exp, ds)  # trains missing recipes once, before any worker starts
-    _check_batch(exp, ds, models)
-    tasks = plan_cells(exp, ds)
+    tasks = plan_cells(exp, ds, checked_parameters(ds, models))
     with _run_dir(exp, results_root, out_dir) as run_dir, _log_file(run_dir / "logs" / "run.log"):
         store = CellStore(run_dir)
         # specs that differ only in a minimum-norm radius share a cell: run it once
@@ -123,23 +129,28 @@ def run_experiment(
 
 def plan_table(exp: Experiment, results_root: str | Path | None = "results",
                out_dir: str | Path | None = None, retry_failed: bool = False) -> pd.DataFrame:
-    """The cells of ``exp`` and their state in its results directory (no model is loaded
-    or trained, nothing runs)."""
+    """The cells of ``exp`` and their state in its results directory; nothing is trained and
+    nothing runs. Keys cover each model's parameters, so the models that need no training
+    (factories, cached recipes) are built and checked on the batch; cells of the others
+    (recipes to train, substitutes) show key ``?`` and count as to run."""
     from harness.data import load_dataset
 
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
+    built = build_models(exp, ds, train=False)
+    tasks = plan_cells(exp, ds, checked_parameters(ds, built))
     run_dir = Path(out_dir) if out_dir is not None else Path(results_root or ".") / exp.name
     store = CellStore(run_dir)
     rows = []
-    for t in plan_cells(exp, ds):
-        status = store.status(t.key)
+    for t in tasks:
+        known = t.model in built and t.row.get("source_model", t.model) in built
+        status = store.status(t.key) if known else None
         spec = t.spec
-        rows.append({"cell": t.index, "key": t.key, "run_seed": t.run_seed, "model": t.model,
-                     "attack": spec["attack"], "eps": spec.get("eps"),
+        rows.append({"cell": t.index, "key": t.key if known else "?", "run_seed": t.run_seed,
+                     "model": t.model, "attack": spec["attack"], "eps": spec.get("eps"),
                      "threat_model": t.row["threat_model"], "library": t.library,
-                     "stored": status or "-",
-                     "will_run": _to_run(exp, store, t.key, retry_failed)})
+                     "stored": status or ("-" if known else "?"),
+                     "will_run": not known or _to_run(exp, store, t.key, retry_failed)})
     return pd.DataFrame(rows)
 
 
@@ -170,11 +181,15 @@ def _log_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _check_batch(exp: Experiment, ds: Dataset, models: dict[str, WrappedModel]) -> None:
+def checked_parameters(ds: Dataset, models: dict[str, WrappedModel]) -> dict[str, str]:
+    """Each model's parameter hash (for the cells' keys), once the model has passed the
+    batch's checks (shapes, bounds, labels, finite logits: one-line errors now; a Keras
+    model built lazily has its weights only after this first forward pass)."""
     from harness.runner import prepare
 
     for m in models.values():
-        prepare(m, ds.x, ds.y)  # shapes, bounds, labels, logits: one-line errors now
+        prepare(m, ds.x, ds.y)
+    return {key: m.parameter_hash() for key, m in models.items()}
 
 
 @contextmanager

@@ -10,6 +10,8 @@ A :class:`WrappedModel` owns two ways into the network:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -193,13 +195,31 @@ class WrappedModel(ABC):
                 f"(min {x.min():g}, max {x.max():g})"
             )
 
-    def check_outputs(self, x: np.ndarray) -> None:
-        """Refuse a model that outputs probabilities while declaring logits (or vice versa)."""
-        raw = self._raw_forward(np.asarray(x[:64], dtype=np.float32))
-        if raw.ndim != 2 or raw.shape[1] != self.nb_classes:
+    def check_outputs(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """The model's logits for the clean batch ``x``, after refusing (one line, naming the
+        model) a forward pass that raises, outputs of the wrong shape, NaN/inf outputs, and
+        probabilities declared as logits (or vice versa)."""
+        if len(x) == 0:
+            raise HarnessError(f"inputs for model {self.name!r} are an empty batch (0 samples)")
+        x = np.asarray(x, dtype=np.float32)
+        try:
+            outs = [np.asarray(self._raw_forward(x[i : i + batch_size]))
+                    for i in range(0, len(x), batch_size)]
+        except Exception as e:
+            raise HarnessError(f"model {self.name!r}: forward pass on the clean inputs failed "
+                               f"({one_line(e)})") from None
+        bad = next((o for o in outs if o.ndim != 2 or o.shape[1] != self.nb_classes), None)
+        if bad is not None:
             raise HarnessError(
-                f"model {self.name!r} returned outputs of shape {raw.shape}; "
+                f"model {self.name!r} returned outputs of shape {bad.shape}; "
                 f"expected (N, {self.nb_classes})"
+            )
+        raw = np.concatenate(outs)
+        finite = np.isfinite(raw).all(axis=1)
+        if not finite.all():
+            raise HarnessError(
+                f"model {self.name!r} returned NaN or inf outputs for {int((~finite).sum())} of "
+                f"{len(raw)} clean inputs (first: sample {int(np.argmin(finite))})"
             )
         looks_like_probs = bool(
             np.all(raw >= 0) and np.all(raw <= 1) and np.allclose(raw.sum(axis=1), 1.0, atol=1e-3)
@@ -215,6 +235,27 @@ class WrappedModel(ABC):
                 f"model {self.name!r} is declared to output probabilities but its rows do not "
                 "sum to 1"
             )
+        if self.outputs == "probabilities":
+            raw = np.log(np.clip(raw, 1e-30, None))
+        return raw.astype(np.float32, copy=False)
+
+    @abstractmethod
+    def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every parameter and buffer of the network as (name, array), in a fixed order."""
+
+    def parameter_hash(self) -> str:
+        """sha256 over the network's parameters and buffers (names, dtypes, shapes, bytes)
+        and the wrapping facts (shape, classes, bounds, layout, outputs): what decides its
+        results, whoever loaded the weights. Cheap (one pass over the weights' bytes)."""
+        facts = {k: v for k, v in self.describe().items() if k not in ("name", "family")}
+        h = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
+        for name, a in self.parameter_arrays():
+            if a.dtype.hasobject:  # not plain numbers: their text
+                a = np.frombuffer(repr(a.tolist()).encode(), np.uint8)
+            a = np.ascontiguousarray(a)
+            h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.data)
+        return h.hexdigest()
 
     def library_form(self, library: str, build: Any) -> Any:
         """This model in a library's form, built once per (library, access level)."""
@@ -257,8 +298,17 @@ def wrap_model(model: Any, **kwargs: Any) -> WrappedModel:
         from harness.torch_model import TorchModel
 
         return TorchModel(model, **kwargs)
-    if sys.modules.get("keras") is not None or sys.modules.get("tensorflow") is not None:
+    keras, tf = sys.modules.get("keras"), sys.modules.get("tensorflow")
+    if (keras is not None and isinstance(model, keras.layers.Layer)) or (
+            tf is not None and isinstance(model, tf.Module)):
         from harness.tf_model import TFModel
 
         return TFModel(model, **kwargs)
-    raise HarnessError(f"cannot wrap a {type(model).__name__}: expected a torch or Keras model")
+    raise HarnessError(f"cannot wrap a {type(model).__module__}.{type(model).__qualname__}: "
+                       "expected a torch.nn.Module or a Keras model (or tf.Module)")
+
+
+def one_line(e: BaseException) -> str:
+    """``Type: first non-empty line of the message`` (at most 300 characters)."""
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first[:300]}" if first else type(e).__name__

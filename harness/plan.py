@@ -4,14 +4,17 @@ A cell is (run seed, model, attack spec, library). Its key hashes everything tha
 its result: the resolved spec (without a minimum-norm attack's eps, which only changes
 reporting), the library and its version, the model's identity (recipe
 cache stem - recipe version, hyperparameters and training-data hashes -, factory
-fingerprint, or substitute recipe and target), the exact input batch, the cell seed, the
-batch size and the harness version. Same experiment, same seed -> same keys, so a re-run
-skips finished cells, and any change that could change a result gives a new key.
+fingerprint, or substitute recipe and target, and in every case the hash of the built
+model's parameters and buffers, so weights a factory loads by itself or a changed helper
+module that changes them give new keys), the exact input batch, the cell seed, the batch
+size and the harness version. Same experiment, same seed -> same keys, so a re-run skips
+finished cells, and any change that could change a result gives a new key.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -36,6 +39,9 @@ class CellTask:
     row: dict[str, Any] = field(default_factory=dict)  # identifying columns of its table row
     #: The radius this task reports at (a minimum-norm spec's eps; the cell runs without it).
     report_eps: float | None = None
+    #: parameter hashes of the models the cell runs on (its model, a transfer source), as
+    #: planned: a worker checks that the models it built are these
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def _version(package: str) -> str:
@@ -45,21 +51,26 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def model_identity(mc: ModelConfig, exp: Experiment) -> dict[str, Any]:
-    """What identifies a model's weights without loading it."""
+def model_identity(mc: ModelConfig, exp: Experiment,
+                   params: Mapping[str, str]) -> dict[str, Any]:
+    """What identifies a model: how it is made (read without loading it) and ``params[key]``,
+    the hash of its built parameters (:meth:`WrappedModel.parameter_hash`; None when the
+    model was not built)."""
     from harness.recipes import cache_paths
 
     d = exp.data
+    built = {"params": params.get(mc.key)}
     if mc.substitute_of is not None:
         target = next(m for m in exp.models if m.key == mc.substitute_of)
-        return {"substitute": mc.model_dump(mode="json"), "target": model_identity(target, exp),
-                "data": d.model_dump(mode="json"), "seed": exp.seed}
+        return {"substitute": mc.model_dump(mode="json"),
+                "target": model_identity(target, exp, params),
+                "data": d.model_dump(mode="json"), "seed": exp.seed, **built}
     if mc.factory is not None:
         from harness.factory import model_fingerprint
 
-        return {"factory": model_fingerprint(mc)}
+        return {"factory": model_fingerprint(mc), **built}
     assert mc.recipe is not None  # validated: exactly one of recipe / factory
-    return {"recipe": cache_paths(mc.recipe, mc.framework, data_path=d.path)[0].stem}
+    return {"recipe": cache_paths(mc.recipe, mc.framework, data_path=d.path)[0].stem, **built}
 
 
 def family(mc: ModelConfig) -> str:
@@ -68,14 +79,16 @@ def family(mc: ModelConfig) -> str:
     return mc.recipe if mc.recipe is not None else mc.key
 
 
-def plan_cells(exp: Experiment, ds: Dataset) -> list[CellTask]:
+def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[CellTask]:
     """Every cell of ``exp`` on ``ds`` (the evaluated batch), in table order.
 
-    A minimum-norm spec's ``eps`` is a reporting radius only: the cell is planned (keyed,
-    seeded, run) without it, so specs that differ only in that radius share one cell.
+    ``params``: each built model's parameter hash by key (computed once, by the process that
+    plans; workers take the keys from the tasks). A minimum-norm spec's ``eps`` is a
+    reporting radius only: the cell is planned (keyed, seeded, run) without it, so specs that
+    differ only in that radius share one cell.
     """
     data_hash = ds.fingerprint()
-    identities = {mc.key: model_identity(mc, exp) for mc in exp.models}
+    identities = {mc.key: model_identity(mc, exp, params) for mc in exp.models}
     frameworks = {mc.key: mc.framework for mc in exp.models}
     harness_version = _version("advharness")
     library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
@@ -107,6 +120,8 @@ def plan_cells(exp: Experiment, ds: Dataset) -> list[CellTask]:
                            "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str)}
                     if a.source:
                         row["source_model"] = a.source
+                    used = {k: params[k] for k in (mc.key, a.source) if k is not None and k in params}
                     tasks.append(CellTask(len(tasks), key, mc.key, a.model_dump(mode="json"),
-                                          lib, seed, run_seed, row, reported.eps))
+                                          lib, seed, run_seed, row,
+                                          report_eps=reported.eps, params=used))
     return tasks

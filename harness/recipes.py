@@ -295,6 +295,16 @@ def _splits(recipe: Recipe, data_path: str | Path | None) -> tuple[Dataset, Data
             load_dataset(recipe.dataset, "test", path=data_path))
 
 
+def _check_labels(recipe: Recipe, *splits: Dataset) -> None:
+    """Refuse training data whose labels the recipe's classes cannot hold (one line)."""
+    for ds in splits:
+        if ds.y.size and (ds.y.min() < 0 or ds.y.max() >= recipe.nb_classes):
+            raise HarnessError(
+                f"recipe {recipe.name!r}: {ds.name} {ds.split} labels out of range "
+                f"[0, {recipe.nb_classes - 1}] (min {ds.y.min()}, max {ds.y.max()}; "
+                f"{ds.source})")
+
+
 def _fingerprints(train: Dataset, test: Dataset) -> dict[str, str]:
     return {"train_fingerprint": train.fingerprint(), "test_fingerprint": test.fingerprint()}
 
@@ -355,6 +365,7 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
 
         import_tensorflow()  # before Keras: without TensorFlow's native banner
     train, test = _splits(recipe, data_path)
+    _check_labels(recipe, train, test)
     fingerprints = _fingerprints(train, test)
     weights, sidecar = _paths(recipe, framework, fingerprints, cache_dir)
     from_cache = not retrain and weights.is_file() and sidecar.is_file()

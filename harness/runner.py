@@ -16,7 +16,7 @@ from harness.catalogue import LIBRARIES
 from harness.cell import CellInputs, CellResult, run_cell
 from harness.data import fingerprint as data_fingerprint
 from harness.errors import HarnessError
-from harness.models import WrappedModel
+from harness.models import WrappedModel, one_line
 from harness.referee import flag_gradient_masking, report_at_eps
 from harness.seeding import content_key, derive_seed
 from harness.spec import AttackSpec, ResolvedSpec
@@ -92,7 +92,10 @@ def check_layout(x: np.ndarray, model: WrappedModel) -> None:
 
 
 def check_labels(y: np.ndarray, n: int, nb_classes: int) -> np.ndarray:
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError) as e:
+        raise HarnessError(f"labels are not an array of one shape ({one_line(e)})") from None
     if y.shape != (n,):
         raise HarnessError(f"labels must have shape ({n},), got {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
@@ -143,15 +146,23 @@ def _where(path: tuple[Any, ...]) -> str:
 
 
 def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a batch for ``model``; return it in the model's layout and the clean logits."""
+    """Validate a batch for ``model``; return it in the model's layout and the clean logits.
+
+    ``x`` may be any array-like of numbers (a nested list too); ``y`` any of integers."""
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise HarnessError(f"inputs for model {model.name!r} are not a numeric array of one "
+                           f"shape ({one_line(e)})") from None
     if x.ndim < 2:
         raise HarnessError(f"inputs must be a batch (N, ...), got shape {x.shape}")
+    if len(x) == 0:
+        raise HarnessError(f"inputs for model {model.name!r} are an empty batch (0 samples)")
     check_layout(x, model)
-    xm = to_layout(np.asarray(x, dtype=np.float32), model)
+    xm = to_layout(x, model)
     model.check_inputs(xm)
     check_labels(y, len(xm), model.nb_classes)
-    model.check_outputs(xm)
-    return xm, model.predict_logits(xm)
+    return xm, model.check_outputs(xm)
 
 
 def run_attacks(
@@ -177,7 +188,6 @@ def run_attacks(
     for lib in libraries:
         get_adapter(lib)
     specs = resolve_specs(attacks)
-    y = np.asarray(y)
     if len({m.name for m in models}) != len(models):
         raise HarnessError("model names must be unique")
     by_name = {m.name: m for m in models}

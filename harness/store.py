@@ -5,14 +5,18 @@ records (absent for cells without records), ``<key>.adv.npz`` its adversarial ex
 (``x_adv``, in the attacked model's layout; only with ``save_adversarials``). The records
 and adversarials are written first and the JSON last, each through a temporary file and
 ``os.replace``, so a cell counts as finished exactly when its JSON exists, and a run killed
-at any moment (SIGKILL included) leaves only whole cells behind. ``key`` is the cell's
-content hash (see :mod:`harness.plan`), so re-running an
-experiment finds what is already done.
+at any moment (SIGKILL included) leaves only whole cells behind. Each file and its
+directory are fsynced, so a power loss does not leave an empty file under a cell's name
+either; a stored cell that cannot be read all the same (an empty or corrupt JSON, a
+truncated Parquet) counts as not stored: a warning names the file and the cell runs again.
+``key`` is the cell's content hash (see :mod:`harness.plan`), so re-running an experiment
+finds what is already done.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -20,6 +24,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
 
 #: Statuses that ``--retry-failed`` runs again (``unsupported`` and ``violation`` are results).
 FAILED = frozenset({"error", "timeout", "crashed"})
@@ -35,11 +43,30 @@ class CellStore:
         return self.dir / f"{key}.json", self.dir / f"{key}.parquet"
 
     def status(self, key: str) -> str | None:
-        """The stored cell's status, or None if it has not finished."""
-        summary, _ = self._paths(key)
+        """The stored cell's status, or None if it has not finished or cannot be read (an
+        unreadable summary, or records whose Parquet footer is missing: logged, so the
+        cell runs again and its new files replace these)."""
+        summary, records = self._paths(key)
         if not summary.is_file():
             return None
-        return str(json.loads(summary.read_text())["status"])
+        try:
+            status = json.loads(summary.read_text())["status"]
+            if not isinstance(status, str):
+                raise ValueError(f"status is {status!r}")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("stored cell %s is unreadable (%s: %s); it will run again",
+                        summary, type(e).__name__, e)
+            return None
+        if records.is_file():
+            import pyarrow.parquet as pq
+
+            try:
+                pq.read_metadata(records)
+            except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+                log.warning("stored records %s are unreadable (%s: %s); the cell will run again",
+                            records, type(e).__name__, e)
+                return None
+        return status
 
     def done(self, key: str, retry_failed: bool = False) -> bool:
         """Whether the cell can be skipped (finished; with ``retry_failed``, not a failure)."""
@@ -65,11 +92,12 @@ class CellStore:
         atomic_write(summary_path, lambda p: p.write_text(text))
 
     def keys(self) -> list[str]:
-        """Every finished cell's key (its summary JSON exists)."""
+        """Every finished, readable cell's key (see :meth:`status`)."""
         if not self.dir.is_dir():
             return []
-        return sorted(p.name.removesuffix(".json") for p in self.dir.glob("*.json")
-                      if not p.name.startswith("."))
+        keys = (p.name.removesuffix(".json") for p in self.dir.glob("*.json")
+                if not p.name.startswith("."))
+        return sorted(k for k in keys if self.status(k) is not None)
 
     def update(self, key: str, **fields: Any) -> None:
         """Rewrite a finished cell's summary with ``fields`` set (atomically)."""
@@ -87,14 +115,23 @@ class CellStore:
             return np.asarray(f["x_adv"])
 
     def read(self, key: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
+        """A stored cell's summary and records (one-line error naming an unreadable file)."""
         summary_path, records_path = self._paths(key)
-        summary = json.loads(summary_path.read_text())
-        records = pd.read_parquet(records_path) if records_path.is_file() else None
+        path = summary_path
+        try:
+            summary = json.loads(summary_path.read_text())
+            path = records_path
+            records = pd.read_parquet(records_path) if records_path.is_file() else None
+        except (OSError, ValueError) as e:
+            raise HarnessError(f"stored cell file {path} is unreadable ({type(e).__name__}: "
+                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                               "delete it and run again to recompute the cell") from None
         return summary, records
 
 
 def atomic_write(path: Path, write: Any, suffix: str | None = None) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path`` (same directory): all or nothing.
+    """``write(tmp)``, fsync it, rename ``tmp`` to ``path`` (same directory) and fsync the
+    directory: all or nothing, and durable once this returns.
 
     ``suffix``: the temporary file's ending (default ``path``'s; Keras wants ``.weights.h5``).
     """
@@ -104,10 +141,21 @@ def atomic_write(path: Path, write: Any, suffix: str | None = None) -> None:
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(Path(tmp))
+        fsync_path(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _jsonable(o: Any) -> Any:

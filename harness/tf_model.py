@@ -8,7 +8,7 @@ identity with a custom gradient on the model output.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,9 @@ class CountingCallable:
             rows, logits, self.access == "decision-based"))
 
     def _as_logits(self, out: tf.Tensor) -> tf.Tensor:
-        """Declared probability models: their log, which are valid logits."""
+        """As float32 (a float64 Keras model's outputs too); declared probability models:
+        their log, which are valid logits."""
+        out = tf.cast(out, tf.float32)
         return tf.math.log(tf.maximum(out, 1e-30)) if self.probabilities else out
 
     def compiled_forward(self, art_forward: Callable[..., Any]) -> Callable[..., Any]:
@@ -263,3 +265,11 @@ class TFModel(WrappedModel):
 
     def to_tensor(self, x: np.ndarray) -> Any:
         return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
+
+    def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Keras ``weights`` (trainable and not), else a ``tf.Module``'s ``variables``, by
+        position (Keras' variable paths carry per-process layer counters)."""
+        variables = getattr(self.model, "weights", None)
+        for i, v in enumerate(variables if variables is not None
+                              else getattr(self.model, "variables", ())):
+            yield str(i), np.asarray(v)

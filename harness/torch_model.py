@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,9 @@ class TorchCounter(QueryCounter):
 class CountingModule(torch.nn.Module):
     """Wraps the user's module for the libraries.
 
-    * casts inputs to float32 (ART on numpy 2 feeds float64: ART #2475);
+    * casts inputs to float32 (ART on numpy 2 feeds float64: ART #2475), and outputs to
+      float32; a network whose floating parameters and buffers are all of another dtype
+      (e.g. float64) gets its inputs in that dtype, so every library sees a float32 model;
     * counts forward rows, and backward rows through a hook on the output (fires once per
       backward pass that reaches the output, whichever library asks for the gradient);
     * for declared probability models returns ``log(p)``, which are valid logits;
@@ -46,6 +50,12 @@ class CountingModule(torch.nn.Module):
         self._eye = torch.eye(0)  # rows of one-hot answers, sized on first use
         params = list(inner.parameters())
         self._on_cpu = not params or params[0].device.type == "cpu"
+        self._dtype = network_dtype(inner)
+
+    def _inner(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on float32 ``x`` (cast to its own dtype), as float32."""
+        out = self.inner(x if self._dtype == torch.float32 else x.to(self._dtype))
+        return out if out.dtype == torch.float32 else out.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32:
@@ -54,7 +64,7 @@ class CountingModule(torch.nn.Module):
         if self.access != "white-box":
             return self._oracle(x, rows)
         self.counter.forward += rows
-        out = self.inner(x)
+        out = self._inner(x)
         if self.probabilities:
             out = torch.log(out.clamp_min(1e-30))
         if out.requires_grad:
@@ -73,7 +83,7 @@ class CountingModule(torch.nn.Module):
                 owner.report_violation("a gradient with respect to the input was requested")
             x = x.detach()
         self.counter.forward += rows
-        out = self.inner(x)  # builds no graph: neither x nor (once wrapped) the weights need one
+        out = self._inner(x)  # builds no graph: neither x nor (once wrapped) the weights need one
         if out.requires_grad:  # weights a user made trainable again
             out = out.detach()
         if self.probabilities:
@@ -133,6 +143,7 @@ class TorchModel(WrappedModel):
         self.module = module
         params = list(module.parameters())
         self._device = params[0].device if params else torch.device("cpu")
+        self._dtype = network_dtype(module)
         self._counter = TorchCounter()
 
     def release(self) -> None:
@@ -159,8 +170,33 @@ class TorchModel(WrappedModel):
 
     def _raw_forward(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self._device))
-        return out.detach().cpu().numpy()
+            out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self._device,
+                                                                           self._dtype))
+        return out.detach().cpu().float().numpy()  # float32 whatever the network's dtype
+
+    def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        for name, t in self.module.state_dict().items():
+            if not isinstance(t, torch.Tensor):  # a module's extra state
+                yield name, np.frombuffer(repr(t).encode(), np.uint8)
+                continue
+            t = t.detach().cpu()
+            if t.layout != torch.strided:  # sparse
+                t = t.to_dense()
+            if t.is_quantized:  # scale and zero point count through the values
+                t = t.dequantize()
+            t = t.contiguous()
+            try:
+                yield name, t.numpy()
+            except TypeError:  # a dtype NumPy lacks (bfloat16, float8...): its bytes
+                yield f"{name}:{t.dtype}", t.reshape(-1).view(torch.uint8).numpy()
 
     def to_tensor(self, x: np.ndarray) -> Any:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self._device)
+
+
+def network_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype the network computes in: that of its floating parameters and buffers when
+    they all share one, else float32 (a network of mixed dtypes casts for itself)."""
+    dtypes = {t.dtype for t in itertools.chain(module.parameters(), module.buffers())
+              if t.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else torch.float32

@@ -104,6 +104,19 @@ class _State:
         self.ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
         self.models = build_models(self.exp, self.ds)
         self._prepared: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._hashes: dict[str, str] = {}
+
+    def matches(self, params: dict[str, str]) -> bool:
+        """Whether the models named in ``params`` have those parameter hashes here (each
+        checked on the batch first, as in the plan: a lazily built Keras model gets its
+        weights on its first forward pass)."""
+        for name, planned in params.items():
+            if name not in self._hashes:
+                self.prepared(name)
+                self._hashes[name] = self.models[name].parameter_hash()
+            if self._hashes[name] != planned:
+                return False
+        return True
 
     def prepared(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         from harness.runner import prepare
@@ -129,6 +142,14 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
     from harness.spec import AttackSpec
 
     state = _state(ctx.experiment_json)
+    if not state.matches(task.params):  # models loaded in this process by an earlier run
+        _state.cache_clear()
+        state = _state(ctx.experiment_json)
+        if not state.matches(task.params):
+            return {"summary": fault_row(task, "error", (
+                f"model {task.model!r} (or its source) built in this worker has other "
+                "parameters than the one planned: does its factory build the same model "
+                "every time (seeded, weights loaded)?")), "records": None}
     spec = AttackSpec.model_validate(task.spec).resolve().for_cell()
     inputs = cell_inputs(state.models, state.prepared, task.model, spec, state.ds.y,
                          task.run_seed)

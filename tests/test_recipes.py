@@ -203,17 +203,33 @@ def test_cache_name_tracks_hyperparameters_version_and_data(
     assert len(seen) == 7
     # the data: two MNIST directories (official split) that differ in one pixel
     for i, pixel in enumerate((0, 1)):
-        d = tmp_path / f"mnist{i}"
-        d.mkdir()
         images = np.full((3, 28, 28), 9, np.uint8)
         images[0, 0, 0] = pixel
-        labels = np.arange(3, dtype=np.uint8)
-        for stem in ("t10k", "train"):
-            for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
-                head = struct.pack(f">HBB{arr.ndim}I", 0, 8, arr.ndim, *arr.shape)
-                (d / f"{stem}-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes()))
+        write_mnist(tmp_path / f"mnist{i}", images, np.arange(3, dtype=np.uint8))
     assert (cache_paths("mnist_cnn", "torch", data_path=tmp_path / "mnist0")
             != cache_paths("mnist_cnn", "torch", data_path=tmp_path / "mnist1"))
+
+
+def write_mnist(d: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """``d`` holding both official MNIST splits as gzipped IDX files, each these arrays."""
+    d.mkdir()
+    for stem in ("t10k", "train"):
+        for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+            head = struct.pack(f">HBB{arr.ndim}I", 0, 8, arr.ndim, *arr.shape)
+            (d / f"{stem}-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes()))
+    return d
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_out_of_range_training_label_is_refused(tmp_path: Path, framework: str) -> None:
+    data = write_mnist(tmp_path / "mnist", np.full((4, 28, 28), 9, np.uint8),
+                       np.array([0, 1, 12, 3], np.uint8))
+    with pytest.raises(HarnessError) as e:
+        load_recipe("mnist_cnn", framework, data_path=data, cache_dir=tmp_path / "cache")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(
+        "recipe 'mnist_cnn': mnist train labels out of range [0, 9] (min 0, max 12; ")
+    assert not (tmp_path / "cache").exists()  # nothing trained, nothing half-written
 
 
 def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
