@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from harness.errors import HarnessError
 from harness.experiment import Experiment, ModelConfig
 from harness.models import WrappedModel
 from harness.plan import CellTask, plan_cells
-from harness.referee import flag_gradient_masking
+from harness.referee import CLEAN_ACCURACY_FLOOR, flag_gradient_masking, flag_low_clean_accuracy
 from harness.runner import RunResult
 from harness.seeding import derive_seed
 from harness.store import FAILED, CellStore
@@ -90,8 +91,11 @@ def run_experiment(
 
     if backend not in BACKENDS:
         raise HarnessError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if results_root is not None or out_dir is not None:  # before any model is built
+        check_run_dir(_target(exp, results_root, out_dir), probe=True)
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
+    _check_sizes(exp, ds)
     models = build_models(exp, ds)  # trains missing recipes once, before any worker starts
     _check_batch(exp, ds, models)
     tasks = plan_cells(exp, ds)
@@ -104,14 +108,26 @@ def run_experiment(
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
         with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
             for task, out in runner.run(todo, ctx, limit):
-                store.write(task.key, out["summary"], out["records"])
+                try:
+                    store.write(task.key, out["summary"], out["records"])
+                except OSError as e:  # e.g. the disk filled up: what is stored stays usable
+                    stored = sum(store.done(t.key) for t in tasks)
+                    raise HarnessError(
+                        f"{run_dir}: cannot store cell {task.index} ({e.strerror or e}); "
+                        f"{stored} of {len(tasks)} cells are stored; make room and run again "
+                        "to resume") from None
                 advance(out["summary"]["status"])
-        result = collect(tasks, store)
+        result = collect(tasks, store, exp.clean_accuracy_floor)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),
                            "cells_run_now": len(todo)}
         if results_root is not None or out_dir is not None:
-            result.path = write_results(result, run_dir)
+            try:
+                result.path = write_results(result, run_dir)
+            except OSError as e:
+                raise HarnessError(f"{run_dir}: cannot write the result tables ({e.strerror or e})"
+                                   f"; all {len(tasks)} cells are stored: make room and run "
+                                   "again to write them") from None
     return result
 
 
@@ -123,7 +139,9 @@ def plan_table(exp: Experiment, results_root: str | Path | None = "results",
 
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
-    run_dir = Path(out_dir) if out_dir is not None else Path(results_root or ".") / exp.name
+    _check_sizes(exp, ds)
+    run_dir = _target(exp, results_root or ".", out_dir)
+    check_run_dir(run_dir, probe=False)
     store = CellStore(run_dir)
     rows = []
     for t in plan_cells(exp, ds):
@@ -156,18 +174,71 @@ def _log_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def _check_sizes(exp: Experiment, ds: Dataset) -> None:
+    """Attack parameters that count input elements, against the images actually loaded."""
+    from harness.runner import check_sizes
+
+    specs = [a.resolve() for a in exp.attacks]
+    check_sizes(specs, ds.input_shape, f"{ds.name} {ds.split}",
+                [f"attack {s.label!r}" for s in specs])
+
+
 def _check_batch(exp: Experiment, ds: Dataset, models: dict[str, WrappedModel]) -> None:
+    from harness.data import to_bounds
     from harness.runner import prepare
 
+    floor = exp.clean_accuracy_floor
     for m in models.values():
-        prepare(m, ds.x, ds.y)  # shapes, bounds, labels, logits: one-line errors now
+        # shapes, bounds, labels, logits: one-line errors now
+        _, logits = prepare(m, to_bounds(ds.x, m.bounds), ds.y)
+        correct = int((logits.argmax(axis=1) == ds.y).sum())
+        if correct < floor * len(ds.y):
+            log.warning("model %s classifies %d of %d inputs correctly (clean accuracy %.2f, "
+                        "below clean_accuracy_floor %g): its cells are flagged "
+                        "low_clean_accuracy; check its bounds and data.scale, its layout and "
+                        "its weights", m.name, correct, len(ds.y), correct / len(ds.y), floor)
+
+
+def _target(exp: Experiment, root: str | Path | None, out: str | Path | None) -> Path:
+    """The run's directory: ``out``, else ``<root>/<name>``."""
+    return Path(out) if out is not None else Path(root or ".") / exp.name
+
+
+#: Bytes written (and removed) to check that a results directory can take files.
+PROBE_BYTES = 1 << 20
+
+
+def check_run_dir(run_dir: Path, probe: bool) -> None:
+    """One-line errors now, not after the models are built, for a results directory that
+    cannot hold the run: a file in its place (``--out`` naming a file) or above it, a name
+    too long, and (``probe``) no permission, a read-only or a full disk. The probe writes
+    :data:`PROBE_BYTES` to a temporary file in the nearest existing directory on the way,
+    syncs and removes it: nothing is left behind."""
+    import tempfile
+
+    try:
+        existing = run_dir
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            where = "" if existing == run_dir else f" ({existing} is a file)"
+            raise HarnessError(f"results directory {run_dir} is not a directory{where}")
+        if not probe:
+            return
+        with tempfile.TemporaryFile(dir=existing, prefix=".advh-probe-") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise HarnessError(f"results directory {run_dir} is not writable "
+                           f"({e.strerror or e})") from None
 
 
 @contextmanager
 def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
              ) -> Iterator[Path]:
     if out is not None or root is not None:
-        yield Path(out) if out is not None else Path(root or ".") / exp.name
+        yield _target(exp, root, out)
         return
     import tempfile
 
@@ -175,8 +246,10 @@ def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
         yield Path(tmp)
 
 
-def collect(tasks: list[CellTask], store: CellStore) -> RunResult:
-    """The run's tables from the stored cells, in plan order."""
+def collect(tasks: list[CellTask], store: CellStore,
+            clean_accuracy_floor: float = CLEAN_ACCURACY_FLOOR) -> RunResult:
+    """The run's tables from the stored cells, in plan order (cells whose clean accuracy is
+    below ``clean_accuracy_floor`` flagged ``low_clean_accuracy``)."""
     rows, recs = [], []
     keys = ("cell", "library", "framework", "model", "attack", "norm", "eps", "targeted")
     for t in tasks:
@@ -189,6 +262,7 @@ def collect(tasks: list[CellTask], store: CellStore) -> RunResult:
             recs.append(r[[*keys, "run_seed", *records.columns]])
     summary_df = pd.DataFrame(rows)
     summary_df["beats_white_box"] = flag_gradient_masking(summary_df)
+    summary_df["low_clean_accuracy"] = flag_low_clean_accuracy(summary_df, clean_accuracy_floor)
     records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
     return RunResult(summary=summary_df, records=records_df)
 

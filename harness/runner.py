@@ -15,7 +15,7 @@ from harness.catalogue import LIBRARIES
 from harness.cell import CellInputs, CellResult, run_cell
 from harness.errors import HarnessError
 from harness.models import WrappedModel
-from harness.referee import flag_gradient_masking
+from harness.referee import CLEAN_ACCURACY_FLOOR, flag_gradient_masking, flag_low_clean_accuracy
 from harness.seeding import derive_seed
 from harness.spec import AttackSpec, ResolvedSpec
 from harness.targets import choose_targets
@@ -76,6 +76,18 @@ def resolve_specs(attacks: Iterable[AttackSpec | dict[str, Any]]) -> list[Resolv
     return out
 
 
+def check_sizes(specs: Sequence[ResolvedSpec], shape: tuple[int, ...], data: str = "the inputs",
+                names: Sequence[str] | None = None) -> None:
+    """Refuse parameters that exceed the size of inputs of ``shape`` (one sample), naming
+    the spec (``names[i]``, default ``attacks[i]``) and the limit."""
+    from harness.spec import size_problems
+
+    for i, spec in enumerate(specs):
+        for param, msg in size_problems(spec, tuple(shape), data):
+            where = f"attacks[{i}]" if names is None else names[i]
+            raise HarnessError(f"{where}: params.{param} {msg}")
+
+
 def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate a batch for ``model``; return it in the model's layout and the clean logits."""
     if x.ndim < 2:
@@ -97,17 +109,20 @@ def run_attacks(
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
+    clean_accuracy_floor: float = CLEAN_ACCURACY_FLOOR,
 ) -> RunResult:
     """Attack every model with every spec from every library; referee each cell.
 
     ``x`` is an NCHW (or flat) float32 batch inside the models' bounds, ``y`` int labels.
-    All inputs are validated before any attack runs.
+    All inputs are validated before any attack runs. Cells whose model classifies less than
+    ``clean_accuracy_floor`` of ``x`` correctly are flagged ``low_clean_accuracy``.
     """
     from adapters import get_adapter
 
     for lib in libraries:
         get_adapter(lib)
     specs = resolve_specs(attacks)
+    check_sizes(specs, np.shape(x)[1:])
     y = np.asarray(y)
     if len({m.name for m in models}) != len(models):
         raise HarnessError("model names must be unique")
@@ -127,7 +142,9 @@ def run_attacks(
             for lib in libraries:
                 jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.label)))
     results = [run_cell(inp, spec, lib, s, batch_size) for inp, spec, lib, s in _progress(jobs, progress)]
-    return _collect(results, specs, jobs)
+    out = _collect(results, specs, jobs)
+    out.summary["low_clean_accuracy"] = flag_low_clean_accuracy(out.summary, clean_accuracy_floor)
+    return out
 
 
 def _progress(jobs: list[Any], show: bool) -> Iterable[Any]:
