@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from adapters.base import AttackOutput, AttackRequest, Impl
+from harness.errors import Unsupported
 from harness.models import WrappedModel
 
 _NORMS: dict[str, float] = {"linf": np.inf, "l2": 2}
@@ -78,9 +79,32 @@ def _softmax_estimator(model: WrappedModel) -> Any:
     return model.library_form("art-softmax", build)
 
 
+#: ART's L2 Square Attack starts from a 5 x 5 grid of tiles ``height // 5`` pixels high.
+SQUARE_L2_MIN_HEIGHT = 10
+
+
+def square_unsupported(layout: str, shape: tuple[int, ...], norm: str) -> str | None:
+    """Why ART's ``SquareAttack`` cannot attack inputs of ``shape`` (one batch, in the
+    model's ``layout``) in ``norm``, or None."""
+    if layout not in ("NCHW", "NHWC"):
+        return ("ART's SquareAttack needs image inputs (N, C, H, W) or (N, H, W, C); this "
+                "model takes flat vectors")
+    height = shape[2] if layout == "NCHW" else shape[1]
+    if norm == "l2" and height < SQUARE_L2_MIN_HEIGHT:
+        return (f"ART's L2 SquareAttack needs images at least {SQUARE_L2_MIN_HEIGHT} pixels "
+                f"high, these are {height}: its initialisation tiles the image 5 x 5 with "
+                f"tiles height // 5 = {height // 5} pixel(s) high and normalises each tile's "
+                "perturbation by its norm, which is 0 for a 1-pixel tile (0/0 = NaN, "
+                "square_attack.py:287-292): the attack would start from, or skip, a NaN step")
+    return None
+
+
 def _square(request: AttackRequest) -> AttackOutput:
     """Square Attack (untargeted): ``SquareAttack`` with ART's margin loss on the logits."""
     s = request.spec
+    reason = square_unsupported(request.model.layout, request.x.shape, s.norm)
+    if reason:
+        raise Unsupported(reason)
     kwargs = {"norm": _NORMS[s.norm], "adv_criterion": None, "loss": None, "max_iter": s.steps,
               "eps": s.eps, "p_init": float(s.params["p_init"]), "nb_restarts": 1,
               "batch_size": request.batch_size, "verbose": False}

@@ -11,6 +11,7 @@ and started again ends with the same table as an uninterrupted one (timings asid
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,10 +98,13 @@ def run_experiment(
 
     if backend not in BACKENDS:
         raise HarnessError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if results_root is not None or out_dir is not None:  # before any model is built
+        check_run_dir(_target(exp, results_root, out_dir), probe=True)
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
+    _check_sizes(exp, ds)
     models = build_models(exp, ds)  # trains missing recipes once, before any worker starts
-    tasks = plan_cells(exp, ds, checked_parameters(ds, models))
+    tasks = plan_cells(exp, ds, checked_parameters(exp, ds, models))
     with _run_dir(exp, results_root, out_dir) as run_dir, _log_file(run_dir / "logs" / "run.log"):
         store = CellStore(run_dir)
         # specs that differ only in a minimum-norm radius share a cell: run it once
@@ -112,9 +116,16 @@ def run_experiment(
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
         with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
             for task, out in runner.run(todo, ctx, limit):
-                store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
+                try:
+                    store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
+                except OSError as e:  # e.g. the disk filled up: what is stored stays usable
+                    stored = sum(store.done(t.key) for t in tasks)
+                    raise HarnessError(
+                        f"{run_dir}: cannot store cell {task.index} ({e.strerror or e}); "
+                        f"{stored} of {len(tasks)} cells are stored; make room and run again "
+                        "to resume") from None
                 advance(out["summary"]["status"])
-        annotate_plan(tasks, store)
+        annotate_plan(tasks, store, exp.clean_accuracy_floor)
         result = collect_store(store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),
@@ -123,7 +134,12 @@ def run_experiment(
                            "cells_stored": int(result.summary["cell_key"].nunique()),
                            "cells_superseded": result.superseded}
         if results_root is not None or out_dir is not None:
-            result.path = write_results(result, run_dir)
+            try:
+                result.path = write_results(result, run_dir)
+            except OSError as e:
+                raise HarnessError(f"{run_dir}: cannot write the result tables ({e.strerror or e})"
+                                   f"; all {len(tasks)} cells are stored: make room and run "
+                                   "again to write them") from None
     return result
 
 
@@ -137,9 +153,11 @@ def plan_table(exp: Experiment, results_root: str | Path | None = "results",
 
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
+    _check_sizes(exp, ds)
     built = build_models(exp, ds, train=False)
-    tasks = plan_cells(exp, ds, checked_parameters(ds, built))
-    run_dir = Path(out_dir) if out_dir is not None else Path(results_root or ".") / exp.name
+    tasks = plan_cells(exp, ds, checked_parameters(exp, ds, built))
+    run_dir = _target(exp, results_root or ".", out_dir)
+    check_run_dir(run_dir, probe=False)
     store = CellStore(run_dir)
     rows = []
     for t in tasks:
@@ -181,22 +199,77 @@ def _log_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def checked_parameters(ds: Dataset, models: dict[str, WrappedModel]) -> dict[str, str]:
+def _check_sizes(exp: Experiment, ds: Dataset) -> None:
+    """Attack parameters that count input elements, against the images actually loaded."""
+    from harness.runner import check_sizes
+
+    specs = [a.resolve() for a in exp.attacks]
+    check_sizes(specs, ds.input_shape, f"{ds.name} {ds.split}",
+                [f"attack {s.label!r}" for s in specs])
+
+
+def checked_parameters(exp: Experiment, ds: Dataset, models: dict[str, WrappedModel]
+                       ) -> dict[str, str]:
     """Each model's parameter hash (for the cells' keys), once the model has passed the
-    batch's checks (shapes, bounds, labels, finite logits: one-line errors now; a Keras
-    model built lazily has its weights only after this first forward pass)."""
+    batch's checks on the data scaled to its bounds (shapes, bounds, labels, finite logits:
+    one-line errors now; a Keras model built lazily has its weights only after this first
+    forward pass). A model below ``clean_accuracy_floor`` on the batch is logged (its cells
+    are flagged ``low_clean_accuracy``)."""
+    from harness.data import to_bounds
     from harness.runner import prepare
 
+    floor = exp.clean_accuracy_floor
     for m in models.values():
-        prepare(m, ds.x, ds.y)
+        _, logits = prepare(m, to_bounds(ds.x, m.bounds), ds.y)
+        correct = int((logits.argmax(axis=1) == ds.y).sum())
+        if correct < floor * len(ds.y):
+            log.warning("model %s classifies %d of %d inputs correctly (clean accuracy %.2f, "
+                        "below clean_accuracy_floor %g): its cells are flagged "
+                        "low_clean_accuracy; check its bounds and data.scale, its layout and "
+                        "its weights", m.name, correct, len(ds.y), correct / len(ds.y), floor)
     return {key: m.parameter_hash() for key, m in models.items()}
+
+
+def _target(exp: Experiment, root: str | Path | None, out: str | Path | None) -> Path:
+    """The run's directory: ``out``, else ``<root>/<name>``."""
+    return Path(out) if out is not None else Path(root or ".") / exp.name
+
+
+#: Bytes written (and removed) to check that a results directory can take files.
+PROBE_BYTES = 1 << 20
+
+
+def check_run_dir(run_dir: Path, probe: bool) -> None:
+    """One-line errors now, not after the models are built, for a results directory that
+    cannot hold the run: a file in its place (``--out`` naming a file) or above it, a name
+    too long, and (``probe``) no permission, a read-only or a full disk. The probe writes
+    :data:`PROBE_BYTES` to a temporary file in the nearest existing directory on the way,
+    syncs and removes it: nothing is left behind."""
+    import tempfile
+
+    try:
+        existing = run_dir
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            where = "" if existing == run_dir else f" ({existing} is a file)"
+            raise HarnessError(f"results directory {run_dir} is not a directory{where}")
+        if not probe:
+            return
+        with tempfile.TemporaryFile(dir=existing, prefix=".advh-probe-") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise HarnessError(f"results directory {run_dir} is not writable "
+                           f"({e.strerror or e})") from None
 
 
 @contextmanager
 def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
              ) -> Iterator[Path]:
     if out is not None or root is not None:
-        yield Path(out) if out is not None else Path(root or ".") / exp.name
+        yield _target(exp, root, out)
         return
     import tempfile
 
@@ -204,11 +277,11 @@ def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
         yield Path(tmp)
 
 
-def annotate_plan(tasks: list[CellTask], store: CellStore) -> None:
+def annotate_plan(tasks: list[CellTask], store: CellStore, clean_accuracy_floor: float) -> None:
     """Mark this plan's stored cells: ``plan_index`` (their place in the table),
     ``planned_at`` (now: this run's cells win over superseded ones, see
-    :func:`harness.results.collect_store`) and, for minimum-norm cells, every reporting radius
-    any run asked for (``report_eps``)."""
+    :func:`harness.results.collect_store`), the experiment's ``clean_accuracy_floor`` and,
+    for minimum-norm cells, every reporting radius any run asked for (``report_eps``)."""
     now = time.time()
     radii: dict[str, list[float | None]] = {}
     first: dict[str, int] = {}
@@ -218,7 +291,8 @@ def annotate_plan(tasks: list[CellTask], store: CellStore) -> None:
             radii.setdefault(t.key, []).append(t.report_eps)
     for key, index in first.items():
         summary, _ = store.read(key)
-        fields: dict[str, Any] = {"plan_index": index, "planned_at": now}
+        fields: dict[str, Any] = {"plan_index": index, "planned_at": now,
+                                  "clean_accuracy_floor": clean_accuracy_floor}
         if key in radii:
             have = list(summary.get("report_eps") or [])
             fields["report_eps"] = [*have, *dict.fromkeys(r for r in radii[key] if r not in have)]

@@ -14,6 +14,8 @@ from harness.models import ThreatModel
 
 Norm = Literal["linf", "l2", "l1", "l0"]
 Kind = Literal["fixed", "minimal"]
+#: What a size-limited parameter counts: all values of one input, or its pixels (H x W).
+SizeUnit = Literal["features", "pixels"]
 NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
 LIBRARIES: tuple[str, ...] = ("art", "foolbox", "cleverhans")
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
@@ -40,6 +42,9 @@ class AttackDef:
     default_steps: int | None = None
     #: The access level the attack needs; a cell runs with it unless the spec says otherwise.
     threat_model: ThreatModel = "white-box"
+    #: Parameters that count input elements: each must not exceed the input's number of
+    #: features or pixels (checked against the data before anything runs).
+    size_limits: dict[str, SizeUnit] = field(default_factory=dict)
 
 
 _ITER = frozenset({"steps", "step_size"})
@@ -93,13 +98,14 @@ CATALOGUE: dict[str, AttackDef] = {
                      frozenset({"steps"}),
                      {"c": 1.0, "confidence": 0.0, "learning_rate": 0.01,
                       "binary_search_steps": 1, "coordinates": 128},
-                     default_steps=100, threat_model="score-based"),
+                     default_steps=100, threat_model="score-based",
+                     size_limits={"coordinates": "features"}),
     "simba": AttackDef("simba", "minimal", ("l2",), "SimBA (Guo et al.): random-basis search.",
                        frozenset({"steps"}), {"basis": "px", "epsilon": 0.2},
                        default_steps=1000, threat_model="score-based"),
     "pixel": AttackDef("pixel", "minimal", ("l0",), "Pixel attack: differential evolution.",
                        frozenset({"steps"}), {"pixels": 1}, default_steps=100,
-                       threat_model="score-based"),
+                       threat_model="score-based", size_limits={"pixels": "pixels"}),
     "threshold": AttackDef("threshold", "fixed", ("linf",),
                            "Threshold attack: differential evolution in the L-inf ball.",
                            frozenset({"steps"}), default_steps=100, threat_model="score-based"),

@@ -1,6 +1,7 @@
 """Datasets: scikit-learn digits (embedded) and MNIST from IDX files in a directory.
 
-All images come out as float32 NCHW in [0, 1] with int64 labels.
+All images come out as float32 NCHW in [0, 1] with int64 labels; :func:`to_bounds` maps
+them onto a model's bounds (experiment files: ``data.scale``).
 
 MNIST splits: with all four official IDX files in the directory, the official 60k/10k split
 is used. With only the two test files (``t10k-*``), the 10,000 test images are re-split with
@@ -26,6 +27,9 @@ Split = Literal["train", "test"]
 MNIST_RESPLIT_SEED = 0
 MNIST_RESPLIT_TEST = 2000
 DIGITS_SPLIT_SEED = 0
+#: One image of each dataset, (C, H, W), as published: experiment files are checked against
+#: it before anything is loaded (and runs again against the images actually loaded).
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
 _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -57,6 +61,16 @@ def fingerprint(x: np.ndarray, y: np.ndarray) -> str:
     h.update(np.ascontiguousarray(x).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
     return h.hexdigest()
+
+
+def to_bounds(x: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Images in [0, 1] mapped linearly onto ``bounds`` (float32, clipped to them);
+    ``x`` itself for (0, 1)."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if (lo, hi) == (0.0, 1.0):
+        return x
+    scaled = lo + x.astype(np.float64) * (hi - lo)
+    return np.clip(scaled, lo, hi).astype(np.float32)
 
 
 def default_mnist_dir() -> Path:

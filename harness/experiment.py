@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,11 +20,16 @@ from pydantic import (
 
 from harness.catalogue import LIBRARIES
 from harness.errors import HarnessError
-from harness.grid import Expansion, Problem, apply_overrides, expand_experiment, locate
+from harness.experiment_checks import param_size_problems, plan_too_large, scale_problems, unique_specs
+from harness.fields import Bool, Float, Int
+from harness.grid import DEFAULT_MAX_CELLS, Expansion, Problem, apply_overrides, expand_experiment, locate
 from harness.models import Layout, Outputs
+from harness.referee import CLEAN_ACCURACY_FLOOR
 from harness.spec import AttackSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Longest experiment name: it names the results directory (file names stop at 255 bytes).
+MAX_NAME_LENGTH = 100
 
 
 class DataConfig(BaseModel):
@@ -34,9 +37,23 @@ class DataConfig(BaseModel):
 
     dataset: Literal["digits", "mnist"] = "digits"
     split: Literal["train", "test"] = "test"
-    n_samples: int = Field(default=64, ge=1)
-    offset: int = Field(default=0, ge=0)
+    n_samples: Int = Field(default=64, ge=1)
+    offset: Int = Field(default=0, ge=0)
     path: str | None = None
+    #: The range models get the pixels in: ``[low, high]``, which every model's ``bounds``
+    #: must equal, or ``model``: each model gets them mapped linearly onto its own bounds.
+    scale: tuple[float, float] | Literal["model"] = (0.0, 1.0)
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale(cls, v: Any) -> Any:
+        if isinstance(v, str) and v == "model":
+            return v
+        if (isinstance(v, list | tuple) and len(v) == 2
+                and all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+                        for b in v) and v[0] < v[1]):
+            return (float(v[0]), float(v[1]))
+        raise ValueError(f"must be [low, high] (finite, low < high) or 'model', got {v!r}")
 
 
 #: Fields that describe how a factory model is wrapped (not for recipe models).
@@ -58,15 +75,15 @@ class ModelConfig(BaseModel):
     weights: str | None = None
     framework: Literal["torch", "tensorflow"]
     name: str | None = None
-    input_shape: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
-    nb_classes: int | None = Field(default=None, ge=2)
-    bounds: tuple[float, float] = (0.0, 1.0)
+    input_shape: tuple[Annotated[Int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
+    nb_classes: Int | None = Field(default=None, ge=2)
+    bounds: tuple[Float, Float] = (0.0, 1.0)
     layout: Layout | None = None
     outputs: Outputs = "logits"
     substitute_of: str | None = None
-    queries: int | None = Field(default=None, ge=1)
-    labels_only: bool = True
-    epochs: int = Field(default=10, ge=1)
+    queries: Int | None = Field(default=None, ge=1)
+    labels_only: Bool = True
+    epochs: Int = Field(default=10, ge=1)
 
     @field_validator("recipe")
     @classmethod
@@ -161,20 +178,26 @@ class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    seed: int = 0
+    seed: Int = 0
     #: Run every cell once per seed (``seed`` is then left at 0); see :attr:`run_seeds`.
-    seeds: list[int] | None = Field(default=None, min_length=1)
+    seeds: list[Int] | None = Field(default=None, min_length=1)
     data: DataConfig = Field(default_factory=DataConfig)
     models: list[ModelConfig] = Field(min_length=1)
     libraries: list[str] = Field(default_factory=lambda: list(LIBRARIES), min_length=1)
     attacks: list[AttackSpec] = Field(min_length=1)
-    batch_size: int = Field(default=256, ge=1)
+    batch_size: Int = Field(default=256, ge=1)
     #: Wall-clock limit per cell, in seconds (enforced by the runner).
-    time_limit_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    time_limit_s: Float | None = Field(default=None, gt=0)
     #: Worker processes (None: one per core).
-    workers: int | None = Field(default=None, ge=1)
+    workers: Int | None = Field(default=None, ge=1)
     #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see :mod:`harness.store`).
     save_adversarials: bool = False
+    #: At most this many cells (models x attack specs x libraries x seeds): a grid typo is
+    #: refused before anything runs. Raise it in the file or with ``max_cells=N``.
+    max_cells: Int = Field(default=DEFAULT_MAX_CELLS, ge=1)
+    #: A cell whose model classifies less than this share of the clean inputs correctly is
+    #: flagged ``low_clean_accuracy`` (its attack numbers say little).
+    clean_accuracy_floor: Float = Field(default=CLEAN_ACCURACY_FLOOR, ge=0, le=1)
     #: The command-line overrides this experiment was loaded with (recorded in the manifest).
     _overrides: tuple[str, ...] = PrivateAttr(default=())
 
@@ -183,6 +206,9 @@ class Experiment(BaseModel):
     def _safe_name(cls, v: str) -> str:
         if not _NAME.match(v):
             raise ValueError("must be letters, digits, '_', '-' or '.', starting with a letter or digit")
+        if len(v) > MAX_NAME_LENGTH:
+            raise ValueError(f"at most {MAX_NAME_LENGTH} characters (it names the results "
+                             f"directory), got {len(v)}")
         return v
 
     @field_validator("libraries")
@@ -220,11 +246,13 @@ class Experiment(BaseModel):
         if dup:
             problems.append(((), f"model names must be unique; repeated: {dup}"))
         plain = [m.key for m in self.models if m.substitute_of is None]
+        problems += scale_problems(self)
         for i, m in enumerate(self.models):
             if m.substitute_of is not None and m.substitute_of not in plain:
                 problems.append((("models", i, "substitute_of"),
                                  f"{m.substitute_of!r} is not one of the recipe models "
                                  f"({', '.join(plain)})"))
+        problems += param_size_problems(self)
         for i, a in enumerate(self.attacks):
             if a.source is not None and a.source not in keys:
                 problems.append((("attacks", i, "source"),
@@ -233,6 +261,9 @@ class Experiment(BaseModel):
                 if name not in keys or name == a.source:
                     problems.append((("attacks", i, "target_models", j),
                                      f"{name!r} is not one of the models other than the source"))
+        too_many = plan_too_large(self)
+        if too_many:
+            problems.append(((), too_many))
         if problems:
             raise _located(problems)
         return self
@@ -283,6 +314,7 @@ def _message(msg: str) -> str:
     msg = msg.removeprefix("Value error, ")
     msg = msg.replace("Input should be greater than or equal to", "must be >=")
     msg = msg.replace("Input should be greater than", "must be >")
+    msg = msg.replace("Input should be a finite number", "must be a finite number")
     return " ".join(msg.split())
 
 
@@ -306,14 +338,6 @@ def _problems(err: ValidationError, expansion: Expansion) -> list[Problem]:
             continue  # may name a model left out
         out.append((loc, _message(e["msg"])))
     return out
-
-
-def _unique_specs(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
-    """Specs in order, each resolved spec once (grids may repeat one)."""
-    seen: dict[str, AttackSpec] = {}
-    for a in attacks:
-        seen.setdefault(json.dumps(a.resolve().to_dict(), sort_keys=True, default=str), a)
-    return list(seen.values())
 
 
 def parse_experiment(data: Any, source: str = "experiment",
@@ -347,18 +371,16 @@ def parse_experiment(data: Any, source: str = "experiment",
 
         lines = [f"{source}: {format_loc(loc)}: {msg}" for loc, msg in sorted(problems, key=position)]
         raise HarnessError("\n".join(dict.fromkeys(lines)))
-    exp = exp.model_copy(update={"attacks": _unique_specs(exp.attacks)})
+    exp = exp.model_copy(update={"attacks": unique_specs(exp.attacks)})
     exp._overrides = tuple(overrides)
     return exp
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     """Read and validate an experiment file (``overrides`` as in :func:`parse_experiment`)."""
+    from harness.yaml_loader import load_file
+
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"experiment file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise HarnessError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_experiment(data, str(p), overrides)
+    return parse_experiment(load_file(p), str(p), overrides)

@@ -22,12 +22,16 @@ from typing import Any
 import yaml
 
 from harness.errors import HarnessError
+from harness.fields import scalar
+from harness.yaml_loader import error_text, loads
 
 #: Attack-entry fields that may be written as a list (a grid), in expansion order.
 GRID_FIELDS: tuple[str, ...] = ("norm", "eps", "steps", "step_size", "random_start", "restarts",
                                 "targeted", "target_mode", "threat_model", "budget")
-#: At most this many specs from one attack entry (a typo like a 1000-value list is caught).
+#: At most this many specs from the attack entries together, whatever ``max_cells`` says.
 MAX_GRID_SPECS = 100_000
+#: The default plan cap (``max_cells``): models x attack specs x libraries x seeds.
+DEFAULT_MAX_CELLS = 10_000
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -57,6 +61,7 @@ class Expansion:
 def _value_problem(path: Loc, x: Any) -> str | None:
     """What the spec alone would let through (non-finite numbers), or report once per
     union member (a params value that is not a number, string or boolean)."""
+    x = scalar(x)
     if path[0] == "params" and not isinstance(x, bool | int | float | str):
         return "must be a number, string or boolean"
     if isinstance(x, float) and not math.isfinite(x):
@@ -82,11 +87,37 @@ def _attack_axes(entry: dict[Any, Any], i: int) -> tuple[list[tuple[Loc, list[An
             problems.append((("attacks", i, *path),
                              msg + (f" (grid value {x!r})" if isinstance(v, list) else "")))
     problems += [(("attacks", i, *path), "an empty grid") for path, vals in axes if not vals]
-    size = math.prod(len(vals) for _, vals in axes)
+    size = grid_size(axes)
     if size > MAX_GRID_SPECS:
         problems.append((("attacks", i), f"the grid has {size:,} specs; at most "
-                         f"{MAX_GRID_SPECS:,} per entry"))
+                         f"{MAX_GRID_SPECS:,} in all"))
     return axes, problems
+
+
+def grid_size(axes: Sequence[tuple[Loc, list[Any]]]) -> int:
+    """How many specs an entry with these listed fields expands to."""
+    return math.prod(len(vals) for _, vals in axes)
+
+
+def _too_many_specs(entries: Sequence[Any], max_cells: int) -> Problem | None:
+    """The attack entries together would expand past ``max_cells`` (each spec is at least
+    one cell) or :data:`MAX_GRID_SPECS`, counted before any is built (each entry's own grid
+    problems aside): a problem naming the largest entries."""
+    sizes = {i: grid_size(axes) for i, e in enumerate(entries) if isinstance(e, dict)
+             for axes, problems in [_attack_axes(e, i)] if not problems}
+    total = sum(sizes.values()) + sum(not isinstance(e, dict) for e in entries)
+    if total <= min(max_cells, MAX_GRID_SPECS):
+        return None
+    top = sorted(sizes, key=lambda i: -sizes[i])[:3]
+    largest = ", ".join(f"attacks[{i}]: {sizes[i]:,}" for i in top)
+    if total > MAX_GRID_SPECS:
+        limit = f"at most {MAX_GRID_SPECS:,} in all"
+    else:
+        limit = (f"more than max_cells = {max_cells:,} (each is at least one cell); shrink "
+                 "the grids, or raise max_cells (in the file, or max_cells=N on the command "
+                 "line)")
+    return (("attacks",), f"the attack grids expand to {total:,} specs (largest {largest}), "
+            f"{limit}")
 
 
 def expand_attack(entry: dict[Any, Any], i: int = 0) -> tuple[list[tuple[dict[Any, Any], Origin]],
@@ -131,6 +162,13 @@ def expand_model(entry: dict[Any, Any], i: int = 0) -> tuple[list[tuple[dict[Any
     return [({**entry, "framework": fw}, Origin(i, ((("framework",), fw),))) for fw in unique], []
 
 
+def _max_cells(raw: dict[str, Any]) -> int:
+    """The file's ``max_cells`` if it is a valid one (else the validator reports it)."""
+    v = raw.get("max_cells", DEFAULT_MAX_CELLS)
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return v if ok else DEFAULT_MAX_CELLS
+
+
 def expand_experiment(raw: dict[str, Any]) -> Expansion:
     """``raw`` with every grid expanded; entries with grid problems are left out."""
     out = Expansion(data=dict(raw))
@@ -140,6 +178,11 @@ def expand_experiment(raw: dict[str, Any]) -> Expansion:
             continue  # the validator reports the wrong type
         flat: list[Any] = []
         origins: list[Origin] = []
+        too_many = _too_many_specs(entries, _max_cells(raw)) if name == "attacks" else None
+        if too_many is not None:  # nothing is built
+            out.problems.append(too_many)
+            out.dropped.add(name)
+            entries = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 flat.append(entry)
@@ -285,9 +328,9 @@ def _apply(root: dict[str, Any], override: str) -> None:
     if not eq or not path.strip():
         raise _OverrideError("expected path=value")
     try:
-        value = yaml.safe_load(text)
+        value = loads(text)
     except yaml.YAMLError as e:
-        raise _OverrideError(f"value is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise _OverrideError(f"value is not valid YAML ({error_text(e)})") from None
     tokens = _parse_path(path.strip())
     targets = _targets(root, tokens)  # all resolved before anything is set
     last = tokens[-1]

@@ -64,13 +64,22 @@ def model_identity(mc: ModelConfig, exp: Experiment,
         target = next(m for m in exp.models if m.key == mc.substitute_of)
         return {"substitute": mc.model_dump(mode="json"),
                 "target": model_identity(target, exp, params),
-                "data": d.model_dump(mode="json"), "seed": exp.seed, **built}
+                "data": d.model_dump(mode="json", exclude={"scale"}),  # on [0, 1]: validated
+                "seed": exp.seed, **built}
     if mc.factory is not None:
         from harness.factory import model_fingerprint
 
         return {"factory": model_fingerprint(mc), **built}
     assert mc.recipe is not None  # validated: exactly one of recipe / factory
     return {"recipe": cache_paths(mc.recipe, mc.framework, data_path=d.path)[0].stem, **built}
+
+
+def _data_identity(data_hash: str, mc: ModelConfig) -> Any:
+    """The batch model ``mc`` is given: the dataset's, mapped onto the model's bounds (keys of
+    models with bounds [0, 1], given the data as loaded, are unchanged)."""
+    if tuple(mc.bounds) == (0.0, 1.0):
+        return data_hash
+    return {"sha256": data_hash, "scaled_to": list(mc.bounds)}
 
 
 def family(mc: ModelConfig) -> str:
@@ -107,7 +116,8 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                         "library_version": library_versions[lib],
                         "model": identities[mc.key], "model_key": mc.key,
                         "source": identities.get(a.source) if a.source else None,
-                        "data": data_hash, "seed": seed, "run_seed": run_seed,
+                        "data": _data_identity(data_hash, mc), "seed": seed,
+                        "run_seed": run_seed,
                         "batch_size": exp.batch_size, "harness": harness_version,
                     }
                     key = content_key(content)

@@ -224,3 +224,20 @@ def robust_accuracy_at(records: pd.DataFrame, norm: str, radii: Any) -> pd.Serie
     n = max(len(records), 1)
     return pd.Series([float((correct & ~(success & within_eps(dist, float(r)))).sum() / n)
                       for r in radii], index=list(radii), name="robust_accuracy")
+
+
+#: Default :attr:`Experiment.clean_accuracy_floor`: well above chance for 10 classes.
+CLEAN_ACCURACY_FLOOR = 0.5
+
+
+def flag_low_clean_accuracy(summary: pd.DataFrame,
+                            floor: float | pd.Series = CLEAN_ACCURACY_FLOOR) -> pd.Series:
+    """True for a cell whose model classifies less than ``floor`` of the clean inputs
+    correctly: its success rate is over a few samples and its robust accuracy is near 0
+    whatever the attack did (wrong data scale, layout or weights?). Cells without a clean
+    accuracy (not run) are never flagged."""
+    if "clean_accuracy" not in summary:
+        return pd.Series(False, index=summary.index)
+    acc = pd.to_numeric(summary["clean_accuracy"], errors="coerce")
+    return (acc < floor).fillna(False).astype(bool)
+

@@ -17,7 +17,12 @@ from harness.cell import CellInputs, CellResult, run_cell
 from harness.data import fingerprint as data_fingerprint
 from harness.errors import HarnessError
 from harness.models import WrappedModel, one_line
-from harness.referee import flag_gradient_masking, report_at_eps
+from harness.referee import (
+    CLEAN_ACCURACY_FLOOR,
+    flag_gradient_masking,
+    flag_low_clean_accuracy,
+    report_at_eps,
+)
 from harness.seeding import content_key, derive_seed
 from harness.spec import AttackSpec, ResolvedSpec
 from harness.targets import choose_targets
@@ -145,6 +150,18 @@ def _where(path: tuple[Any, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
+def check_sizes(specs: Sequence[ResolvedSpec], shape: tuple[int, ...], data: str = "the inputs",
+                names: Sequence[str] | None = None) -> None:
+    """Refuse parameters that exceed the size of inputs of ``shape`` (one sample), naming
+    the spec (``names[i]``, default ``attacks[i]``) and the limit."""
+    from harness.spec import size_problems
+
+    for i, spec in enumerate(specs):
+        for param, msg in size_problems(spec, tuple(shape), data):
+            where = f"attacks[{i}]" if names is None else names[i]
+            raise HarnessError(f"{where}: params.{param} {msg}")
+
+
 def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate a batch for ``model``; return it in the model's layout and the clean logits.
 
@@ -176,18 +193,23 @@ def run_attacks(
     batch_size: int = 256,
     progress: bool = False,
     return_adversarials: bool = False,
+    clean_accuracy_floor: float = CLEAN_ACCURACY_FLOOR,
 ) -> RunResult:
     """Attack every model with every spec from every library; referee each cell.
 
     ``x`` is an NCHW (or flat) float32 batch inside the models' bounds, ``y`` int labels.
     All inputs are validated before any attack runs. ``return_adversarials``: also return
-    each cell's adversarial examples (``RunResult.adversarials``, by ``cell``).
+    each cell's adversarial examples (``RunResult.adversarials``, by ``cell``). Cells whose
+    model classifies less than ``clean_accuracy_floor`` of ``x`` correctly are flagged
+    ``low_clean_accuracy``.
     """
     from adapters import get_adapter
 
     for lib in libraries:
         get_adapter(lib)
     specs = resolve_specs(attacks)
+    check_sizes(specs, np.shape(x)[1:])
+    y = np.asarray(y)
     if len({m.name for m in models}) != len(models):
         raise HarnessError("model names must be unique")
     by_name = {m.name: m for m in models}
@@ -207,7 +229,7 @@ def run_attacks(
                 jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.for_cell().label)))
     results = [run_cell(inp, spec.for_cell(), lib, s, batch_size)
                for inp, spec, lib, s in _progress(jobs, progress)]
-    out = _collect(results, jobs, data_fingerprint(x, y))
+    out = _collect(results, jobs, data_fingerprint(x, y), clean_accuracy_floor)
     if return_adversarials:
         out.adversarials = {i: r.x_adv for i, r in enumerate(results) if r.x_adv is not None}
     return out
@@ -223,7 +245,7 @@ def _progress(jobs: list[Any], show: bool) -> Iterable[Any]:
 
 def _collect(
     results: list[CellResult], jobs: list[tuple[CellInputs, ResolvedSpec, str, int]],
-    data_hash: str,
+    data_hash: str, clean_accuracy_floor: float,
 ) -> RunResult:
     cells = []
     for res, (inputs, spec, lib, seed) in zip(results, jobs, strict=True):
@@ -231,7 +253,8 @@ def _collect(
         key = content_key({"spec": cell.to_dict(), "library": lib, "model_key": inputs.model.name,
                            "data": data_hash, "seed": seed})
         row = {**res.summary, "cell_key": key, "data_sha256": data_hash,
-               "spec": json.dumps(cell.to_dict(), sort_keys=True, default=str)}
+               "spec": json.dumps(cell.to_dict(), sort_keys=True, default=str),
+               "clean_accuracy_floor": clean_accuracy_floor}
         cells.append((row, res.records, spec.eps))
     return assemble(cells)
 
@@ -240,9 +263,9 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
              ) -> RunResult:
     """The result tables from stored or fresh cells: ``(row, records, report_eps)`` each.
 
-    Each row is reported at its radius (:func:`harness.referee.report_at_eps`), numbered
-    (``cell``), and its records get the cell's identifying columns, so no analysis needs to
-    parse a spec string.
+    Each row is reported at its radius (:func:`harness.referee.report_at_eps`), flagged
+    ``low_clean_accuracy`` below its ``clean_accuracy_floor`` and numbered (``cell``); its
+    records get the cell's identifying columns, so no analysis needs to parse a spec string.
     """
     rows, recs = [], []
     ids = ("cell", "cell_key", "library", "framework", "model", "attack", "kind", "norm", "eps",
@@ -260,6 +283,10 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
     summary = tidy_summary(pd.DataFrame(rows))
     if len(summary):
         summary["beats_white_box"] = flag_gradient_masking(summary)
+        floor = summary.get("clean_accuracy_floor", pd.Series(CLEAN_ACCURACY_FLOOR,
+                                                              index=summary.index))
+        summary["low_clean_accuracy"] = flag_low_clean_accuracy(
+            summary, floor.fillna(CLEAN_ACCURACY_FLOOR))
     records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
     return RunResult(summary=summary, records=records_df)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from harness.catalogue import CATALOGUE, LIBRARIES, POSITIVE_PARAMS, Norm
+from harness.fields import Bool, Float, Int, scalar
 from harness.ledger import DEFAULT_QUERY_LEVELS
 from harness.models import ThreatModel
 
@@ -29,23 +30,24 @@ class AttackSpec(BaseModel):
 
     attack: str
     norm: Norm | None = None
-    eps: float | None = Field(default=None, ge=0)
-    steps: int | None = Field(default=None, ge=1)
-    step_size: float | None = Field(default=None, gt=0)
-    random_start: bool = False
-    restarts: int = Field(default=1, ge=1)
-    targeted: bool = False
+    eps: Float | None = Field(default=None, ge=0)
+    steps: Int | None = Field(default=None, ge=1)
+    step_size: Float | None = Field(default=None, gt=0)
+    random_start: Bool = False
+    restarts: Int = Field(default=1, ge=1)
+    targeted: Bool = False
     target_mode: TargetMode = "random"
     threat_model: ThreatModel | None = None  # default: the attack's own (catalogue)
     #: Queries per sample (forward rows) a black-box cell may use; the oracle enforces it.
-    budget: int | None = Field(default=None, ge=1)
+    budget: Int | None = Field(default=None, ge=1)
     #: Query counts at which black-box success and norms are also reported.
-    query_levels: tuple[int, ...] = DEFAULT_QUERY_LEVELS
+    query_levels: tuple[Int, ...] = DEFAULT_QUERY_LEVELS
     #: Transfer: craft white-box on this model (its name) and referee on every other model.
     source: str | None = Field(default=None, min_length=1)
     #: Transfer: the models it is judged on (default: every model but the source).
     target_models: tuple[str, ...] | None = None
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    params: dict[str, Annotated[float | int | str | bool, BeforeValidator(scalar)]] = Field(
+        default_factory=dict)
     library_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -57,8 +59,6 @@ class AttackSpec(BaseModel):
         d = CATALOGUE[self.attack]
         if self.norm is not None and self.norm not in d.norms:
             raise ValueError(f"{self.attack} supports norms {list(d.norms)}, not {self.norm!r}")
-        if self.eps is not None and not math.isfinite(self.eps):
-            raise ValueError("eps must be finite")
         if d.kind == "fixed" and self.eps is None:
             raise ValueError(f"{self.attack} is a fixed-budget attack: eps is required")
         for name, value, used in (
@@ -91,6 +91,11 @@ class AttackSpec(BaseModel):
                 f"unknown params {sorted(unknown)} for {self.attack}; known: {sorted(d.params)}"
             )
         for k, v in self.params.items():
+            kind = _kind(d.params[k])
+            if _kind(v) != kind:
+                raise ValueError(f"params.{k} must be a {kind}, got {v!r}")
+            if isinstance(v, int | float) and not math.isfinite(v):
+                raise ValueError(f"params.{k} must be a finite number, got {v!r}")
             if k in POSITIVE_PARAMS and not (isinstance(v, int | float) and v > 0):
                 raise ValueError(f"params.{k} must be > 0")
         bad_libs = set(self.library_options) - set(LIBRARIES)
@@ -127,6 +132,36 @@ class AttackSpec(BaseModel):
         )
 
 
+def size_problems(spec: AttackSpec | ResolvedSpec, shape: tuple[int, ...],
+                  data: str) -> list[tuple[str, str]]:
+    """``(param, message)`` for each parameter of ``spec`` that counts input elements
+    (:attr:`AttackDef.size_limits`) and exceeds inputs of ``shape`` (one sample: (C, H, W)
+    or (features,)); ``data`` names the inputs in the message."""
+    limits = CATALOGUE[spec.attack].size_limits
+    if not limits:
+        return []
+    params = spec.resolve().params if isinstance(spec, AttackSpec) else spec.params
+    sizes = {"features": math.prod(shape),
+             "pixels": math.prod(shape[1:]) if len(shape) == 3 else math.prod(shape)}
+    out = []
+    for name, unit in limits.items():
+        value, limit = params[name], sizes[unit]
+        if isinstance(value, int | float) and value > limit:
+            given = " (the default)" if value == CATALOGUE[spec.attack].params[name] else ""
+            dims = "x".join(map(str, shape))
+            out.append((name, f"{value:g}{given} exceeds the {limit} input {unit} of {data} "
+                              f"({dims}); set params.{name} <= {limit}"))
+    return out
+
+
+def _kind(v: Any) -> str:
+    """``boolean``, ``number`` or ``string``: what a ``params`` value must be, after its
+    catalogue default."""
+    if isinstance(v, bool):
+        return "boolean"
+    return "number" if isinstance(v, int | float) else "string"
+
+
 @dataclass(frozen=True)
 class ResolvedSpec:
     """A spec with every parameter explicit; what adapters translate and results record."""
@@ -143,7 +178,7 @@ class ResolvedSpec:
     target_mode: TargetMode
     threat_model: ThreatModel = "white-box"
     budget: int | None = None
-    query_levels: tuple[int, ...] = DEFAULT_QUERY_LEVELS
+    query_levels: tuple[Int, ...] = DEFAULT_QUERY_LEVELS
     source: str | None = None
     target_models: tuple[str, ...] | None = None
     params: dict[str, Any] = field(default_factory=dict)

@@ -119,10 +119,13 @@ class _State:
         return True
 
     def prepared(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Model ``name``'s batch (the images on its bounds, in its layout) and clean logits."""
+        from harness.data import to_bounds
         from harness.runner import prepare
 
         if name not in self._prepared:
-            self._prepared[name] = prepare(self.models[name], self.ds.x, self.ds.y)
+            m = self.models[name]
+            self._prepared[name] = prepare(m, to_bounds(self.ds.x, m.bounds), self.ds.y)
         return self._prepared[name]
 
 

@@ -40,6 +40,10 @@ class Zoo:
 '''
 
 
+#: Data mapped onto each model's bounds (factory models below declare [0, 255]).
+SCALED = {"dataset": "digits", "n_samples": 8, "scale": "model"}
+
+
 @pytest.fixture
 def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A module ``advh_test_factories`` on sys.path (fresh for every test)."""
@@ -107,8 +111,8 @@ def test_factory_model_with_and_without_weights(factories: Path, framework: str)
     assert info["weights"] == str(weights) and len(info["weights_sha256"]) == 64
 
     assert model_fingerprint(cfg_w) == model_fingerprint(cfg_w) != model_fingerprint(cfg)
-    bounds = parse_experiment(exp_dict(models=[_factory_entry(framework, weights=str(weights),
-                                                           bounds=[0, 255])])).models[0]
+    bounds = parse_experiment(exp_dict(data=SCALED, models=[_factory_entry(
+        framework, weights=str(weights), bounds=[0, 255])])).models[0]
     assert model_fingerprint(bounds) != model_fingerprint(cfg_w)
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     assert model_fingerprint(cfg_w) != model_fingerprint(bounds)
@@ -198,7 +202,7 @@ def test_factory_module_in_the_working_directory_gets_a_hint(
 def test_experiments_survive_a_json_round_trip(factories: Path) -> None:
     """Workers get the experiment as JSON: every default written out must validate again."""
     exp = parse_experiment(exp_dict(
-        seeds=[1, 2], time_limit_s=30, workers=2,
+        seeds=[1, 2], time_limit_s=30, workers=2, data=SCALED,
         models=[{"recipe": "digits_mlp", "framework": ["torch", "tensorflow"]},
                 {"recipe": "digits_mlp", "framework": "torch", "substitute_of": "digits_mlp-tensorflow",
                  "queries": 50},

@@ -70,7 +70,7 @@ def test_overrides_then_grids_then_validation() -> None:
     ("attacks.pgd=1", "name a field of the attack, e.g. attacks.pgd.steps"),
     ("a..b=1", "bad path segment '' (expected key or key[index])"),
     ("attacks[x].eps=1", "bad path segment 'attacks[x]' (expected key or key[index])"),
-    ("seeds=[0,", "value is not valid YAML (while parsing"),
+    ("seeds=[0,", "value is not valid YAML (line 1, column 4: expected the node content"),
 ], ids=["unknown-attack", "no-equals", "no-path", "index-range", "not-a-list", "not-a-mapping",
         "list-by-key", "whole-attack", "empty-segment", "bad-index", "bad-yaml"])
 def test_bad_overrides(override: str, message: str) -> None:
