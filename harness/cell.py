@@ -60,6 +60,7 @@ def run_cell(
         **spec.columns(), "library": library, "library_version": adapter.version_hint(),
         "framework": model.framework, "model": model.name, "family": model.family,
         "seed": seed, "n": len(inputs.x),
+        "bounds_low": float(model.bounds[0]), "bounds_high": float(model.bounds[1]),
     }
     if inputs.source is not None:
         base.update(threat_model="transfer", source_model=inputs.source.model.name)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.referee import BOX_ATOL, EPS_ATOL, EPS_RTOL, norm_of, within_eps
+from harness.referee import BOX_ATOL, EPS_ATOL, EPS_RTOL, input_scale, norm_of, within_eps
 
 #: Query levels at which success is reported when a spec names none.
 DEFAULT_QUERY_LEVELS: tuple[int, ...] = (100, 1000, 10000)
@@ -228,8 +228,9 @@ class QueryLedger:
         approx = self._approx_norms(delta)
         approx[~np.isfinite(approx)] = np.inf  # non-finite rows are never valid
         if self.enforce_eps and self.eps is not None:  # certainly outside the ball: invalid
-            lim = self.eps * (1.0 + EPS_RTOL) + EPS_ATOL
-            approx[approx > lim * (1 + self._rtol) + EPS_ATOL] = np.inf
+            atol = EPS_ATOL * input_scale(self.bounds)
+            lim = self.eps * (1.0 + EPS_RTOL) + atol
+            approx[approx > lim * (1 + self._rtol) + atol] = np.inf
         # Only rows that may beat every row before them by the float32 norm (with a margin)
         # get the referee's float64 norm; only the records among those are checked for
         # validity. An invalid record sets no record: drop it and repeat.
@@ -289,11 +290,12 @@ class QueryLedger:
         mn = rows.min(axis=1).astype(np.float64)  # NaN propagates; an inf shows in one of them
         mx = rows.max(axis=1).astype(np.float64)
         ok = np.isfinite(mn) & np.isfinite(mx)
-        ok &= (mn >= lo - BOX_ATOL) & (mx <= hi + BOX_ATOL)
+        scale = input_scale(self.bounds)
+        ok &= (mn >= lo - BOX_ATOL * scale) & (mx <= hi + BOX_ATOL * scale)
         if self._varies[i]:
             ok &= mx > mn  # a constant image is degenerate
         if self.enforce_eps and self.eps is not None:
-            ok &= within_eps(norms, self.eps)
+            ok &= within_eps(norms, self.eps, scale)
         return np.asarray(ok)
 
     # -- results -------------------------------------------------------------------------

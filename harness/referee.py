@@ -57,8 +57,16 @@ def perturbation_norms(delta: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(f(d)) for k, f in _NORM_FUNCS.items()}
 
 
-def within_eps(norm_values: np.ndarray, eps: float) -> np.ndarray:
-    return norm_values <= eps * (1.0 + EPS_RTOL) + EPS_ATOL
+def input_scale(bounds: tuple[float, float]) -> float:
+    """The magnitude of a model's inputs, ``max(1, |low|, |high|)``: the absolute tolerances
+    (:data:`EPS_ATOL`, :data:`BOX_ATOL`) grow with it, since float32 rounding of an input
+    near 255 is ~8e-6, not ~3e-8 as near 1."""
+    return max(1.0, abs(float(bounds[0])), abs(float(bounds[1])))
+
+
+def within_eps(norm_values: np.ndarray, eps: float, scale: float = 1.0) -> np.ndarray:
+    """Norms inside the eps-ball, up to float32 rounding of inputs of magnitude ``scale``."""
+    return norm_values <= eps * (1.0 + EPS_RTOL) + EPS_ATOL * scale
 
 
 def judge(
@@ -88,15 +96,17 @@ def judge(
     for v in norms.values():
         v[~finite] = np.nan
     lo, hi = bounds
+    scale = input_scale(bounds)
     flat = safe_adv.reshape(n, -1)
-    box_violation = finite & ((flat < lo - BOX_ATOL) | (flat > hi + BOX_ATOL)).any(axis=1)
+    box_violation = finite & ((flat < lo - BOX_ATOL * scale)
+                              | (flat > hi + BOX_ATOL * scale)).any(axis=1)
     # Degenerate: a constant image (e.g. Foolbox's all-zero fallback) from a non-constant input.
     xf = x.reshape(n, -1)
     degenerate = finite & (np.ptp(flat, axis=1) == 0) & (np.ptp(xf, axis=1) > 0)
     correct = clean_pred == y
     goal = adv_pred == targets if targets is not None else adv_pred != y
     fooled = correct & goal & finite
-    in_ball = within_eps(norms[norm], eps) if eps is not None else np.ones(n, bool)
+    in_ball = within_eps(norms[norm], eps, scale) if eps is not None else np.ones(n, bool)
     eps_violation = finite & ~in_ball if (eps is not None and enforce_eps) else np.zeros(n, bool)
     valid = finite & ~box_violation & ~degenerate & ~eps_violation
     success = fooled & valid
@@ -195,7 +205,9 @@ def report_at_eps(summary: dict[str, Any], records: pd.DataFrame | None, eps: fl
         return out, records
     recs = records.copy()
     success = recs["success"].to_numpy()
-    in_ball = within_eps(recs[norm].to_numpy(), eps) if eps is not None else np.ones(len(recs), bool)
+    scale = input_scale((summary.get("bounds_low", 0.0), summary.get("bounds_high", 1.0)))
+    in_ball = (within_eps(recs[norm].to_numpy(), eps, scale) if eps is not None
+               else np.ones(len(recs), bool))
     recs["success_at_eps"] = success & in_ball
     correct = recs["correct"].to_numpy()
     n, n_correct = len(recs), int(correct.sum())
@@ -210,19 +222,21 @@ def report_at_eps(summary: dict[str, Any], records: pd.DataFrame | None, eps: fl
     for level in levels:
         if eps is None or not len(attacked):
             continue
-        hit = within_eps(attacked[f"norm_at_q{level}"].to_numpy(), eps)
+        hit = within_eps(attacked[f"norm_at_q{level}"].to_numpy(), eps, scale)
         out[f"success_at_q{level}"] = float(hit.mean())
     return out, recs
 
 
-def robust_accuracy_at(records: pd.DataFrame, norm: str, radii: Any) -> pd.Series:
+def robust_accuracy_at(records: pd.DataFrame, norm: str, radii: Any,
+                       bounds: tuple[float, float] = (0.0, 1.0)) -> pd.Series:
     """Robust accuracy of one cell's records at each radius in ``radii`` (a security
     curve from the stored per-sample norms; meaningful for minimum-norm cells)."""
     correct = records["correct"].to_numpy()
     success = records["success"].to_numpy()
     dist = records[norm].to_numpy()
     n = max(len(records), 1)
-    return pd.Series([float((correct & ~(success & within_eps(dist, float(r)))).sum() / n)
+    scale = input_scale(bounds)
+    return pd.Series([float((correct & ~(success & within_eps(dist, float(r), scale))).sum() / n)
                       for r in radii], index=list(radii), name="robust_accuracy")
 
 

@@ -122,3 +122,24 @@ def test_black_box_beating_white_box_is_flagged() -> None:
         {**base, "threat_model": "score-based", "success_rate_at_eps": 0.9, "status": "error"},
     ])
     assert flag_gradient_masking(s).tolist() == [False, False, True, False, False, False]
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_eps_and_box_tolerances_scale_with_the_inputs_magnitude(norm: str) -> None:
+    """On a [0, 255] model a float32 step of exactly eps lands up to ~8e-6 off (the spacing
+    of float32 near 255 is 1.5e-5): that is rounding, not a violation (it was one at eps 0.1)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(200, 254.8, (16, 1, 4, 4)).astype(np.float32)
+    step = np.sign(rng.normal(size=x.shape)).astype(np.float32)
+    eps = 0.1 if norm == "linf" else 0.4  # l2: 16 coordinates of 0.1
+    x_adv = np.clip(x + np.float32(0.1) * step, 0, 255).astype(np.float32)
+    y = np.zeros(16, np.int64)
+    v = judge(x=x, y=y, x_adv=x_adv, clean_pred=y, adv_pred=y + 1, bounds=(0.0, 255.0),
+              norm=norm, eps=eps, enforce_eps=True).records
+    off = np.abs(v[norm].to_numpy() - eps)
+    assert off.max() > 1e-6 + 1e-5 * eps  # outside the old absolute tolerance ...
+    assert not v["eps_violation"].any() and v["success"].all()  # ... but within the scaled one
+    # a real violation is still one
+    far = judge(x=x, y=y, x_adv=np.clip(x + np.float32(0.11) * step, 0, 255), clean_pred=y,
+                adv_pred=y + 1, bounds=(0.0, 255.0), norm=norm, eps=eps, enforce_eps=True)
+    assert far.records["eps_violation"].all()
