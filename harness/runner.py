@@ -208,8 +208,6 @@ def run_attacks(
     for lib in libraries:
         get_adapter(lib)
     specs = resolve_specs(attacks)
-    check_sizes(specs, np.shape(x)[1:])
-    y = np.asarray(y)
     if len({m.name for m in models}) != len(models):
         raise HarnessError("model names must be unique")
     by_name = {m.name: m for m in models}
@@ -219,6 +217,7 @@ def run_attacks(
                 raise HarnessError(f"{spec.label}: model {name!r} is not one of the models "
                                    f"({', '.join(by_name)})")
     prepared = {m.name: prepare(m, x, y) for m in models}
+    check_sizes(specs, np.shape(np.asarray(x, dtype=np.float32))[1:])  # prepare: it converts
     jobs: list[tuple[CellInputs, ResolvedSpec, str, int]] = []
     for m in models:
         for spec in specs:

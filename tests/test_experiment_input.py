@@ -235,11 +235,11 @@ def test_a_disk_filling_up_mid_run_is_one_line(tmp_path: Path, monkeypatch: pyte
     write = CellStore.write
     calls = []
 
-    def fills_up(self: CellStore, key: str, summary: Any, records: Any) -> None:
+    def fills_up(self: CellStore, key: str, summary: Any, records: Any, *rest: Any) -> None:
         calls.append(key)
         if len(calls) > 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        write(self, key, summary, records)
+        write(self, key, summary, records, *rest)
 
     monkeypatch.setattr(CellStore, "write", fills_up)
     exp = parse_experiment(exp_dict(libraries=["art", "foolbox"],
