@@ -6,8 +6,8 @@ min_j (f_y - f_j + kappa) / ||w_y - w_j||. DeepFool and C&W L2 must succeed and 
 1.25x of it, in every library (and framework) that has them.
 
 No assertion rides on the last bit: C&W runs with ``confidence`` = KAPPA logits and is held
-to the margin-KAPPA optimum, so its result clears the boundary by KAPPA (about 1e4 times the
-logit rounding between float32 kernels, oneDNN or not, for logits below 40 here); at
+to the margin-KAPPA optimum, so its result clears the boundary by KAPPA (over 1e4 times the
+float32 rounding of these logits, < 1e-5 against float64, whichever kernel computes them); at
 confidence 0 it ends exactly on the boundary and its success was a coin toss per kernel
 (ART on Keras lost one sample of 12 with oneDNN on AVX-512). DeepFool's overshoot (0.02)
 puts its result 2% of the clean margin (>= 0.02 logits here) past the boundary. The lower
