@@ -7,11 +7,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow reads this once, at import: the suite runs under one stated oneDNN setting (TF's
+# own default, on, unless the environment says otherwise) and test_onednn.py re-runs the tests
+# marked ``numerics`` under the other one.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np
 import pytest
 
 SHAPE_NCHW = (1, 28, 28)
+
+
+def pytest_report_header() -> str:
+    return f"TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']}"
 
 
 @pytest.fixture(scope="session")

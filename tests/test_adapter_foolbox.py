@@ -218,7 +218,8 @@ def test_escape_hatch(torch_model: WrappedModel,
 
 def test_cw_zero_images_pass_through(torch_model: WrappedModel,
                                      image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    """Too few steps: C&W fails and Foolbox returns all-zero images; the adapter keeps them."""
+    """Too few steps: C&W fails and Foolbox returns all-zero images; the adapter keeps them.
+    The direct call repeats the adapter's call (same kwargs, model, process): bit-identical."""
     import foolbox
     import torch
 
@@ -291,6 +292,8 @@ def test_mim_accumulates_normalised_gradient(torch_model: WrappedModel,
 
 def test_chunks_match_one_batch(torch_model: WrappedModel,
                                 image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    """Chunks round the gradient differently from one batch; L2 steps are continuous in it,
+    so the results agree to ~1e-7 (asserted to 1e-6)."""
     spec = _spec("bim", "l2", False)
     whole = ADAPTER.run(_request(torch_model, image_batch[0], spec))
     chunked = ADAPTER.run(_request(torch_model, image_batch[0], spec, batch_size=3))

@@ -40,6 +40,8 @@ def small_grid(name: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_pool_and_inline_give_the_same_table(tmp_path: Path) -> None:
+    """Exact by construction: pool workers inherit this process's environment (oneDNN
+    setting included), seed each cell as inline does and run the same kernels."""
     exp = parse_experiment(small_grid("agree"))
     inline = run_experiment(exp, out_dir=tmp_path / "inline", backend="inline")
     pool = run_experiment(exp, out_dir=tmp_path / "pool", backend="pool", workers=2)

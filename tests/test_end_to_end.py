@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness.batch import run_experiment
 from harness.experiment import parse_experiment
@@ -74,7 +75,10 @@ def test_run_write_read_show(tmp_path: Path) -> None:
     assert p.returncode == 0 and "fgsm linf eps=0.1" in p.stdout
 
 
+@pytest.mark.numerics
 def test_same_seed_same_table(tmp_path: Path) -> None:
+    """Same seed, same process, same kernels: the same numbers, exactly (by construction).
+    Marked ``numerics``: the suite also runs it under the other oneDNN setting."""
     exp = parse_experiment({**EXP, "attacks": EXP["attacks"][1:3], "libraries": ["art", "foolbox"]})
     a = run_experiment(exp, None, backend="inline").summary
     b = run_experiment(exp, None, backend="inline").summary

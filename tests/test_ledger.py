@@ -1,4 +1,7 @@
-"""The ledger's bulk judging finds exactly what judging every answered row in float64 finds."""
+"""The ledger's bulk judging finds exactly what judging every answered row in float64 finds.
+
+Exact by construction: the ledger's verdicts and the reference use the referee's own float64
+``norm_of`` in one process; the ledger's float32 screen only picks candidates, with a margin."""
 
 from __future__ import annotations
 

@@ -65,6 +65,8 @@ def trained(cache: Path) -> Trainer:
 @pytest.mark.parametrize("name", DIGITS)
 def test_digits_recipes_train_accurately(trained: Trainer, digits_test: Dataset, name: str,
                                          framework: str) -> None:
+    """The stored test accuracy is recomputed with the same ``predict`` on the same array in
+    the same process (same kernels), so it is compared exactly."""
     model = trained(name, framework)
     info: dict[str, Any] = model.recipe_info  # type: ignore[attr-defined]
     assert info["from_cache"] is False and info["test_accuracy"] >= 0.93
@@ -86,6 +88,8 @@ def test_digits_recipes_train_accurately(trained: Trainer, digits_test: Dataset,
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_second_load_hits_cache(trained: Trainer, cache: Path, digits_test: Dataset,
                                 framework: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The cached weights are the trained ones, so their logits are bit-identical (same
+    weights, same kernels in one process)."""
     first = trained("digits_mlp", framework)
     with caplog.at_level(logging.INFO, logger="harness.recipes"):
         second = load_recipe("digits_mlp", framework, cache_dir=cache)
@@ -99,9 +103,14 @@ def test_second_load_hits_cache(trained: Trainer, cache: Path, digits_test: Data
     np.testing.assert_array_equal(first.predict_logits(x), second.predict_logits(x))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_training_is_bit_deterministic(trained: Trainer, tmp_path: Path, digits_test: Dataset,
                                        framework: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Bit-identical by construction: the same process, seed, data order, thread count and
+    deterministic-op flags run the same kernels, so equality is exact, not a tolerance.
+    (Across CPUs or oneDNN settings the weights may differ; no test compares those.)
+    Marked ``numerics``: the suite also runs it under the other oneDNN setting."""
     import torch
     from tensorflow.python.framework import config as tf_config
 

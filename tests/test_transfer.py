@@ -43,10 +43,18 @@ def _twins() -> tuple[WrappedModel, WrappedModel]:
             TFModel(net_k, input_shape=(28, 28, 1), nb_classes=10, name="twin-tf"))
 
 
+@pytest.mark.numerics
 def test_transfer_between_identical_twins_equals_white_box(
         image_batch: tuple[np.ndarray, np.ndarray]) -> None:
     """Same weights in both frameworks: a transferred FGSM is the target's own white-box FGSM,
-    so the layout conversion and the refereeing on the target must reproduce it exactly."""
+    so the layout conversion and the refereeing on the target must reproduce it.
+
+    Torch and Keras compute the twins' logits and gradients with different kernels (1e-4
+    apart, checked in ``_twins``), so a sample whose FGSM point lies within rounding of a
+    decision boundary may go either way: success rates may differ by one sample of 16,
+    stated below, never more. The source's rate is the same computation as the source's
+    white-box cell (same model, kernels, batch and seed), so it is compared exactly.
+    Marked ``numerics``: the suite also runs it under the other oneDNN setting."""
     x, _ = image_batch
     twin_t, twin_k = _twins()
     y = twin_t.predict(x)  # all samples correct on both twins
