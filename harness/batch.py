@@ -24,9 +24,11 @@ import pandas as pd
 from harness.data import Dataset
 from harness.errors import HarnessError
 from harness.experiment import Experiment, ModelConfig
+from harness.interrupts import RunInterrupted
 from harness.models import WrappedModel
 from harness.plan import CellTask, plan_cells
 from harness.referee import flag_gradient_masking
+from harness.runlock import run_lock
 from harness.runner import RunResult
 from harness.seeding import derive_seed
 from harness.store import FAILED, CellStore
@@ -52,6 +54,18 @@ def build_models(exp: Experiment, ds: Dataset) -> dict[str, WrappedModel]:
             m.name, m.family = mc.key, mc.recipe
         models[mc.key] = m
     return models
+
+
+def check_factories(exp: Experiment) -> None:
+    """Build each factory model once in a child process (with the experiment's
+    ``model_build_time_limit_s``) before this process does: a factory that hangs or ends its
+    process is a one-line error naming the model. Recipes and substitutes are the harness's
+    own code, built here directly."""
+    from harness.factory import check_factory_model
+
+    for mc in exp.models:
+        if mc.factory is not None:
+            check_factory_model(mc, exp.model_build_time_limit_s)
 
 
 def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel,
@@ -92,20 +106,30 @@ def run_experiment(
         raise HarnessError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
+    check_factories(exp)
     models = build_models(exp, ds)  # trains missing recipes once, before any worker starts
     _check_batch(exp, ds, models)
     tasks = plan_cells(exp, ds)
-    with _run_dir(exp, results_root, out_dir) as run_dir, _log_file(run_dir / "logs" / "run.log"):
+    with _run_dir(exp, results_root, out_dir) as run_dir, run_lock(run_dir), \
+            _log_file(run_dir / "logs" / "run.log"):
         store = CellStore(run_dir)
         todo = [t for t in tasks if not store.done(t.key, retry_failed)]
         log.info("%s: %d cells, %d to run on %s", exp.name, len(tasks), len(todo), backend)
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
         limit = getattr(exp, "time_limit_s", None)
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
-        with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
-            for task, out in runner.run(todo, ctx, limit):
-                store.write(task.key, out["summary"], out["records"])
-                advance(out["summary"]["status"])
+        run_now = 0
+        try:
+            with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
+                for task, out in runner.run(todo, ctx, limit):
+                    store.write(task.key, out["summary"], out["records"])
+                    run_now += 1
+                    advance(out["summary"]["status"])
+        except KeyboardInterrupt as e:  # the backend has stopped its workers already
+            stored = sum(store.status(t.key) is not None for t in tasks)
+            stop = RunInterrupted(stored, len(tasks), run_now, str(run_dir))
+            log.info("%s", stop)  # the run log; the CLI prints it with the resume command
+            raise stop from e
         result = collect(tasks, store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),

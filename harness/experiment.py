@@ -165,6 +165,8 @@ class Experiment(BaseModel):
     time_limit_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     #: Worker processes (None: one per core).
     workers: int | None = Field(default=None, ge=1)
+    #: Wall-clock limit for building each factory model (checked in a child process first).
+    model_build_time_limit_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
 
     @field_validator("name")
     @classmethod
