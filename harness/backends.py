@@ -1,7 +1,8 @@
 """Where cells run: inline (debugging), a local process pool (default), or a Ray cluster.
 
 Every backend takes planned cells and yields ``(task, outcome)`` as each finishes, in
-completion order; the runner stores each outcome at once. An outcome is what
+completion order; the runner stores each outcome at once, and closes the generator when it
+stops early (Ctrl-C, a full disk): the backend then drops the cells not finished. An outcome is what
 :func:`harness.worker.execute` returned, or a fault row built here: ``timeout`` (the worker
 was killed past the cell's time limit), ``crashed`` (the worker process died: segfault, OOM,
 ``os._exit``) or ``error`` (an exception outside the attack, e.g. loading a model). Nothing
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +30,7 @@ class Backend(Protocol):
     name: str
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]: ...
+            ) -> Generator[tuple[CellTask, Outcome], None, None]: ...
 
 
 def _error(task: CellTask, e: BaseException) -> Outcome:
@@ -49,7 +50,7 @@ class InlineBackend:
         pass
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]:
+            ) -> Generator[tuple[CellTask, Outcome], None, None]:
         from harness.worker import redirect_fds
 
         for task in tasks:
@@ -73,7 +74,7 @@ class PoolBackend:
         self.workers = workers or os.cpu_count() or 1
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]:
+            ) -> Generator[tuple[CellTask, Outcome], None, None]:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -135,7 +136,7 @@ class RayBackend:
         self.workers, self.address = workers, address
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]:
+            ) -> Generator[tuple[CellTask, Outcome], None, None]:
         if _is_loopback(self.address):
             _keep_loopback(local_runtime=not self.address)
         import ray

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,9 @@ def run_experiment(
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
         run_now = 0
         try:
-            with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
-                for task, out in runner.run(todo, ctx, limit):
+            with _progress(len(tasks), len(tasks) - len(todo), progress) as advance, \
+                    closing(runner.run(todo, ctx, limit)) as outcomes:  # stopped on any exit
+                for task, out in outcomes:
                     store.write(task.key, out["summary"], out["records"])
                     run_now += 1
                     advance(out["summary"]["status"])

@@ -172,3 +172,21 @@ def test_the_run_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
                 pass
     with run_lock(tmp_path):  # released
         pass
+
+
+def test_library_exits_are_rows_inline_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    """In the user's own process (inline backend) a ``sys.exit`` or ``KeyboardInterrupt``
+    raised by the attack is that cell's row: no SIGINT arrived, so it is not a Ctrl-C."""
+    from harness.batch import run_experiment
+    from harness.experiment import parse_experiment
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    exp = parse_experiment({
+        "name": "inline-exits", "data": {"dataset": "digits", "n_samples": 4},
+        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+        "libraries": ["faulty:FaultyAdapter"],
+        "attacks": [{"attack": "fgsm", "eps": e} for e in (0.05, 0.06, 0.1)]})
+    res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
+    assert res.summary["status"].tolist() == ["error", "error", "ok"]
+    assert res.summary["reason"].str.contains("SystemExit\\(4\\)|KeyboardInterrupt").sum() == 2
