@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.interrupts import describe
+from harness.interrupts import describe, exit_description
 from harness.plan import CellTask
 from harness.worker import KILL_GRACE_S, RunContext, execute, fault_row
 
@@ -115,8 +115,8 @@ def _pool_outcome(fut: Any, task: CellTask, time_limit_s: float | None) -> Outco
         status, reason = "timeout", (f"worker killed: cell still running {KILL_GRACE_S:g} s "
                                      f"past its time limit of {time_limit_s:g} s")
     elif isinstance(e, ProcessExpired):
-        status, reason = "crashed", (f"worker process died (exit code {e.exitcode}"
-                                     f"{_signal_name(e.exitcode)}) while running this cell")
+        status, reason = "crashed", (f"worker process died ({exit_description(e.exitcode)}) "
+                                     "while running this cell")
     else:
         return _error(task, e)
     log.info("cell %d (%s, key %s): %s", task.index, task.spec.get("attack"), task.key,
@@ -222,17 +222,6 @@ def _cell_pool(log_dir: str) -> Any:
 
     return ProcessPool(max_workers=1, context=multiprocessing.get_context("spawn"),
                        initializer=init_worker, initargs=(log_dir,))
-
-
-def _signal_name(exitcode: int | None) -> str:
-    import signal
-
-    if exitcode is None or exitcode >= 0:
-        return ""
-    try:
-        return f", killed by {signal.Signals(-exitcode).name}"
-    except ValueError:
-        return ""
 
 
 BACKENDS: dict[str, Callable[..., Backend]] = {

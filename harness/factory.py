@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.interrupts import die_with_parent, exit_description
 
 if TYPE_CHECKING:
     from harness.experiment import ModelConfig
@@ -166,7 +167,7 @@ def check_factory_model(cfg: ModelConfig, time_limit_s: float) -> None:
         except EOFError:  # the child ended without a word: os._exit, a signal
             child.join(10)
             raise HarnessError(f"{what} ended its process while building the model "
-                               f"({_exit_description(child.exitcode)})") from None
+                               f"({exit_description(child.exitcode)})") from None
         if problem is not None:
             raise HarnessError(problem)
     finally:
@@ -176,20 +177,10 @@ def check_factory_model(cfg: ModelConfig, time_limit_s: float) -> None:
         receive.close()
 
 
-def _exit_description(code: int | None) -> str:
-    import signal
-
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            pass
-    return f"exit code {code}"
-
-
 def _build_in_child(cfg: ModelConfig, send: Any) -> None:
     """Child side of :func:`check_factory_model`: ``None`` when the model builds, else the
     one-line problem."""
+    die_with_parent()
     what = f"model {cfg.key!r}: factory {cfg.factory}"
     problem: str | None = None
     try:

@@ -1,5 +1,6 @@
-"""Telling the user's Ctrl-C apart from ``KeyboardInterrupt`` / ``SystemExit`` raised by
-library code inside an attack.
+"""Processes and signals: telling the user's Ctrl-C apart from ``KeyboardInterrupt`` /
+``SystemExit`` raised by library code inside an attack; child processes that die with their
+parent; exit codes in words.
 
 A real Ctrl-C must stop the run; the same exception raised by an attack (a library calling
 ``sys.exit()``, or raising ``KeyboardInterrupt`` itself) is that cell's ``error`` row. While
@@ -10,7 +11,9 @@ A real Ctrl-C must stop the run; the same exception raised by an attack (a libra
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,3 +79,37 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted: {stored} of {total} cells stored in {run_dir} "
                          f"({run_now} finished in this run)")
         self.stored, self.total, self.run_now, self.run_dir = stored, total, run_now, run_dir
+
+
+def exit_description(code: int | None) -> str:
+    """``exit code 3``, or ``exit code -9, killed by SIGKILL`` for a process a signal ended."""
+    text = f"exit code {code}"
+    if code is not None and code < 0:
+        try:
+            text += f", killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return text
+
+
+def die_with_parent(poll_s: float = 1.0) -> None:
+    """End this (child) process as soon as the process that started it is gone (SIGKILL,
+    the OOM killer), so nothing goes on computing for a run that no longer exists: Linux
+    kills it with the parent (``PR_SET_PDEATHSIG``); elsewhere, and should the parent have
+    died already, a thread notices the parent change within ``poll_s``."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    ppid = parent.pid if parent is not None and parent.pid else os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == ppid:
+            threading.Event().wait(poll_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="advh-parent-watch", daemon=True).start()

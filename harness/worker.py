@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.interrupts import die_with_parent
 from harness.plan import CellTask
 
 log = logging.getLogger(__name__)
@@ -49,34 +50,11 @@ def init_worker(log_dir: str, threads: int = 1) -> None:
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(var, str(threads))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    die_with_parent()
+    die_with_parent()  # no worker outlives its run
     redirect_output(Path(log_dir) / f"worker-{os.getpid()}.log")
     import torch
 
     torch.set_num_threads(threads)
-
-
-def die_with_parent(poll_s: float = 1.0) -> None:
-    """End this worker as soon as the process that started it is gone (SIGKILL, the OOM
-    killer), so no worker goes on computing cells nobody will store: Linux kills it with the
-    parent (``PR_SET_PDEATHSIG``); elsewhere, and should the parent have died already, a
-    thread notices the parent change within ``poll_s``."""
-    import multiprocessing
-
-    parent = multiprocessing.parent_process()
-    ppid = parent.pid if parent is not None and parent.pid else os.getppid()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-
-    def watch() -> None:
-        while os.getppid() == ppid:
-            threading.Event().wait(poll_s)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="advh-parent-watch", daemon=True).start()
 
 
 def redirect_output(path: Path) -> None:
