@@ -2,11 +2,12 @@
 
 Every backend takes planned cells and yields ``(task, outcome)`` as each finishes, in
 completion order; the runner stores each outcome at once, and closes the generator when it
-stops early (Ctrl-C, a full disk): the backend then drops the cells not finished. An outcome is what
-:func:`harness.worker.execute` returned, or a fault row built here: ``timeout`` (the worker
-was killed past the cell's time limit), ``crashed`` (the worker process died: segfault, OOM,
-``os._exit``) or ``error`` (an exception outside the attack, e.g. loading a model). Nothing
-is retried silently; a fault in one cell never stops the others.
+stops early (Ctrl-C, a full disk): the backend then drops the cells not finished. An
+outcome is what :func:`harness.worker.execute` returned, or a fault row built here:
+``timeout`` (the worker was killed past the cell's time limit), ``crashed`` (the worker
+process died: segfault, OOM, ``os._exit``; the row gives the exit code or signal) or
+``error`` (an exception outside the attack, e.g. loading a model). Nothing is retried
+silently; a fault in one cell never stops the others.
 """
 
 from __future__ import annotations
