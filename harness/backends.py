@@ -1,21 +1,25 @@
 """Where cells run: inline (debugging), a local process pool (default), or a Ray cluster.
 
 Every backend takes planned cells and yields ``(task, outcome)`` as each finishes, in
-completion order; the runner stores each outcome at once. An outcome is what
-:func:`harness.worker.execute` returned, or a fault row built here: ``timeout`` (the worker
-was killed past the cell's time limit), ``crashed`` (the worker process died: segfault, OOM,
-``os._exit``) or ``error`` (an exception outside the attack, e.g. loading a model). Nothing
-is retried silently; a fault in one cell never stops the others.
+completion order; the runner stores each outcome at once, and closes the generator when it
+stops early (Ctrl-C, a full disk): the backend then drops the cells not finished. An
+outcome is what :func:`harness.worker.execute` returned, or a fault row built here:
+``timeout`` (the worker was killed past the cell's time limit), ``crashed`` (the worker
+process died: segfault, OOM, ``os._exit``; the row gives the exit code or signal) or
+``error`` (an exception outside the attack, e.g. loading a model). Nothing is retried
+silently; a fault in one cell never stops the others.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.interrupts import describe, exit_description
 from harness.plan import CellTask
 from harness.worker import KILL_GRACE_S, RunContext, execute, fault_row
 
@@ -27,11 +31,14 @@ class Backend(Protocol):
     name: str
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]: ...
+            ) -> Generator[tuple[CellTask, Outcome], None, None]: ...
 
 
 def _error(task: CellTask, e: BaseException) -> Outcome:
-    msg = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, (SystemExit, KeyboardInterrupt)):  # raised in a worker, outside the attack
+        msg = describe(e).replace("inside the attack", "in the worker")
+    else:
+        msg = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
     return {"summary": fault_row(task, "error", msg), "records": None}
 
 
@@ -44,14 +51,14 @@ class InlineBackend:
         pass
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]:
+            ) -> Generator[tuple[CellTask, Outcome], None, None]:
         from harness.worker import redirect_fds
 
         for task in tasks:
             try:
                 with redirect_fds(Path(ctx.log_dir) / "inline.log"):
                     out = execute(task, ctx, time_limit_s, hard_kill=False)
-            except Exception as e:  # outside the attack (run_cell turns attack errors into rows)
+            except (Exception, SystemExit) as e:  # outside the attack (run_cell: inside it)
                 log.exception("cell %d failed outside the attack", task.index)
                 out = _error(task, e)
             yield task, out
@@ -68,11 +75,11 @@ class PoolBackend:
         self.workers = workers or os.cpu_count() or 1
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]:
+            ) -> Generator[tuple[CellTask, Outcome], None, None]:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        from pebble import ProcessExpired, ProcessPool
+        from pebble import ProcessPool
 
         from harness.worker import init_worker
 
@@ -80,8 +87,9 @@ class PoolBackend:
         from harness.quiet import quiet_resource_tracker
 
         quiet_resource_tracker()
-        with ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"),
-                         initializer=init_worker, initargs=(ctx.log_dir,)) as pool:
+        pool = ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"),
+                           initializer=init_worker, initargs=(ctx.log_dir,))
+        try:
             futures: dict[Any, CellTask] = {
                 pool.schedule(execute, args=(t, ctx, time_limit_s), timeout=hard): t
                 for t in tasks}
@@ -89,27 +97,42 @@ class PoolBackend:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    task = futures[fut]
-                    try:
-                        out = fut.result()
-                    except TimeoutError:
-                        out = {"summary": fault_row(task, "timeout", (
-                            f"worker killed: cell still running {KILL_GRACE_S:g} s past its "
-                            f"time limit of {time_limit_s:g} s")), "records": None}
-                    except ProcessExpired as e:
-                        out = {"summary": fault_row(task, "crashed", (
-                            f"worker process died (exit code {e.exitcode}"
-                            f"{_signal_name(e.exitcode)}) while running this cell")),
-                            "records": None}
-                    except Exception as e:
-                        out = _error(task, e)
-                    yield task, out
+                    yield futures[fut], _pool_outcome(fut, futures[fut], time_limit_s)
+        except BaseException:  # Ctrl-C, or the caller stopped: drop every cell not finished
+            pool.stop()  # workers are terminated now, not after the remaining cells
+            raise
+        else:
+            pool.close()
+        finally:
+            pool.join()
+
+
+def _pool_outcome(fut: Any, task: CellTask, time_limit_s: float | None) -> Outcome:
+    """A finished pool future as an outcome (its exception, if any, as a fault row)."""
+    from pebble import ProcessExpired
+
+    e = fut.exception()  # not .result(): a worker's SystemExit must not end this process
+    if e is None:
+        out: Outcome = fut.result()
+        return out
+    if isinstance(e, TimeoutError):
+        status, reason = "timeout", (f"worker killed: cell still running {KILL_GRACE_S:g} s "
+                                     f"past its time limit of {time_limit_s:g} s")
+    elif isinstance(e, ProcessExpired):
+        status, reason = "crashed", (f"worker process died ({exit_description(e.exitcode)}) "
+                                     "while running this cell")
+    else:
+        return _error(task, e)
+    log.info("cell %d (%s, key %s): %s", task.index, task.spec.get("attack"), task.key,
+                reason)
+    return {"summary": fault_row(task, status, reason), "records": None}
 
 
 class RayBackend:
     """Ray tasks: a local Ray runtime, or an existing cluster with ``address``. Each cell is
-    one task (``max_retries=0``: nothing is retried silently); Ray reuses worker processes,
-    so each worker loads the models once. A dead worker becomes a ``crashed`` row."""
+    one task (``max_retries=0``: nothing is retried silently), run in the Ray worker's own
+    one-process pool (see :func:`_ray_execute`); Ray reuses worker processes, so each loads
+    the models once. A dead worker becomes a ``crashed`` row with its exit code or signal."""
 
     name = "ray"
 
@@ -117,7 +140,7 @@ class RayBackend:
         self.workers, self.address = workers, address
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Iterator[tuple[CellTask, Outcome]]:
+            ) -> Generator[tuple[CellTask, Outcome], None, None]:
         if _is_loopback(self.address):
             _keep_loopback(local_runtime=not self.address)
         import ray
@@ -134,6 +157,7 @@ class RayBackend:
 
             with ray_notices_to_log():
                 ray.init(**kwargs)
+        pending: list[Any] = []
         try:
             remote = ray.remote(num_cpus=1, max_retries=0)(_ray_execute)
             refs = {remote.remote(t, ctx, time_limit_s): t for t in tasks}
@@ -150,6 +174,10 @@ class RayBackend:
                 except ray.exceptions.RayTaskError as e:
                     out = _error(task, e.cause if e.cause is not None else e)
                 yield task, out
+        except BaseException:  # Ctrl-C, or the caller stopped: cancel every cell not finished
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
         finally:
             if started_here:
                 ray.shutdown()
@@ -176,24 +204,31 @@ def _keep_loopback(local_runtime: bool) -> None:
 
 
 def _ray_execute(task: CellTask, ctx: RunContext, time_limit_s: float | None) -> Outcome:
-    """Ray worker entry point: set the worker up on its first cell, then run the cell."""
-    from harness import worker
+    """Ray worker entry point: the cell runs in this Ray worker's own one-process pool
+    (started on its first cell; its process loads the models once), so a cell that kills
+    its process is a ``crashed`` row with the exit code or signal and a stuck one a
+    ``timeout`` row, exactly as on the pool backend (Ray itself only reports that a worker
+    died)."""
+    from concurrent.futures import wait
 
-    if not getattr(worker, "_ray_ready", False):
-        worker.init_worker(ctx.log_dir)
-        worker._ray_ready = True  # type: ignore[attr-defined]
-    return execute(task, ctx, time_limit_s)
+    hard = None if time_limit_s is None else time_limit_s + KILL_GRACE_S
+    fut = _cell_pool(ctx.log_dir).schedule(execute, args=(task, ctx, time_limit_s),
+                                           timeout=hard)
+    wait([fut])
+    return _pool_outcome(fut, task, time_limit_s)
 
 
-def _signal_name(exitcode: int | None) -> str:
-    import signal
+@functools.lru_cache(maxsize=1)
+def _cell_pool(log_dir: str) -> Any:
+    """This Ray worker's one-process pool (kept for the worker's life)."""
+    import multiprocessing
 
-    if exitcode is None or exitcode >= 0:
-        return ""
-    try:
-        return f", killed by {signal.Signals(-exitcode).name}"
-    except ValueError:
-        return ""
+    from pebble import ProcessPool
+
+    from harness.worker import init_worker
+
+    return ProcessPool(max_workers=1, context=multiprocessing.get_context("spawn"),
+                       initializer=init_worker, initargs=(log_dir,))
 
 
 BACKENDS: dict[str, Callable[..., Backend]] = {

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,10 @@ import pandas as pd
 from harness.data import Dataset
 from harness.errors import HarnessError
 from harness.experiment import Experiment, ModelConfig
+from harness.interrupts import RunInterrupted
 from harness.models import WrappedModel
 from harness.plan import CellTask, plan_cells
+from harness.runlock import run_lock
 from harness.runner import RunResult
 from harness.seeding import derive_seed
 from harness.store import FAILED, CellStore
@@ -58,6 +60,18 @@ def build_models(exp: Experiment, ds: Dataset, *, train: bool = True
             m.name, m.family = mc.key, mc.recipe
         models[mc.key] = m
     return models
+
+
+def check_factories(exp: Experiment) -> None:
+    """Build each factory model once in a child process (with the experiment's
+    ``model_build_time_limit_s``) before this process does: a factory that hangs or ends its
+    process is a one-line error naming the model. Recipes and substitutes are the harness's
+    own code, built here directly."""
+    from harness.factory import check_factory_model
+
+    for mc in exp.models:
+        if mc.factory is not None:
+            check_factory_model(mc, exp.model_build_time_limit_s)
 
 
 def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel,
@@ -103,9 +117,11 @@ def run_experiment(
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
     _check_sizes(exp, ds)
+    check_factories(exp)
     models = build_models(exp, ds)  # trains missing recipes once, before any worker starts
     tasks = plan_cells(exp, ds, checked_parameters(exp, ds, models))
-    with _run_dir(exp, results_root, out_dir) as run_dir, _log_file(run_dir / "logs" / "run.log"):
+    with _run_dir(exp, results_root, out_dir) as run_dir, run_lock(run_dir), \
+            _log_file(run_dir / "logs" / "run.log"):
         store = CellStore(run_dir)
         # specs that differ only in a minimum-norm radius share a cell: run it once
         todo = list({t.key: t for t in reversed(tasks)
@@ -114,17 +130,27 @@ def run_experiment(
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
         limit = getattr(exp, "time_limit_s", None)
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
-        with _progress(len(tasks), len(tasks) - len(todo), progress) as advance:
-            for task, out in runner.run(todo, ctx, limit):
-                try:
-                    store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
-                except OSError as e:  # e.g. the disk filled up: what is stored stays usable
-                    stored = sum(store.done(t.key) for t in tasks)
-                    raise HarnessError(
-                        f"{run_dir}: cannot store cell {task.index} ({e.strerror or e}); "
-                        f"{stored} of {len(tasks)} cells are stored; make room and run again "
-                        "to resume") from None
-                advance(out["summary"]["status"])
+        run_now = 0
+        try:
+            with _progress(len(tasks), len(tasks) - len(todo), progress) as advance, \
+                    closing(runner.run(todo, ctx, limit)) as outcomes:  # stopped on any exit
+                for task, out in outcomes:
+                    try:
+                        store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
+                    except OSError as e:  # e.g. the disk filled up: what is stored stays usable
+                        stored = sum(store.done(t.key) for t in tasks)
+                        raise HarnessError(
+                            f"{run_dir}: cannot store cell {task.index} ({e.strerror or e}); "
+                            f"{stored} of {len(tasks)} cells are stored; make room and run "
+                            "again to resume") from None
+                    run_now += 1
+                    advance(out["summary"]["status"])
+        except KeyboardInterrupt as e:  # the backend has stopped its workers already
+            annotate_plan(tasks, store, exp.clean_accuracy_floor)
+            stored = sum(store.status(t.key) is not None for t in tasks)
+            stop = RunInterrupted(stored, len(tasks), run_now, str(run_dir))
+            log.info("%s", stop)  # the run log; the CLI prints it with the resume command
+            raise stop from e
         annotate_plan(tasks, store, exp.clean_accuracy_floor)
         result = collect_store(store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
@@ -290,6 +316,8 @@ def annotate_plan(tasks: list[CellTask], store: CellStore, clean_accuracy_floor:
         if t.row.get("kind") == "minimal":
             radii.setdefault(t.key, []).append(t.report_eps)
     for key, index in first.items():
+        if store.status(key) is None:  # not run (an interrupted run)
+            continue
         summary, _ = store.read(key)
         fields: dict[str, Any] = {"plan_index": index, "planned_at": now,
                                   "clean_accuracy_floor": clean_accuracy_floor}

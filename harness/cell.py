@@ -20,6 +20,7 @@ import pandas as pd
 from adapters import get_adapter
 from adapters.base import AttackOutput, AttackRequest, LibraryCall
 from harness.errors import Unsupported
+from harness.interrupts import describe, from_user
 from harness.ledger import QueryLedger
 from harness.models import ThreatModelViolation, WrappedModel
 from harness.referee import judge, summarize
@@ -77,6 +78,11 @@ def run_cell(
             if attacked.violation:  # the library caught our exception and carried on
                 raise ThreatModelViolation(attacked.violation)
             return result
+    except (SystemExit, KeyboardInterrupt) as e:  # library code, unless the user's Ctrl-C
+        if from_user(e):
+            raise
+        log.warning("cell %s/%s: %s", library, spec.label, describe(e))
+        return CellResult({**base, "status": "error", "reason": describe(e)}, None, None)
     except Unsupported as e:
         return CellResult({**base, "status": "unsupported", "reason": e.reason}, None, None)
     except Exception as e:  # a row with its evidence: the traceback and the library call

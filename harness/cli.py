@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.interrupts import RunInterrupted
 
 
 class TerminalFilter(logging.Filter):
@@ -216,9 +217,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as e:
         print(f"advharness: error: {e}", file=sys.stderr)
         return 2
+    except RunInterrupted as e:
+        print(f"advharness: {e}; resume with: {resume_command(argv)}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("advharness: interrupted", file=sys.stderr)
         return 130
+
+
+def resume_command(argv: Sequence[str] | None) -> str:
+    """The command line that continues an interrupted run: the same one (stored cells are
+    skipped), as the user can paste it."""
+    import shlex
+    import shutil
+
+    prog = sys.argv[0] if argv is None else "advharness"
+    if prog.endswith("__main__.py"):
+        head = [sys.executable, "-m", "harness"]
+    else:  # the bare name where PATH finds this very program, else its full path
+        name = os.path.basename(prog) or "advharness"
+        found = shutil.which(name)
+        same = found is not None and os.path.exists(prog) and os.path.samefile(found, prog)
+        head = [name if same or not os.path.exists(prog) else os.path.abspath(prog)]
+    return shlex.join([*head, *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -198,6 +198,8 @@ class Experiment(BaseModel):
     #: A cell whose model classifies less than this share of the clean inputs correctly is
     #: flagged ``low_clean_accuracy`` (its attack numbers say little).
     clean_accuracy_floor: Float = Field(default=CLEAN_ACCURACY_FLOOR, ge=0, le=1)
+    #: Wall-clock limit for building each factory model (checked in a child process first).
+    model_build_time_limit_s: Float = Field(default=300.0, gt=0)
     #: The command-line overrides this experiment was loaded with (recorded in the manifest).
     _overrides: tuple[str, ...] = PrivateAttr(default=())
 

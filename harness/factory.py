@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.interrupts import die_with_parent, exit_description
 
 if TYPE_CHECKING:
     from harness.experiment import ModelConfig
@@ -147,3 +148,54 @@ def load_factory_model(cfg: ModelConfig) -> WrappedModel:
         "weights_sha256": _sha256_file(cfg.weights) if cfg.weights is not None else None,
     }
     return model
+
+
+def check_factory_model(cfg: ModelConfig, time_limit_s: float) -> None:
+    """Build ``cfg``'s model once in a child process, so that a factory that hangs, calls
+    ``sys.exit`` or ends its process is a one-line :class:`HarnessError` naming the model
+    instead of a run that hangs or vanishes. The child is killed past ``time_limit_s``."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_build_in_child, args=(cfg, send),
+                        name=f"advh-build-{cfg.key}", daemon=True)
+    child.start()
+    send.close()
+    what = f"model {cfg.key!r}: factory {cfg.factory}"
+    try:
+        if not receive.poll(time_limit_s):  # neither an answer nor the child's end in time
+            raise HarnessError(f"{what} did not return within {time_limit_s:g} s "
+                               "(model_build_time_limit_s)")
+        try:
+            problem: str | None = receive.recv()
+        except EOFError:  # the child ended without a word: os._exit, a signal
+            child.join(10)
+            raise HarnessError(f"{what} ended its process while building the model "
+                               f"({exit_description(child.exitcode)})") from None
+        if problem is not None:
+            raise HarnessError(problem)
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receive.close()
+
+
+def _build_in_child(cfg: ModelConfig, send: Any) -> None:
+    """Child side of :func:`check_factory_model`: ``None`` when the model builds, else the
+    one-line problem."""
+    die_with_parent()
+    what = f"model {cfg.key!r}: factory {cfg.factory}"
+    problem: str | None = None
+    try:
+        load_factory_model(cfg)
+    except HarnessError as e:
+        problem = str(e)
+    except SystemExit as e:
+        problem = f"{what} called sys.exit({e.code!r}) while building the model"
+    except BaseException as e:  # reported to the parent as the model's problem
+        reason = next((line for line in str(e).splitlines() if line.strip()), "")
+        problem = f"{what} failed ({type(e).__name__}: {reason[:300]})"
+    send.send(problem)
+    send.close()

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.interrupts import die_with_parent
 from harness.plan import CellTask
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def init_worker(log_dir: str, threads: int = 1) -> None:
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(var, str(threads))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    die_with_parent()  # no worker outlives its run
     redirect_output(Path(log_dir) / f"worker-{os.getpid()}.log")
     import torch
 
@@ -141,6 +143,7 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
     ``hard_kill``: kill this process if the cell ignores its time limit (worker processes
     only; the inline backend runs cells in the user's process)."""
     from harness.cell import run_cell
+    from harness.interrupts import catch_user_interrupts
     from harness.runner import cell_inputs
     from harness.spec import AttackSpec
 
@@ -157,7 +160,7 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
     inputs = cell_inputs(state.models, state.prepared, task.model, spec, state.ds.y,
                          task.run_seed)
     try:
-        with _time_limit(time_limit_s, hard_kill):
+        with catch_user_interrupts(), _time_limit(time_limit_s, hard_kill):
             res = run_cell(inputs, spec, task.library, task.seed, state.exp.batch_size)
     except CellTimeout:
         return {"summary": fault_row(task, "timeout",

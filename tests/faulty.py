@@ -2,7 +2,9 @@
 
 Named in experiments as ``faulty:FaultyAdapter`` (this directory is on ``sys.path`` in the
 tests, and spawned pool workers inherit it). eps 0.01: raises; 0.02: returns NaN; 0.03: hangs
-(sleeps); 0.04: kills its own process (SIGKILL, like the OOM killer); anything else: a
+(sleeps); 0.04: kills its own process (SIGKILL, like the OOM killer); 0.05: calls
+``sys.exit(4)``; 0.06: raises ``KeyboardInterrupt``; 0.07: exits its process with code 3
+(``os._exit``); 0.5: a well-behaved step after 2 s (slow cells); anything else: a
 well-behaved random-sign step of size eps.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -37,7 +40,25 @@ def _die(x: np.ndarray) -> np.ndarray:
     return x
 
 
-FAULTS: dict[float, Any] = {0.01: _raise, 0.02: _nan, 0.03: _hang, 0.04: _die}
+def _exit(x: np.ndarray) -> np.ndarray:
+    sys.exit(4)
+
+
+def _interrupt(x: np.ndarray) -> np.ndarray:
+    raise KeyboardInterrupt
+
+
+def _exit_process(x: np.ndarray) -> np.ndarray:
+    os._exit(3)
+
+
+def _slow(x: np.ndarray) -> np.ndarray:
+    time.sleep(2)
+    return x
+
+
+FAULTS: dict[float, Any] = {0.01: _raise, 0.02: _nan, 0.03: _hang, 0.04: _die, 0.05: _exit,
+                            0.06: _interrupt, 0.07: _exit_process, 0.5: _slow}
 
 
 def _fgsm(request: AttackRequest) -> AttackOutput:

@@ -57,7 +57,8 @@ def test_pool_and_inline_give_the_same_table(tmp_path: Path) -> None:
 def test_faults_become_rows_and_other_cells_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                    ) -> None:
     monkeypatch.syspath_prepend(str(TESTS))  # faulty.py, for the spawned workers too
-    eps = {0.01: "error", 0.02: "error", 0.03: "timeout", 0.04: "crashed", 0.1: "ok", 0.2: "ok"}
+    eps = {0.01: "error", 0.02: "error", 0.03: "timeout", 0.04: "crashed", 0.05: "error",
+           0.06: "error", 0.07: "crashed", 0.1: "ok", 0.2: "ok"}
     exp = parse_experiment({
         "name": "faults", "data": {"dataset": "digits", "n_samples": 8}, "time_limit_s": 3,
         "models": [{"recipe": "digits_mlp", "framework": "torch"}],
@@ -71,14 +72,18 @@ def test_faults_become_rows_and_other_cells_finish(tmp_path: Path, monkeypatch: 
     assert "NaN" in reasons[0.02]
     assert "time limit of 3 s" in reasons[0.03]
     assert "SIGKILL" in reasons[0.04]
+    # BaseExceptions raised by library code are that cell's row, not the end of the run
+    assert reasons[0.05].startswith("SystemExit(4) (sys.exit called inside the attack)")
+    assert reasons[0.06].startswith("KeyboardInterrupt raised inside the attack (not a Ctrl-C)")
+    assert "exit code 3" in reasons[0.07]
     assert res.summary.loc[res.summary["eps"] == 0.1, "success_rate"].notna().all()
     logs = tmp_path / "faults" / "logs"  # workers' output goes to the run, not the terminal
     assert list(logs.glob("worker-*.log")) and (logs / "run.log").is_file()
-    assert "faults: 6 cells, 6 to run on pool" in (logs / "run.log").read_text()
+    assert "faults: 9 cells, 9 to run on pool" in (logs / "run.log").read_text()
     # --retry-failed runs exactly the failed cells again; nothing else
     again = run_experiment(exp, out_dir=tmp_path / "faults", backend="pool", workers=2,
                            retry_failed=True)
-    assert again.manifest["cells_run_now"] == 4
+    assert again.manifest["cells_run_now"] == 7
 
 
 def _cli(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:

@@ -219,3 +219,69 @@ def test_factory_module_failing_at_import_is_one_line(tmp_path: Path,
     lines = errors_of(exp_dict(models=[{"factory": "advh_broken_factory:make", "framework": "torch",
                                   "name": "b", "input_shape": [4], "nb_classes": 2}]))
     assert lines == ["models[0].factory: cannot import 'advh_broken_factory': RuntimeError: boom"]
+
+
+# -- factories that misbehave: hang, exit, end their process ----------------------------------
+BAD_FACTORIES = '''\
+import os
+import sys
+import time
+
+
+def hangs():
+    time.sleep(600)
+
+
+def exits():
+    sys.exit(4)
+
+
+def ends_process():
+    os._exit(3)
+'''
+
+
+@pytest.fixture
+def bad_factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "advh_bad_factories.py").write_text(BAD_FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned children inherit sys.path
+    return tmp_path
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    ("hangs", "did not return within 3 s (model_build_time_limit_s)"),
+    ("exits", "called sys.exit(4) while building the model"),
+    ("ends_process", "ended its process while building the model (exit code 3)"),
+])
+def test_a_misbehaving_factory_is_one_line_naming_the_model(bad_factories: Path, make: str,
+                                                            expected: str) -> None:
+    from harness.factory import check_factory_model
+
+    cfg = parse_experiment(exp_dict(models=[_factory_entry(
+        "torch", factory=f"advh_bad_factories:{make}")])).models[0]
+    with pytest.raises(HarnessError) as e:
+        check_factory_model(cfg, time_limit_s=3)
+    assert str(e.value) == f"model 'mine': factory advh_bad_factories:{make} {expected}"
+
+
+def test_a_factory_calling_sys_exit_does_not_end_the_cli(
+        bad_factories: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from harness.cli import main
+
+    path = bad_factories / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp_dict(models=[_factory_entry(
+        "torch", factory="advh_bad_factories:exits")], model_build_time_limit_s=60)))
+    assert main(["run", str(path), "--out", str(bad_factories / "out"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        "advharness: error: model 'mine': factory advh_bad_factories:exits called sys.exit(4) "
+        "while building the model\n")
+
+
+def test_the_factory_check_builds_working_factories(factories: Path) -> None:
+    from harness.factory import check_factory_model
+
+    for framework in ("torch", "tensorflow"):
+        cfg = parse_experiment(exp_dict(models=[_factory_entry(framework)])).models[0]
+        check_factory_model(cfg, time_limit_s=300)  # no error: the model builds in the child

@@ -42,7 +42,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     one) but not for a joining node, which is then refused.
     """
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",  # + faulty.py
+           "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
     before = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"  # this process is the cluster's driver
@@ -81,3 +82,20 @@ def test_two_node_ray_cluster_table_equals_process_pool(cluster: str, tmp_path: 
     pd.testing.assert_frame_equal(comparable(on_ray.summary), comparable(pool.summary))
     pd.testing.assert_frame_equal(on_ray.records, pool.records)
     assert on_ray.manifest["backend"] == "ray"
+
+
+def test_ray_fault_rows_carry_the_exit_code_or_signal(cluster: str, tmp_path: Path) -> None:
+    """As on the pool: a cell that kills its process is a crashed row naming the signal or
+    exit code; one past its time limit is a timeout row; the other cells finish."""
+    eps = {0.03: "timeout", 0.04: "crashed", 0.07: "crashed", 0.1: "ok"}
+    exp = parse_experiment({
+        "name": "ray-faults", "data": {"dataset": "digits", "n_samples": 8}, "time_limit_s": 3,
+        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+        "libraries": ["faulty:FaultyAdapter"],
+        "attacks": [{"attack": "fgsm", "eps": e} for e in eps]})
+    res = run_experiment(exp, out_dir=tmp_path / "faults", backend="ray", ray_address=cluster)
+    assert dict(zip(res.summary["eps"], res.summary["status"], strict=True)) == eps
+    reasons = dict(zip(res.summary["eps"], res.summary["reason"], strict=True))
+    assert "killed by SIGKILL" in reasons[0.04]
+    assert "exit code 3" in reasons[0.07]
+    assert "time limit of 3 s" in reasons[0.03]
