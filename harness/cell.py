@@ -81,8 +81,12 @@ def run_cell(
     except (SystemExit, KeyboardInterrupt) as e:  # library code, unless the user's Ctrl-C
         if from_user(e):
             raise
+        tb = traceback.format_exc()
         log.warning("cell %s/%s: %s", library, spec.label, describe(e))
-        return CellResult({**base, "status": "error", "reason": describe(e)}, None, None)
+        log.info("cell %s/%s on %s failed:\n%s", library, spec.label, model.name, tb)
+        return CellResult({**base, "status": "error", "reason": describe(e), "traceback": tb,
+                           **({"library_call": calls[-1].to_json()} if calls else {})},
+                          None, None)
     except Unsupported as e:
         return CellResult({**base, "status": "unsupported", "reason": e.reason}, None, None)
     except Exception as e:  # a row with its evidence: the traceback and the library call
