@@ -10,15 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.catalogue import LIBRARIES
 from harness.errors import HarnessError
@@ -175,8 +167,6 @@ class Experiment(BaseModel):
     workers: int | None = Field(default=None, ge=1)
     #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see :mod:`harness.store`).
     save_adversarials: bool = False
-    #: The command-line overrides this experiment was loaded with (recorded in the manifest).
-    _overrides: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("name")
     @classmethod
@@ -236,11 +226,6 @@ class Experiment(BaseModel):
         if problems:
             raise _located(problems)
         return self
-
-    @property
-    def overrides(self) -> tuple[str, ...]:
-        """The ``path=value`` overrides applied when this experiment was parsed."""
-        return self._overrides
 
     @property
     def run_seeds(self) -> list[int]:
@@ -347,9 +332,7 @@ def parse_experiment(data: Any, source: str = "experiment",
 
         lines = [f"{source}: {format_loc(loc)}: {msg}" for loc, msg in sorted(problems, key=position)]
         raise HarnessError("\n".join(dict.fromkeys(lines)))
-    exp = exp.model_copy(update={"attacks": _unique_specs(exp.attacks)})
-    exp._overrides = tuple(overrides)
-    return exp
+    return exp.model_copy(update={"attacks": _unique_specs(exp.attacks)})
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
