@@ -74,6 +74,11 @@ def test_advh_keeps_the_callers_directory(tmp_path: Path) -> None:
     assert f"cwd={elsewhere}" in run.stdout.splitlines(), run.stdout + run.stderr
     assert "args run exp.yaml" in run.stdout
     assert (repo / ".venv" / "bin" / "advharness").is_file() and not (elsewhere / ".venv").exists()
+    # the test suite too: the repo's tests and config, from the caller's directory
+    test = subprocess.run([str(repo / "advh"), "test"], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, check=True)
+    assert f"cwd={elsewhere}" in test.stdout.splitlines()
+    assert f"python -m pytest --rootdir {repo} -c {repo}/pyproject.toml {repo}/tests" in test.stdout
 
 
 @pytest.mark.parametrize("argv", [["-v", "run", "x.yaml"], ["run", "x.yaml", "-v"],
