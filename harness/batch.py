@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,12 +97,14 @@ def run_experiment(
     exp: Experiment, results_root: str | Path | None = "results", *, progress: bool = False,
     out_dir: str | Path | None = None, backend: str = "pool", workers: int | None = None,
     ray_address: str | None = None, retry_failed: bool = False, command: str | None = None,
+    overrides: Sequence[str] | None = None,
 ) -> RunResult:
     """Run every unfinished cell of ``exp`` on ``backend``; return and write the tables.
 
     Data, models and specs are validated (and recipes trained) before any attack runs.
     ``results_root=None`` and ``out_dir=None``: a scratch directory, removed afterwards.
-    ``command``: the command line that started the run (the CLI passes it), for the manifest.
+    ``command``, ``overrides``: the command line that started the run and the overrides the
+    experiment was loaded with (the CLI passes both), for the manifest.
     """
     start = time.perf_counter()
     from harness.backends import BACKENDS
@@ -156,6 +158,7 @@ def run_experiment(
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),
                            "cells_run_now": len(todo), "command": command,
+                           "overrides": None if overrides is None else list(overrides),
                            "wall_time_s": round(time.perf_counter() - start, 3),
                            "cells_stored": int(result.summary["cell_key"].nunique()),
                            "cells_superseded": result.superseded}

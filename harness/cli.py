@@ -51,7 +51,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_experiment(exp, args.results_dir, out_dir=args.out,
                             progress=not args.no_progress, backend=backend,
                             workers=args.workers, ray_address=args.ray_address,
-                            retry_failed=args.retry_failed, command=args.command_line)
+                            retry_failed=args.retry_failed, command=args.command_line,
+                            overrides=args.overrides)
     print_table(result.summary, "table", f"{exp.name}: head-to-head", per_seed=False)
     print(f"results: {result.path}")
     return 0
@@ -201,15 +202,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     level = logging.INFO if args.verbose else logging.WARNING
+    before = list(logging.getLogger().handlers)  # an embedding program's (pytest's): kept
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # the run's log file gets INFO, not the terminal; but progress lines (e.g. a recipe trained
     # on first use) reach the terminal whatever the level, and the libraries' INFO lines
     # (ART's own "success rate", which the referee's may contradict) never do
     logging.getLogger("harness.progress").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
+        ours = [f for f in handler.filters if isinstance(f, TerminalFilter)]
+        if handler in before and not ours:
+            handler.setLevel(level)
+            continue
         handler.setLevel(logging.INFO)
-        for old in [f for f in handler.filters if isinstance(f, TerminalFilter)]:
-            handler.removeFilter(old)  # main() called again in one process
+        for f in ours:  # main() run again in this process
+            handler.removeFilter(f)
         handler.addFilter(TerminalFilter(level))
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -8,15 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.catalogue import LIBRARIES
 from harness.errors import HarnessError
@@ -200,8 +192,6 @@ class Experiment(BaseModel):
     clean_accuracy_floor: Float = Field(default=CLEAN_ACCURACY_FLOOR, ge=0, le=1)
     #: Wall-clock limit for building each factory model (checked in a child process first).
     model_build_time_limit_s: Float = Field(default=300.0, gt=0)
-    #: The command-line overrides this experiment was loaded with (recorded in the manifest).
-    _overrides: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("name")
     @classmethod
@@ -269,11 +259,6 @@ class Experiment(BaseModel):
         if problems:
             raise _located(problems)
         return self
-
-    @property
-    def overrides(self) -> tuple[str, ...]:
-        """The ``path=value`` overrides applied when this experiment was parsed."""
-        return self._overrides
 
     @property
     def run_seeds(self) -> list[int]:
@@ -373,9 +358,7 @@ def parse_experiment(data: Any, source: str = "experiment",
 
         lines = [f"{source}: {format_loc(loc)}: {msg}" for loc, msg in sorted(problems, key=position)]
         raise HarnessError("\n".join(dict.fromkeys(lines)))
-    exp = exp.model_copy(update={"attacks": unique_specs(exp.attacks)})
-    exp._overrides = tuple(overrides)
-    return exp
+    return exp.model_copy(update={"attacks": unique_specs(exp.attacks)})
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:

@@ -388,8 +388,8 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
         model = backend.wrap(net, recipe)
         x_test = test.x.transpose(0, 2, 3, 1) if backend.layout_nhwc else test.x
         accuracy = float(np.mean(model.predict(x_test) == test.y))
-        progress.info("trained %s (%s) in %.1f s; test accuracy %.4f", name, framework,
-                      train_time, accuracy)
+        log.info("trained %s-%s in %.1f s; test accuracy %.4f", name, framework, train_time,
+                 accuracy)
         info = {
             "recipe": name, "framework": framework, "version": recipe.version,
             "dataset": recipe.dataset, "dataset_source": train.source,

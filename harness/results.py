@@ -75,7 +75,6 @@ def git_commit(directory: str | Path | None = None) -> dict[str, Any] | None:
 def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> dict[str, Any]:
     return {
         "experiment": exp.model_dump(mode="json"),
-        "overrides": list(exp.overrides),
         "git": git_commit(),
         "resolved_specs": [a.resolve().to_dict() for a in exp.attacks],
         "seed": exp.seed,

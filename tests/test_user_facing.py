@@ -74,6 +74,11 @@ def test_advh_keeps_the_callers_directory(tmp_path: Path) -> None:
     assert f"cwd={elsewhere}" in run.stdout.splitlines(), run.stdout + run.stderr
     assert "args run exp.yaml" in run.stdout
     assert (repo / ".venv" / "bin" / "advharness").is_file() and not (elsewhere / ".venv").exists()
+    # the test suite too: the repo's tests and config, from the caller's directory
+    test = subprocess.run([str(repo / "advh"), "test"], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, check=True)
+    assert f"cwd={elsewhere}" in test.stdout.splitlines()
+    assert f"python -m pytest --rootdir {repo} -c {repo}/pyproject.toml {repo}/tests" in test.stdout
 
 
 @pytest.mark.parametrize("argv", [["-v", "run", "x.yaml"], ["run", "x.yaml", "-v"],
@@ -334,8 +339,6 @@ def test_training_on_first_use_says_so_on_the_terminal(tmp_path: Path) -> None:
     assert len(lines) == 1, first.stderr  # once, also with -v
     assert "training recipe digits_mlp (torch) on first use" in lines[0]
     assert "cached afterwards" in lines[0]
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    assert "training recipe" not in again.stderr  # cached: nothing to say
     (tmp_path / "cache").rename(tmp_path / "old")
     quiet = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     assert "training recipe digits_mlp (torch) on first use" in quiet.stderr  # default level
