@@ -129,6 +129,7 @@ def run_experiment(
         todo = list({t.key: t for t in reversed(tasks)
                      if _to_run(exp, store, t.key, retry_failed)}.values())[::-1]
         log.info("%s: %d cells, %d to run on %s", exp.name, len(tasks), len(todo), backend)
+        record_plan(tasks, store, exp.clean_accuracy_floor)
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
         limit = getattr(exp, "time_limit_s", None)
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
@@ -148,12 +149,10 @@ def run_experiment(
                     run_now += 1
                     advance(out["summary"]["status"])
         except KeyboardInterrupt as e:  # the backend has stopped its workers already
-            annotate_plan(tasks, store, exp.clean_accuracy_floor)
             stored = sum(store.status(t.key) is not None for t in tasks)
             stop = RunInterrupted(stored, len(tasks), run_now, str(run_dir))
             log.info("%s", stop)  # the run log; the CLI prints it with the resume command
             raise stop from e
-        annotate_plan(tasks, store, exp.clean_accuracy_floor)
         result = collect_store(store)
         result.manifest = {**build_manifest(exp, ds, list(models.values())),
                            "backend": backend, "cells": len(tasks),
@@ -306,28 +305,16 @@ def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
         yield Path(tmp)
 
 
-def annotate_plan(tasks: list[CellTask], store: CellStore, clean_accuracy_floor: float) -> None:
-    """Mark this plan's stored cells: ``plan_index`` (their place in the table),
-    ``planned_at`` (now: this run's cells win over superseded ones, see
-    :func:`harness.results.collect_store`), the experiment's ``clean_accuracy_floor`` and,
-    for minimum-norm cells, every reporting radius any run asked for (``report_eps``)."""
-    now = time.time()
-    radii: dict[str, list[float | None]] = {}
-    first: dict[str, int] = {}
-    for t in tasks:
-        first.setdefault(t.key, t.index)
-        if t.row.get("kind") == "minimal":
-            radii.setdefault(t.key, []).append(t.report_eps)
-    for key, index in first.items():
-        if store.status(key) is None:  # not run (an interrupted run)
-            continue
-        summary, _ = store.read(key)
-        fields: dict[str, Any] = {"plan_index": index, "planned_at": now,
-                                  "clean_accuracy_floor": clean_accuracy_floor}
-        if key in radii:
-            have = list(summary.get("report_eps") or [])
-            fields["report_eps"] = [*have, *dict.fromkeys(r for r in radii[key] if r not in have)]
-        store.update(key, **fields)
+def record_plan(tasks: list[CellTask], store: CellStore, clean_accuracy_floor: float) -> None:
+    """Record what this run asks for, once (``plans/``; the cell files stay as computed):
+    each cell's place in the table, its reporting radius (minimum-norm cells: every radius
+    any run asked for is reported, see :func:`harness.results.collect_store`), the time
+    (this run's cells win over superseded ones) and the experiment's clean-accuracy floor."""
+    cells = [{"key": t.key, "index": t.index,
+              "report_eps": t.report_eps if t.row.get("kind") == "minimal" else None}
+             for t in tasks]
+    store.write_plan({"planned_at": time.time(), "clean_accuracy_floor": clean_accuracy_floor,
+                      "cells": cells})
 
 
 @contextmanager

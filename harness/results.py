@@ -148,33 +148,51 @@ def read_results(path: str | Path) -> RunResult:
 def collect_store(store: CellStore) -> RunResult:
     """The tables from **every** stored cell of a run directory, earlier runs' too.
 
-    Rows are in table order (``plan_index``, then finishing time). A minimum-norm cell gives
-    one row per radius any run asked for (``report_eps``). A stored cell whose setting
-    (model, library, framework, spec, run seed, data, batch size, source) recurs in another
-    cell with a different content key (a library, model or harness version changed) is
-    *superseded*: the cell the latest run planned (else the newest) is kept, and
-    ``RunResult.superseded`` counts the others.
+    What the runs asked for comes from their recorded plans (``plans/``): rows are in the
+    latest plan's order (cells no plan names last, by finishing time); a minimum-norm cell
+    gives one row per radius any run asked for; the latest plan's clean-accuracy floor
+    flags ``low_clean_accuracy``. A stored cell whose setting (model, library, framework,
+    spec, run seed, data, batch size, source) recurs in another cell with a different
+    content key (a library, model or harness version changed) is *superseded*: the cell
+    planned last (else the newest) is kept, and ``RunResult.superseded`` counts the others.
     """
     from harness.runner import assemble
 
     stored = {k: store.read(k) for k in store.keys()}
+    planned_at: dict[str, float] = {}
+    index: dict[str, int] = {}
+    radii: dict[str, list[float | None]] = {}
+    floor: dict[str, float] = {}
+    for plan in store.plans():  # oldest first: the latest plan has the last word
+        first: dict[str, int] = {}
+        for cell in plan.get("cells", []):
+            first.setdefault(cell["key"], int(cell["index"]))
+            have = radii.setdefault(cell["key"], [])
+            if cell.get("report_eps") not in have:
+                have.append(cell.get("report_eps"))
+        for key, i in first.items():
+            planned_at[key], index[key] = float(plan.get("planned_at", 0.0)), i
+            if "clean_accuracy_floor" in plan:
+                floor[key] = float(plan["clean_accuracy_floor"])
 
     def recency(key: str) -> float:
-        s = stored[key][0]
-        return max(float(s.get("planned_at") or 0.0), float(s.get("finished_at") or 0.0))
+        return max(planned_at.get(key, 0.0), float(stored[key][0].get("finished_at") or 0.0))
 
     latest: dict[tuple[str, ...], str] = {}
     for key in sorted(stored, key=recency):
         latest[_setting(stored[key][0])] = key
     keep = sorted(set(latest.values()), key=lambda k: (
-        float(stored[k][0].get("plan_index", float("inf"))), recency(k), k))
+        -planned_at.get(k, -1.0) if k in planned_at else float("inf"),
+        index.get(k, 0), recency(k), k))
     cells: list[tuple[dict[str, Any], pd.DataFrame | None, float | None]] = []
     for key in keep:
         summary, records = stored[key]
         summary = {**summary, "cell_key": key}
+        if key in floor:
+            summary["clean_accuracy_floor"] = floor[key]
         minimal = summary.get("kind") == "minimal"
-        radii = (summary.get("report_eps") or [None]) if minimal else [summary.get("eps")]
-        cells.extend((summary, records, eps) for eps in radii)
+        for eps in (radii.get(key) or [None]) if minimal else [summary.get("eps")]:
+            cells.append((summary, records, eps))
     superseded = len(stored) - len(keep)
     if superseded:
         log.warning("%s: %d stored cells superseded by newer cells of the same setting (a "

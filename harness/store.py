@@ -99,12 +99,25 @@ class CellStore:
                 if not p.name.startswith("."))
         return sorted(k for k in keys if self.status(k) is not None)
 
-    def update(self, key: str, **fields: Any) -> None:
-        """Rewrite a finished cell's summary with ``fields`` set (atomically)."""
-        summary_path, _ = self._paths(key)
-        summary = {**json.loads(summary_path.read_text()), **fields}
-        text = json.dumps(summary, default=_jsonable, sort_keys=True)
-        atomic_write(summary_path, lambda p: p.write_text(text))
+    def write_plan(self, plan: dict[str, Any]) -> None:
+        """Record one run's plan (``plans/<time>-<pid>.json``, atomically): see
+        :meth:`plans`."""
+        name = f"{plan['planned_at']:.6f}-{os.getpid()}.json"
+        text = json.dumps(plan, default=_jsonable, sort_keys=True)
+        atomic_write(self.dir.parent / "plans" / name, lambda p: p.write_text(text))
+
+    def plans(self) -> list[dict[str, Any]]:
+        """Every recorded plan, oldest first (an unreadable one is logged and skipped)."""
+        folder = self.dir.parent / "plans"
+        out = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            if path.name.startswith("."):
+                continue
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as e:
+                log.warning("plan %s is unreadable (%s: %s); ignored", path, type(e).__name__, e)
+        return sorted(out, key=lambda p: float(p.get("planned_at", 0.0)))
 
     def read_adversarials(self, key: str) -> np.ndarray | None:
         """The cell's stored adversarial examples, or None if none were stored."""

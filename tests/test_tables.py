@@ -154,8 +154,12 @@ def test_minimum_norm_eps_only_changes_reporting(tmp_path: Path) -> None:
     cw = {"attack": "cw", "steps": 3, "params": {"binary_search_steps": 1}}
     plain = _run(tmp_path, attacks=[cw])
     assert plain.manifest["cells_run_now"] == 1
+    cell_file = next((plain.path / "cells").glob("*.json"))
+    computed = cell_file.read_text()
     with_eps = _run(tmp_path, attacks=[{**cw, "eps": [0.5, 1.5]}])
     assert with_eps.manifest["cells_run_now"] == 0  # the stored cell serves every radius
+    assert cell_file.read_text() == computed  # what a run asks for is in plans/, not the cell
+    assert len(list((plain.path / "plans").glob("*.json"))) == 2
     s = with_eps.summary
     assert s["cell_key"].nunique() == 1 and len(s) == 3
     assert sorted(s["eps"].fillna(-1)) == [-1, 0.5, 1.5]
