@@ -131,14 +131,15 @@ def describe_cell(summary: Any, key: str) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from harness.support import support_matrix, support_table
+    from harness.support import defaults_table, support_matrix, support_table
 
     matrix = support_matrix()
     if args.attack:
+        defaults = defaults_table(args.attack)  # an unknown name: one line listing the known
         matrix = matrix[matrix["attack"] == args.attack]
-        if matrix.empty:
-            raise HarnessError(f"unknown attack {args.attack!r}")
     _console().print(support_table(matrix, show_reasons=args.reasons))
+    if args.attack:
+        _console().print(defaults)
     return 0
 
 
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "status, reason, traceback, library call, spec, metrics")
     s.set_defaults(func=_cmd_show)
     ls = sub.add_parser("list", help="print the support matrix (attack x library x framework)")
-    ls.add_argument("--attack", default=None, help="only this attack")
+    ls.add_argument("--attack", default=None,
+                    help="only this attack, with its defaults (norm, steps, step size, params...)")
     ls.add_argument("--reasons", action="store_true", help="list why combinations are unsupported")
     ls.set_defaults(func=_cmd_list)
     for command in sub.choices.values():  # -v before or after the subcommand

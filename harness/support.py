@@ -54,3 +54,53 @@ def support_table(matrix: pd.DataFrame, show_reasons: bool = False) -> Any:
                                  style="dim"))
     reasons = matrix.loc[~matrix["supported"], "reason"].drop_duplicates()
     return Group(table, Text("\n".join(f"- {r}" for r in reasons)))
+
+
+def attack_defaults(name: str) -> list[tuple[str, str]]:
+    """``(field, value)``: what a spec of attack ``name`` resolves to when it leaves a field
+    out (the catalogue's defaults, as :meth:`harness.spec.AttackSpec.resolve` applies them)."""
+    from harness.errors import HarnessError
+
+    if name not in CATALOGUE:
+        raise HarnessError(f"unknown attack {name!r}; known: {', '.join(sorted(CATALOGUE))}")
+    d = CATALOGUE[name]
+    steps = "1" if name in ("fgsm", "fgm") else str(d.default_steps) if d.default_steps else "-"
+    if name in ("fgsm", "fgm"):
+        step_size = "eps (one step)"
+    elif "step_size" in d.common:
+        step_size = "2*eps" if name == "apgd" else "2.5*eps/steps"
+    else:
+        step_size = "-"
+    eps = "eps required" if d.kind == "fixed" else "eps optional: a reporting radius"
+    rows = [("description", d.description), ("kind", f"{d.kind} ({eps})"),
+            ("threat_model", d.threat_model),
+            ("norm", f"{d.norms[0]} (supported: {', '.join(d.norms)})"),
+            ("steps", steps), ("step_size", step_size)]
+    if name == "apgd":
+        rows.append(("random_start", "true (always)"))
+    elif "random_start" in d.common:
+        rows.append(("random_start", "false"))
+    if "restarts" in d.common:
+        rows.append(("restarts", "1"))
+    rows += [("targeted", "false"), ("target_mode", "random")]
+    if d.threat_model != "white-box":
+        from harness.ledger import DEFAULT_QUERY_LEVELS
+
+        rows += [("budget", "none (unlimited)"),
+                 ("query_levels", ", ".join(map(str, DEFAULT_QUERY_LEVELS)))]
+    for k, v in d.params.items():
+        limit = f" (at most the input's {d.size_limits[k]})" if k in d.size_limits else ""
+        rows.append((f"params.{k}", (repr(v) if isinstance(v, str) else str(v)) + limit))
+    return rows
+
+
+def defaults_table(name: str) -> Any:
+    """A rich table of :func:`attack_defaults`."""
+    from rich.table import Table
+
+    table = Table(title=f"{name}: defaults (what a spec that leaves a field out gets)")
+    table.add_column("field", no_wrap=True)
+    table.add_column("default")
+    for field, value in attack_defaults(name):
+        table.add_row(field, value)
+    return table
