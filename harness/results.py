@@ -2,13 +2,17 @@
 
 Layout of a results directory::
 
+    cells/            one file pair per finished cell (see :mod:`harness.store`)
+    plans/            what each run asked for (order, reporting radii, clean-accuracy floor)
     summary.parquet   one row per cell (status, reason, metrics, library call, spec)
     summary.csv       the same, for spreadsheets
     records.parquet   one row per (cell, sample): predictions, flags, norms
     manifest.json     versions, experiment, resolved specs, seed, input and model info
+    logs/             the run's and the workers' logs
 
-Directories are written atomically: everything goes to a hidden sibling first and is
-renamed into place at the end, so an interrupted or failed run leaves no partial directory.
+Each file is written atomically (a temporary file renamed into place). A stopped run keeps
+``cells/``, ``plans/`` and ``logs/`` (it resumes from them) and does not rewrite the tables;
+:func:`read_results` reads the cells, so it sees every stored cell either way.
 """
 
 from __future__ import annotations
