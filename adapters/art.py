@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.art_blackbox import BLACKBOX_IMPLS
-from adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
-from harness.models import WrappedModel
+from advharness.adapters.art_blackbox import BLACKBOX_IMPLS
+from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
+from advharness.models import WrappedModel
 
 _NORMS: dict[str, float] = {"linf": np.inf, "l2": 2, "l1": 1}
 _APGD_LOSS: dict[str, str] = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}

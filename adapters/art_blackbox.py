@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import AttackOutput, AttackRequest, Impl
-from harness.errors import Unsupported
-from harness.models import WrappedModel
+from advharness.adapters.base import AttackOutput, AttackRequest, Impl
+from advharness.errors import Unsupported
+from advharness.models import WrappedModel
 
 _NORMS: dict[str, float] = {"linf": np.inf, "l2": 2}
 
 
 def _generate(request: AttackRequest, cls_name: str, kwargs: dict[str, Any], notes: list[str],
               *, pass_y: bool = True, estimator: Any = None) -> AttackOutput:
-    from adapters.art import _generate as generate  # lazy: adapters.art imports this module
+    from advharness.adapters.art import _generate as generate  # lazy: art imports this module
 
     return generate(request, cls_name, kwargs, notes, pass_y=pass_y, estimator=estimator)
 
@@ -58,7 +58,7 @@ def _softmax_estimator(model: WrappedModel) -> Any:
     it is the same gradient-refusing oracle); only the scores' form changes.
     """
     def build() -> Any:
-        from adapters.art import _CONVERTERS
+        from advharness.adapters.art import _CONVERTERS
 
         if model.framework == "torch":
             import torch

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
-from harness.errors import HarnessError, Unsupported
-from harness.models import WrappedModel
-from harness.spec import ResolvedSpec
+from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
+from advharness.errors import HarnessError, Unsupported
+from advharness.models import WrappedModel
+from advharness.spec import ResolvedSpec
 
 KwargsAndNotes = tuple[dict[str, Any], list[str]]
 
@@ -232,7 +232,7 @@ def _impl(attack: str, translate: Callable[[ResolvedSpec], KwargsAndNotes], **kw
 def _torch_model(model: WrappedModel) -> Any:
     import foolbox
 
-    from harness.torch_model import TorchModel
+    from advharness.torch_model import TorchModel
 
     assert isinstance(model, TorchModel)
     return foolbox.PyTorchModel(model.counted, bounds=model.bounds, device=model.torch_device,
@@ -279,6 +279,6 @@ class FoolboxAdapter(Adapter):
 
 
 # Decision-based attacks live in their own module; merged here so the registry sees one table.
-from adapters.foolbox_blackbox import BLACKBOX_IMPLS  # noqa: E402
+from advharness.adapters.foolbox_blackbox import BLACKBOX_IMPLS  # noqa: E402
 
 FoolboxAdapter.IMPLS = {**FoolboxAdapter.IMPLS, **BLACKBOX_IMPLS}

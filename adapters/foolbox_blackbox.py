@@ -1,6 +1,6 @@
 """Foolbox 3.3.4 decision-based attacks: canonical specs -> ``foolbox.attacks`` classes.
 
-Same rules as :mod:`adapters.foolbox`: every constructor parameter explicit (nested init
+Same rules as :mod:`advharness.adapters.foolbox`: every constructor parameter explicit (nested init
 attacks too), ``library_options["foolbox"]`` merged last, minimization attacks called with
 ``epsilons=None`` and Foolbox's ``raw`` returned. The Foolbox model is built on
 ``model.counted``, which under a decision-based cell is the one-hot top-1 oracle, so a Foolbox
@@ -13,10 +13,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from adapters.base import AttackOutput, AttackRequest, Impl
-from harness.errors import Unsupported
-from harness.models import WrappedModel
-from harness.spec import ResolvedSpec
+from advharness.adapters.base import AttackOutput, AttackRequest, Impl
+from advharness.errors import Unsupported
+from advharness.models import WrappedModel
+from advharness.spec import ResolvedSpec
 
 KwargsAndNotes = tuple[dict[str, Any], list[str]]
 
@@ -132,7 +132,7 @@ def _blended_noise(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
 def _run(request: AttackRequest,
          translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes]) -> AttackOutput:
     """Translate the spec (the model's layout matters for blur/noise) and run it."""
-    from adapters.foolbox import run_foolbox
+    from advharness.adapters.foolbox import run_foolbox
 
     kwargs, notes = translate(request.spec, request.model)
     return run_foolbox(request, CLASSES[request.spec.attack], kwargs, notes)

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from adapters import get_adapter
-from adapters.base import AttackRequest
-from harness.cell import CellInputs, run_cell
-from harness.data import load_dataset
-from harness.recipes import load_recipe
-from harness.runner import to_layout
-from harness.spec import AttackSpec
+from advharness.adapters import get_adapter
+from advharness.adapters.base import AttackRequest
+from advharness.cell import CellInputs, run_cell
+from advharness.data import load_dataset
+from advharness.recipes import load_recipe
+from advharness.runner import to_layout
+from advharness.spec import AttackSpec
 
 EPS, STEP, STEPS = 0.3, 0.01, 40
 SPECS = {

@@ -3,7 +3,7 @@
 Every backend takes planned cells and yields ``(task, outcome)`` as each finishes, in
 completion order; the runner stores each outcome at once, and closes the generator when it
 stops early (Ctrl-C, a full disk): the backend then drops the cells not finished. An
-outcome is what :func:`harness.worker.execute` returned, or a fault row built here:
+outcome is what :func:`advharness.worker.execute` returned, or a fault row built here:
 ``timeout`` (the worker was killed past the cell's time limit), ``crashed`` (the worker
 process died: segfault, OOM, ``os._exit``; the row gives the exit code or signal) or
 ``error`` (an exception outside the attack, e.g. loading a model). Nothing is retried
@@ -19,9 +19,9 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.interrupts import describe, exit_description
-from harness.plan import CellTask
-from harness.worker import KILL_GRACE_S, RunContext, execute, fault_row
+from advharness.interrupts import describe, exit_description
+from advharness.plan import CellTask
+from advharness.worker import KILL_GRACE_S, RunContext, execute, fault_row
 
 log = logging.getLogger(__name__)
 Outcome = dict[str, Any]
@@ -52,7 +52,7 @@ class InlineBackend:
 
     def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
             ) -> Generator[tuple[CellTask, Outcome], None, None]:
-        from harness.worker import redirect_fds
+        from advharness.worker import redirect_fds
 
         for task in tasks:
             try:
@@ -81,10 +81,10 @@ class PoolBackend:
 
         from pebble import ProcessPool
 
-        from harness.worker import init_worker
+        from advharness.worker import init_worker
 
         hard = None if time_limit_s is None else time_limit_s + KILL_GRACE_S
-        from harness.quiet import quiet_resource_tracker
+        from advharness.quiet import quiet_resource_tracker
 
         quiet_resource_tracker()
         pool = ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"),
@@ -153,7 +153,7 @@ class RayBackend:
                 kwargs["address"] = self.address
             else:
                 kwargs["num_cpus"] = self.workers or os.cpu_count() or 1
-            from harness.quiet import ray_notices_to_log
+            from advharness.quiet import ray_notices_to_log
 
             with ray_notices_to_log():
                 ray.init(**kwargs)
@@ -225,7 +225,7 @@ def _cell_pool(log_dir: str) -> Any:
 
     from pebble import ProcessPool
 
-    from harness.worker import init_worker
+    from advharness.worker import init_worker
 
     return ProcessPool(max_workers=1, context=multiprocessing.get_context("spawn"),
                        initializer=init_worker, initargs=(log_dir,))

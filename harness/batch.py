@@ -1,7 +1,7 @@
 """Run an experiment file: plan its cells, run the unfinished ones on a backend, store each
 as it finishes, assemble the tables.
 
-``results/<name>/cells/`` holds one file pair per finished cell (see :mod:`harness.store`);
+``results/<name>/cells/`` holds one file pair per finished cell (see :mod:`advharness.store`);
 ``summary.parquet``/``.csv``, ``records.parquet`` and ``manifest.json`` are assembled from
 them at the end, each written atomically. Re-running the same experiment skips finished
 cells (``retry_failed`` re-runs error/timeout/crashed ones), so a run killed at any moment
@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.data import Dataset
-from harness.errors import HarnessError
-from harness.experiment import Experiment, ModelConfig
-from harness.interrupts import RunInterrupted
-from harness.models import WrappedModel
-from harness.plan import CellTask, plan_cells
-from harness.runlock import run_lock
-from harness.runner import RunResult
-from harness.seeding import derive_seed
-from harness.store import FAILED, CellStore
+from advharness.data import Dataset
+from advharness.errors import HarnessError
+from advharness.experiment import Experiment, ModelConfig
+from advharness.interrupts import RunInterrupted
+from advharness.models import WrappedModel
+from advharness.plan import CellTask, plan_cells
+from advharness.runlock import run_lock
+from advharness.runner import RunResult
+from advharness.seeding import derive_seed
+from advharness.store import FAILED, CellStore
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def build_models(exp: Experiment, ds: Dataset, *, train: bool = True
     """The experiment's models by key: recipes (trained once, cached), factories, substitutes.
 
     ``train=False``: only the models that need no training (factories, cached recipes)."""
-    from harness.recipes import load_recipe, recipe_info
+    from advharness.recipes import load_recipe, recipe_info
 
     models: dict[str, WrappedModel] = {}
     for mc in exp.models:
@@ -49,7 +49,7 @@ def build_models(exp: Experiment, ds: Dataset, *, train: bool = True
                 continue
             m = _substitute(exp, mc, models[mc.substitute_of], ds.x)
         elif mc.factory is not None:
-            from harness.factory import load_factory_model
+            from advharness.factory import load_factory_model
 
             m = load_factory_model(mc)
         else:
@@ -67,7 +67,7 @@ def check_factories(exp: Experiment) -> None:
     ``model_build_time_limit_s``) before this process does: a factory that hangs or ends its
     process is a one-line error naming the model. Recipes and substitutes are the harness's
     own code, built here directly."""
-    from harness.factory import check_factory_model
+    from advharness.factory import check_factory_model
 
     for mc in exp.models:
         if mc.factory is not None:
@@ -78,8 +78,8 @@ def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel,
                 eval_x: np.ndarray) -> WrappedModel:
     """Train ``mc`` from ``target``'s answers on the attacker's pool: the dataset split the
     experiment does not evaluate on (so pool and evaluation images never overlap)."""
-    from harness.data import load_dataset
-    from harness.substitute import train_substitute
+    from advharness.data import load_dataset
+    from advharness.substitute import train_substitute
 
     d = exp.data
     pool = load_dataset(d.dataset, "train" if d.split == "test" else "test", path=d.path)
@@ -107,10 +107,10 @@ def run_experiment(
     experiment was loaded with (the CLI passes both), for the manifest.
     """
     start = time.perf_counter()
-    from harness.backends import BACKENDS
-    from harness.data import load_dataset
-    from harness.results import build_manifest, collect_store, write_results
-    from harness.worker import RunContext
+    from advharness.backends import BACKENDS
+    from advharness.data import load_dataset
+    from advharness.results import build_manifest, collect_store, write_results
+    from advharness.worker import RunContext
 
     if backend not in BACKENDS:
         raise HarnessError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -178,7 +178,7 @@ def plan_table(exp: Experiment, results_root: str | Path | None = "results",
     nothing runs. Keys cover each model's parameters, so the models that need no training
     (factories, cached recipes) are built and checked on the batch; cells of the others
     (recipes to train, substitutes) show key ``?`` and count as to run."""
-    from harness.data import load_dataset
+    from advharness.data import load_dataset
 
     d = exp.data
     ds = load_dataset(d.dataset, d.split, d.n_samples, d.offset, d.path)
@@ -230,7 +230,7 @@ def _log_file(path: Path) -> Iterator[None]:
 
 def _check_sizes(exp: Experiment, ds: Dataset) -> None:
     """Attack parameters that count input elements, against the images actually loaded."""
-    from harness.runner import check_sizes
+    from advharness.runner import check_sizes
 
     specs = [a.resolve() for a in exp.attacks]
     check_sizes(specs, ds.input_shape, f"{ds.name} {ds.split}",
@@ -244,8 +244,8 @@ def checked_parameters(exp: Experiment, ds: Dataset, models: dict[str, WrappedMo
     one-line errors now; a Keras model built lazily has its weights only after this first
     forward pass). A model below ``clean_accuracy_floor`` on the batch is logged (its cells
     are flagged ``low_clean_accuracy``)."""
-    from harness.data import to_bounds
-    from harness.runner import prepare
+    from advharness.data import to_bounds
+    from advharness.runner import prepare
 
     floor = exp.clean_accuracy_floor
     for m in models.values():
@@ -309,7 +309,7 @@ def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
 def annotate_plan(tasks: list[CellTask], store: CellStore, clean_accuracy_floor: float) -> None:
     """Mark this plan's stored cells: ``plan_index`` (their place in the table),
     ``planned_at`` (now: this run's cells win over superseded ones, see
-    :func:`harness.results.collect_store`), the experiment's ``clean_accuracy_floor`` and,
+    :func:`advharness.results.collect_store`), the experiment's ``clean_accuracy_floor`` and,
     for minimum-norm cells, every reporting radius any run asked for (``report_eps``)."""
     now = time.time()
     radii: dict[str, list[float | None]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.models import ThreatModel
+from advharness.models import ThreatModel
 
 Norm = Literal["linf", "l2", "l1", "l0"]
 Kind = Literal["fixed", "minimal"]
@@ -150,7 +150,7 @@ POSITIVE_PARAMS = frozenset({"c", "learning_rate", "binary_search_steps", "candi
 
 def get_attack(name: str) -> AttackDef:
     """Return the catalogue entry for ``name`` or raise a one-line error listing the names."""
-    from harness.errors import HarnessError
+    from advharness.errors import HarnessError
 
     try:
         return CATALOGUE[name]

@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adapters import get_adapter
-from adapters.base import AttackOutput, AttackRequest, LibraryCall
-from harness.errors import Unsupported
-from harness.interrupts import describe, from_user
-from harness.ledger import QueryLedger
-from harness.models import ThreatModelViolation, WrappedModel
-from harness.referee import judge, summarize
-from harness.seeding import seed_everything
-from harness.spec import ResolvedSpec
-from harness.transfer import run_transfer
+from advharness.adapters import get_adapter
+from advharness.adapters.base import AttackOutput, AttackRequest, LibraryCall
+from advharness.errors import Unsupported
+from advharness.interrupts import describe, from_user
+from advharness.ledger import QueryLedger
+from advharness.models import ThreatModelViolation, WrappedModel
+from advharness.referee import judge, summarize
+from advharness.seeding import seed_everything
+from advharness.spec import ResolvedSpec
+from advharness.transfer import run_transfer
 
 log = logging.getLogger(__name__)
 

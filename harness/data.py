@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from harness.errors import HarnessError
+from advharness.errors import HarnessError
 
 Split = Literal["train", "test"]
 MNIST_RESPLIT_SEED = 0

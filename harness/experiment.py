@@ -10,14 +10,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.catalogue import LIBRARIES
-from harness.errors import HarnessError
-from harness.experiment_checks import param_size_problems, plan_too_large, scale_problems, unique_specs
-from harness.fields import Bool, Float, Int
-from harness.grid import DEFAULT_MAX_CELLS, Expansion, Problem, apply_overrides, expand_experiment, locate
-from harness.models import Layout, Outputs
-from harness.referee import CLEAN_ACCURACY_FLOOR
-from harness.spec import AttackSpec
+from advharness.catalogue import LIBRARIES
+from advharness.errors import HarnessError
+from advharness.experiment_checks import param_size_problems, plan_too_large, scale_problems, unique_specs
+from advharness.fields import Bool, Float, Int
+from advharness.grid import DEFAULT_MAX_CELLS, Expansion, Problem, apply_overrides, expand_experiment, locate
+from advharness.models import Layout, Outputs
+from advharness.referee import CLEAN_ACCURACY_FLOOR
+from advharness.spec import AttackSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Longest experiment name: it names the results directory (file names stop at 255 bytes).
@@ -56,9 +56,9 @@ class ModelConfig(BaseModel):
     """One model: a built-in ``recipe`` in one framework (trained on first use, then cached);
     a user ``factory`` (``package.module:function`` returning a torch or Keras model, optional
     ``weights``, wrapped with ``input_shape``, ``nb_classes``, ``bounds``, ``layout``,
-    ``outputs``; see :mod:`harness.factory`); or, with ``substitute_of``, a recipe's
+    ``outputs``; see :mod:`advharness.factory`); or, with ``substitute_of``, a recipe's
     architecture trained only from another model's answers to ``queries`` queries (ART
-    CopycatCNN; see :mod:`harness.substitute`)."""
+    CopycatCNN; see :mod:`advharness.substitute`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,7 +80,7 @@ class ModelConfig(BaseModel):
     @field_validator("recipe")
     @classmethod
     def _known_recipe(cls, v: str | None) -> str | None:
-        from harness.recipes import RECIPES
+        from advharness.recipes import RECIPES
 
         if v is not None and v not in RECIPES:
             raise ValueError(f"unknown recipe {v!r}; known: {', '.join(sorted(RECIPES))}")
@@ -89,7 +89,7 @@ class ModelConfig(BaseModel):
     @field_validator("factory")
     @classmethod
     def _importable(cls, v: str | None) -> str | None:
-        from harness.factory import resolve_factory
+        from advharness.factory import resolve_factory
 
         if v is not None:
             resolve_factory(v)  # a HarnessError is a ValueError: reported at models[i].factory
@@ -182,7 +182,7 @@ class Experiment(BaseModel):
     time_limit_s: Float | None = Field(default=None, gt=0)
     #: Worker processes (None: one per core).
     workers: Int | None = Field(default=None, ge=1)
-    #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see :mod:`harness.store`).
+    #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see :mod:`advharness.store`).
     save_adversarials: bool = False
     #: At most this many cells (models x attack specs x libraries x seeds): a grid typo is
     #: refused before anything runs. Raise it in the file or with ``max_cells=N``.
@@ -208,7 +208,7 @@ class Experiment(BaseModel):
     def _known_libraries(cls, v: list[str]) -> list[str]:
         for lib in v:
             if ":" in lib:  # an Adapter subclass of the user's own, by import path
-                from adapters import load_adapter_class
+                from advharness.adapters import load_adapter_class
 
                 try:
                     load_adapter_class(lib)
@@ -331,7 +331,7 @@ def parse_experiment(data: Any, source: str = "experiment",
                      overrides: Sequence[str] = ()) -> Experiment:
     """Validate a mapping (e.g. parsed YAML) into an :class:`Experiment`.
 
-    ``overrides`` (``path=value``, see :func:`harness.grid.apply_overrides`) are applied
+    ``overrides`` (``path=value``, see :func:`advharness.grid.apply_overrides`) are applied
     first, then grids are expanded. Every problem is reported, one line each:
     ``<source>: <location>: <message>``.
     """
@@ -363,7 +363,7 @@ def parse_experiment(data: Any, source: str = "experiment",
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     """Read and validate an experiment file (``overrides`` as in :func:`parse_experiment`)."""
-    from harness.yaml_loader import load_file
+    from advharness.yaml_loader import load_file
 
     p = Path(path)
     if not p.is_file():

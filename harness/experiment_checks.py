@@ -7,12 +7,12 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.data import INPUT_SHAPES
-from harness.grid import Problem
-from harness.spec import AttackSpec, size_problems
+from advharness.data import INPUT_SHAPES
+from advharness.grid import Problem
+from advharness.spec import AttackSpec, size_problems
 
 if TYPE_CHECKING:
-    from harness.experiment import Experiment
+    from advharness.experiment import Experiment
 
 
 def unique_specs(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import HarnessError
-from harness.interrupts import die_with_parent, exit_description
+from advharness.errors import HarnessError
+from advharness.interrupts import die_with_parent, exit_description
 
 if TYPE_CHECKING:
-    from harness.experiment import ModelConfig
-    from harness.models import WrappedModel
+    from advharness.experiment import ModelConfig
+    from advharness.models import WrappedModel
 
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -36,7 +36,7 @@ def resolve_factory(path: str) -> Callable[[], Any]:
     """
     if not _PATH.match(path):
         raise HarnessError(f"{path!r} is not an import path of the form 'package.module:function'")
-    from harness.quiet import native_logs_to_log
+    from advharness.quiet import native_logs_to_log
 
     module_name, _, attr = path.partition(":")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # should the module import TensorFlow
@@ -125,7 +125,7 @@ def _check_type(net: Any, cfg: ModelConfig) -> None:
 
 def load_factory_model(cfg: ModelConfig) -> WrappedModel:
     """Build, load and wrap a factory model; ``name`` and ``family`` are its key."""
-    from harness.models import wrap_model
+    from advharness.models import wrap_model
 
     if cfg.factory is None or cfg.input_shape is None or cfg.nb_classes is None:
         raise HarnessError(f"model {cfg.key!r} is not a factory model")

@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from harness.errors import HarnessError
-from harness.fields import scalar
-from harness.yaml_loader import error_text, loads
+from advharness.errors import HarnessError
+from advharness.fields import scalar
+from advharness.yaml_loader import error_text, loads
 
 #: Attack-entry fields that may be written as a list (a grid), in expansion order.
 GRID_FIELDS: tuple[str, ...] = ("norm", "eps", "steps", "step_size", "random_start", "restarts",

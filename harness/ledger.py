@@ -1,9 +1,9 @@
 """Per-sample query accounting for black-box cells: exact counts, budgets, best-in-budget.
 
-A black-box cell calls the library once per sample (see :func:`harness.cell`), so every row a
+A black-box cell calls the library once per sample (see :func:`advharness.cell`), so every row a
 query-only oracle receives while sample ``i`` is active belongs to sample ``i``: the count is
 exact however the library re-batches, subsets or duplicates inputs internally. The oracles
-(:mod:`harness.torch_model`, :mod:`harness.tf_model`) hand every query to
+(:mod:`advharness.torch_model`, :mod:`advharness.tf_model`) hand every query to
 :meth:`QueryLedger.answer`, which
 
 * counts the rows against the active sample;
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.referee import BOX_ATOL, EPS_ATOL, EPS_RTOL, input_scale, norm_of, within_eps
+from advharness.referee import BOX_ATOL, EPS_ATOL, EPS_RTOL, input_scale, norm_of, within_eps
 
 #: Query levels at which success is reported when a spec names none.
 DEFAULT_QUERY_LEVELS: tuple[int, ...] = (100, 1000, 10000)

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from harness.errors import HarnessError
+from advharness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.ledger import QueryLedger
+    from advharness.ledger import QueryLedger
 
 Layout = Literal["NCHW", "NHWC", "flat"]
 Outputs = Literal["logits", "probabilities"]
@@ -295,13 +295,13 @@ def wrap_model(model: Any, **kwargs: Any) -> WrappedModel:
     """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(model, torch.nn.Module):
-        from harness.torch_model import TorchModel
+        from advharness.torch_model import TorchModel
 
         return TorchModel(model, **kwargs)
     keras, tf = sys.modules.get("keras"), sys.modules.get("tensorflow")
     if (keras is not None and isinstance(model, keras.layers.Layer)) or (
             tf is not None and isinstance(model, tf.Module)):
-        from harness.tf_model import TFModel
+        from advharness.tf_model import TFModel
 
         return TFModel(model, **kwargs)
     raise HarnessError(f"cannot wrap a {type(model).__module__}.{type(model).__qualname__}: "

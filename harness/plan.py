@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from adapters import get_adapter
-from harness.data import Dataset
-from harness.experiment import Experiment, ModelConfig
-from harness.seeding import content_key, derive_seed
+from advharness.adapters import get_adapter
+from advharness.data import Dataset
+from advharness.experiment import Experiment, ModelConfig
+from advharness.seeding import content_key, derive_seed
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def model_identity(mc: ModelConfig, exp: Experiment,
     """What identifies a model: how it is made (read without loading it) and ``params[key]``,
     the hash of its built parameters (:meth:`WrappedModel.parameter_hash`; None when the
     model was not built)."""
-    from harness.recipes import cache_paths
+    from advharness.recipes import cache_paths
 
     d = exp.data
     built = {"params": params.get(mc.key)}
@@ -67,7 +67,7 @@ def model_identity(mc: ModelConfig, exp: Experiment,
                 "data": d.model_dump(mode="json", exclude={"scale"}),  # on [0, 1]: validated
                 "seed": exp.seed, **built}
     if mc.factory is not None:
-        from harness.factory import model_fingerprint
+        from advharness.factory import model_fingerprint
 
         return {"factory": model_fingerprint(mc), **built}
     assert mc.recipe is not None  # validated: exactly one of recipe / factory

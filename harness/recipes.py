@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.data import Dataset, load_dataset
-from harness.errors import HarnessError
-from harness.models import WrappedModel
-from harness.store import atomic_write
+from advharness.data import Dataset, load_dataset
+from advharness.errors import HarnessError
+from advharness.models import WrappedModel
+from advharness.store import atomic_write
 
 log = logging.getLogger(__name__)
 #: Lines a user waiting on the terminal should see (the CLI shows this logger at INFO).
-progress = logging.getLogger("harness.progress")
+progress = logging.getLogger("advharness.progress")
 
 Layer = tuple[Any, ...]  # ("conv", out_channels, kernel) | ("pool", size) | ("relu",)
 #                          ("flatten",) | ("dense", units)
@@ -154,7 +154,7 @@ def _torch_load(recipe: Recipe, path: Path) -> Any:
 
 
 def _torch_wrap(net: Any, recipe: Recipe) -> WrappedModel:
-    from harness.torch_model import TorchModel
+    from advharness.torch_model import TorchModel
 
     return TorchModel(net, input_shape=recipe.input_shape, nb_classes=recipe.nb_classes,
                       bounds=(0.0, 1.0), layout="NCHW", name=f"{recipe.name}-torch")
@@ -236,7 +236,7 @@ def _keras_load(recipe: Recipe, path: Path) -> Any:
 
 
 def _keras_wrap(net: Any, recipe: Recipe) -> WrappedModel:
-    from harness.tf_model import TFModel
+    from advharness.tf_model import TFModel
 
     c, h, w = recipe.input_shape
     return TFModel(net, input_shape=(h, w, c), nb_classes=recipe.nb_classes, bounds=(0.0, 1.0),
@@ -361,7 +361,7 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
     """
     recipe, backend = get_recipe(name, framework)
     if framework == "tensorflow":
-        from harness.quiet import import_tensorflow
+        from advharness.quiet import import_tensorflow
 
         import_tensorflow()  # before Keras: without TensorFlow's native banner
     train, test = _splits(recipe, data_path)

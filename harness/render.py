@@ -1,6 +1,6 @@
 """Rendering the head-to-head table: rich (terminal), plain text, Markdown, LaTeX and CSV.
 
-Every format shows the same rows (:func:`harness.tables.table_rows`): a compact label per
+Every format shows the same rows (:func:`advharness.tables.table_rows`): a compact label per
 row and, per (library, framework), success rate | robust accuracy (at the row's eps for a
 minimum-norm attack given one), the median perturbation of the successes, wall time and
 queries per sample; ``±`` sample sd and ``n=`` over seeds when several ran.
@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.catalogue import SHORT
-from harness.tables import Cell, Row, head_to_head, table_rows
+from advharness.catalogue import SHORT
+from advharness.tables import Cell, Row, head_to_head, table_rows
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
 FORMATS = ("table", "csv", "md", "latex")

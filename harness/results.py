@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harness.errors import HarnessError
-from harness.store import CellStore, atomic_write
+from advharness.errors import HarnessError
+from advharness.store import CellStore, atomic_write
 
 if TYPE_CHECKING:
-    from harness.data import Dataset
-    from harness.experiment import Experiment
-    from harness.models import WrappedModel
-    from harness.runner import RunResult
+    from advharness.data import Dataset
+    from advharness.experiment import Experiment
+    from advharness.models import WrappedModel
+    from advharness.runner import RunResult
 
 PACKAGES = ("advharness", "adversarial-robustness-toolbox", "foolbox", "cleverhans", "torch",
             "tensorflow", "keras", "numpy", "pandas", "eagerpy", "scipy")
@@ -110,7 +110,7 @@ def read_adversarials(path: str | Path) -> dict[int, np.ndarray]:
     """The adversarial examples stored in a results directory (``save_adversarials: true``),
     by the summary's ``cell``, each in the attacked model's layout; cells without stored
     adversarials (failed, unsupported, or run without the option) are absent."""
-    from harness.store import CellStore
+    from advharness.store import CellStore
 
     summary = read_results(path).summary
     store = CellStore(path)
@@ -125,7 +125,7 @@ def read_adversarials(path: str | Path) -> dict[int, np.ndarray]:
 def read_results(path: str | Path) -> RunResult:
     """Load a results directory: every cell in its store (``cells/``, earlier runs' too,
     whether or not the last run finished), else the tables written by :func:`write_results`."""
-    from harness.runner import RunResult
+    from advharness.runner import RunResult
 
     p = Path(path)
     if not p.is_dir():
@@ -155,7 +155,7 @@ def collect_store(store: CellStore) -> RunResult:
     *superseded*: the cell the latest run planned (else the newest) is kept, and
     ``RunResult.superseded`` counts the others.
     """
-    from harness.runner import assemble
+    from advharness.runner import assemble
 
     stored = {k: store.read(k) for k in store.keys()}
 

@@ -12,20 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.catalogue import LIBRARIES
-from harness.cell import CellInputs, CellResult, run_cell
-from harness.data import fingerprint as data_fingerprint
-from harness.errors import HarnessError
-from harness.models import WrappedModel, one_line
-from harness.referee import (
+from advharness.catalogue import LIBRARIES
+from advharness.cell import CellInputs, CellResult, run_cell
+from advharness.data import fingerprint as data_fingerprint
+from advharness.errors import HarnessError
+from advharness.models import WrappedModel, one_line
+from advharness.referee import (
     CLEAN_ACCURACY_FLOOR,
     flag_gradient_masking,
     flag_low_clean_accuracy,
     report_at_eps,
 )
-from harness.seeding import content_key, derive_seed
-from harness.spec import AttackSpec, ResolvedSpec
-from harness.targets import choose_targets
+from advharness.seeding import content_key, derive_seed
+from advharness.spec import AttackSpec, ResolvedSpec
+from advharness.targets import choose_targets
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,12 @@ class RunResult:
     superseded: int = 0
     #: Adversarial examples by ``cell`` (the summary's column), in the attacked model's
     #: layout; set by ``run_attacks(..., return_adversarials=True)``, else None (see
-    #: :func:`harness.results.read_adversarials` for a results directory).
+    #: :func:`advharness.results.read_adversarials` for a results directory).
     adversarials: dict[int, np.ndarray] | None = None
 
     def table(self) -> pd.DataFrame:
-        """The head-to-head table (see :func:`harness.tables.head_to_head`)."""
-        from harness.tables import head_to_head
+        """The head-to-head table (see :func:`advharness.tables.head_to_head`)."""
+        from advharness.tables import head_to_head
 
         return head_to_head(self.summary)
 
@@ -113,14 +113,14 @@ def check_labels(y: np.ndarray, n: int, nb_classes: int) -> np.ndarray:
 def resolve_specs(attacks: Iterable[AttackSpec | dict[str, Any]]) -> list[ResolvedSpec]:
     """Validate and resolve specs (one-line error naming the problem).
 
-    A dict entry may be a grid, as in experiment files (see :mod:`harness.grid`): lists in
+    A dict entry may be a grid, as in experiment files (see :mod:`advharness.grid`): lists in
     ``eps``, ``steps``, ... and ``params`` give one spec per combination. A spec that a grid
     repeats is run once.
     """
     from pydantic import ValidationError
 
-    from harness.experiment import format_validation_error
-    from harness.grid import Origin, expand_attack
+    from advharness.experiment import format_validation_error
+    from advharness.grid import Origin, expand_attack
 
     out: dict[str, ResolvedSpec] = {}
     for i, a in enumerate(attacks):
@@ -154,7 +154,7 @@ def check_sizes(specs: Sequence[ResolvedSpec], shape: tuple[int, ...], data: str
                 names: Sequence[str] | None = None) -> None:
     """Refuse parameters that exceed the size of inputs of ``shape`` (one sample), naming
     the spec (``names[i]``, default ``attacks[i]``) and the limit."""
-    from harness.spec import size_problems
+    from advharness.spec import size_problems
 
     for i, spec in enumerate(specs):
         for param, msg in size_problems(spec, tuple(shape), data):
@@ -203,7 +203,7 @@ def run_attacks(
     model classifies less than ``clean_accuracy_floor`` of ``x`` correctly are flagged
     ``low_clean_accuracy``.
     """
-    from adapters import get_adapter
+    from advharness.adapters import get_adapter
 
     for lib in libraries:
         get_adapter(lib)
@@ -262,7 +262,7 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
              ) -> RunResult:
     """The result tables from stored or fresh cells: ``(row, records, report_eps)`` each.
 
-    Each row is reported at its radius (:func:`harness.referee.report_at_eps`), flagged
+    Each row is reported at its radius (:func:`advharness.referee.report_at_eps`), flagged
     ``low_clean_accuracy`` below its ``clean_accuracy_floor`` and numbered (``cell``); its
     records get the cell's identifying columns, so no analysis needs to parse a spec string.
     """

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from harness.catalogue import CATALOGUE, LIBRARIES, POSITIVE_PARAMS, Norm
-from harness.fields import Bool, Float, Int, scalar
-from harness.ledger import DEFAULT_QUERY_LEVELS
-from harness.models import ThreatModel
+from advharness.catalogue import CATALOGUE, LIBRARIES, POSITIVE_PARAMS, Norm
+from advharness.fields import Bool, Float, Int, scalar
+from advharness.ledger import DEFAULT_QUERY_LEVELS
+from advharness.models import ThreatModel
 
 TargetMode = Literal["random", "least_likely"]
 
@@ -196,7 +196,7 @@ class ResolvedSpec:
 
     def for_cell(self) -> ResolvedSpec:
         """The spec a cell runs: a minimum-norm attack's ``eps`` only changes reporting (see
-        :func:`harness.referee.report_at_eps`), so it is dropped here and the cell (its
+        :func:`advharness.referee.report_at_eps`), so it is dropped here and the cell (its
         content key, its seed, its stored result) is the same at every radius."""
         return replace(self, eps=None) if self.kind == "minimal" else self
 

@@ -9,7 +9,7 @@ at any moment (SIGKILL included) leaves only whole cells behind. Each file and i
 directory are fsynced, so a power loss does not leave an empty file under a cell's name
 either; a stored cell that cannot be read all the same (an empty or corrupt JSON, a
 truncated Parquet) counts as not stored: a warning names the file and the cell runs again.
-``key`` is the cell's content hash (see :mod:`harness.plan`), so re-running an experiment
+``key`` is the cell's content hash (see :mod:`advharness.plan`), so re-running an experiment
 finds what is already done.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.errors import HarnessError
+from advharness.errors import HarnessError
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.models import ThreatModel, WrappedModel
-from harness.recipes import BACKENDS, Recipe, _keras_build, _torch_build, get_recipe
-from harness.seeding import seed_everything
+from advharness.errors import HarnessError
+from advharness.models import ThreatModel, WrappedModel
+from advharness.recipes import BACKENDS, Recipe, _keras_build, _torch_build, get_recipe
+from advharness.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +186,12 @@ def train_substitute(target: WrappedModel, pool_x: np.ndarray, *, recipe: str, f
     ``agreement`` there is the share of ``eval_x`` on which substitute and target agree
     (``None`` without ``eval_x``; computed by the harness, not counted as queries).
     """
-    from adapters.art import ArtAdapter
-    from harness.runner import to_layout
+    from advharness.adapters.art import ArtAdapter
+    from advharness.runner import to_layout
 
     rec = _check(method, recipe, framework, target, pool_x, queries, epochs, batch_size, lr, eval_x)
     if framework == "tensorflow":
-        from harness.quiet import import_tensorflow
+        from advharness.quiet import import_tensorflow
 
         import_tensorflow()  # before Keras: without TensorFlow's native banner
     access: ThreatModel = "decision-based" if labels_only else "score-based"

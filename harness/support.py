@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.catalogue import CATALOGUE, FRAMEWORKS, SHORT
+from advharness.catalogue import CATALOGUE, FRAMEWORKS, SHORT
 
 
 def support_matrix() -> pd.DataFrame:
@@ -14,7 +14,7 @@ def support_matrix() -> pd.DataFrame:
 
     Built from the adapters' declarations: no library is imported.
     """
-    from adapters import ADAPTERS
+    from advharness.adapters import ADAPTERS
 
     rows = []
     for attack, d in CATALOGUE.items():

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.errors import HarnessError
+from advharness.errors import HarnessError
 
 METRICS = ("success_rate", "robust_accuracy", "median_norm", "success_rate_at_eps",
            "robust_accuracy_at_eps", "time_s", "queries_per_sample", "queries_mean",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.errors import HarnessError
+from advharness.errors import HarnessError
 
 
 def choose_targets(

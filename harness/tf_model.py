@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from harness.errors import HarnessError
-from harness.models import Counts, Layout, Outputs, QueryCounter, ThreatModel, WrappedModel
+from advharness.errors import HarnessError
+from advharness.models import Counts, Layout, Outputs, QueryCounter, ThreatModel, WrappedModel
 
 
 class TFCounter(QueryCounter):
@@ -239,7 +239,7 @@ class TFModel(WrappedModel):
         layout = layout or ("NHWC" if len(input_shape) == 3 else "flat")
         super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
                          layout=layout, outputs=outputs, name=name)
-        from harness.quiet import import_tensorflow
+        from advharness.quiet import import_tensorflow
 
         import_tensorflow()  # devices initialised without the native banner (cuInit...)
         check_declared_shape(model, self)

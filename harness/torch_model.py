@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.models import Counts, Layout, Outputs, QueryCounter, ThreatModel, WrappedModel
+from advharness.models import Counts, Layout, Outputs, QueryCounter, ThreatModel, WrappedModel
 
 
 class TorchCounter(QueryCounter):

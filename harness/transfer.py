@@ -1,7 +1,7 @@
 """Transfer cells: adversarials crafted white-box on a *source* model, refereed on a *target*.
 
 The source is any wrapped model (a substitute trained from the target's answers, see
-:mod:`harness.substitute`, or an independently trained one, in either framework); the target
+:mod:`advharness.substitute`, or an independently trained one, in either framework); the target
 is never queried while the attack runs (checked on its counter). Layouts are converted
 between the two (NCHW torch <-> NHWC Keras <-> flat).
 """
@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.models import WrappedModel
-from harness.referee import judge, summarize
+from advharness.errors import HarnessError
+from advharness.models import WrappedModel
+from advharness.referee import judge, summarize
 
 if TYPE_CHECKING:
-    from harness.cell import CellInputs, CellResult
-    from harness.spec import ResolvedSpec
+    from advharness.cell import CellInputs, CellResult
+    from advharness.spec import ResolvedSpec
 
 
 def to_nchw(x: np.ndarray, model: WrappedModel, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -40,7 +40,7 @@ def nchw_shape(model: WrappedModel) -> tuple[int, ...]:
 
 def convert(x: np.ndarray, source: WrappedModel, target: WrappedModel) -> np.ndarray:
     """A batch in ``source``'s layout, in ``target``'s layout (same features, same order)."""
-    from harness.runner import to_layout
+    from advharness.runner import to_layout
 
     shape = nchw_shape(target if source.layout == "flat" else source)
     if int(np.prod(nchw_shape(source))) != int(np.prod(nchw_shape(target))):
@@ -52,7 +52,7 @@ def convert(x: np.ndarray, source: WrappedModel, target: WrappedModel) -> np.nda
 def run_transfer(adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int,
                  batch_size: int, base: dict[str, Any], on_call: Any = None) -> CellResult:
     """Attack ``inputs.source`` white-box with ``adapter``; referee the result on ``inputs.model``."""
-    from harness.cell import CellResult, attack_batch
+    from advharness.cell import CellResult, attack_batch
 
     source, target = inputs.source, inputs.model
     assert source is not None

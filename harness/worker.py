@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.interrupts import die_with_parent
-from harness.plan import CellTask
+from advharness.interrupts import die_with_parent
+from advharness.plan import CellTask
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,9 @@ class _State:
     """One experiment's data and models, loaded in this process."""
 
     def __init__(self, experiment_json: str) -> None:
-        from harness.batch import build_models
-        from harness.data import load_dataset
-        from harness.experiment import Experiment
+        from advharness.batch import build_models
+        from advharness.data import load_dataset
+        from advharness.experiment import Experiment
 
         self.exp = Experiment.model_validate_json(experiment_json)
         d = self.exp.data
@@ -122,8 +122,8 @@ class _State:
 
     def prepared(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Model ``name``'s batch (the images on its bounds, in its layout) and clean logits."""
-        from harness.data import to_bounds
-        from harness.runner import prepare
+        from advharness.data import to_bounds
+        from advharness.runner import prepare
 
         if name not in self._prepared:
             m = self.models[name]
@@ -142,10 +142,10 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
 
     ``hard_kill``: kill this process if the cell ignores its time limit (worker processes
     only; the inline backend runs cells in the user's process)."""
-    from harness.cell import run_cell
-    from harness.interrupts import catch_user_interrupts
-    from harness.runner import cell_inputs
-    from harness.spec import AttackSpec
+    from advharness.cell import run_cell
+    from advharness.interrupts import catch_user_interrupts
+    from advharness.runner import cell_inputs
+    from advharness.spec import AttackSpec
 
     state = _state(ctx.experiment_json)
     if not state.matches(task.params):  # models loaded in this process by an earlier run

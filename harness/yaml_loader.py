@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import HarnessError
+from advharness.errors import HarnessError
 
 
 def _where(mark: Any) -> str:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import combos, to_layout
 
-from adapters.art import ArtAdapter
-from adapters.base import AttackOutput, AttackRequest
-from harness.catalogue import CATALOGUE
-from harness.errors import Unsupported
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters.art import ArtAdapter
+from advharness.adapters.base import AttackOutput, AttackRequest
+from advharness.catalogue import CATALOGUE
+from advharness.errors import Unsupported
+from advharness.models import WrappedModel
+from advharness.spec import AttackSpec
 
 N = 8
 ADAPTER = ArtAdapter()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.models import WrappedModel, wrap_model
-from harness.runner import prepare, run_attacks
+from advharness.errors import HarnessError
+from advharness.models import WrappedModel, wrap_model
+from advharness.runner import prepare, run_attacks
 
 FGSM = [{"attack": "fgsm", "eps": 0.1}]
 
@@ -86,8 +86,8 @@ def make():
 
 def test_nonfinite_factory_model_refuses_the_experiment(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.batch import run_experiment
-    from harness.experiment import parse_experiment
+    from advharness.batch import run_experiment
+    from advharness.experiment import parse_experiment
 
     (tmp_path / "advh_inf_factory.py").write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))

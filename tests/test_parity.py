@@ -22,13 +22,13 @@ import itertools
 import numpy as np
 import pytest
 
-from adapters import get_adapter
-from adapters.base import AttackRequest
-from harness.data import load_dataset
-from harness.recipes import load_recipe
-from harness.runner import run_attacks, to_layout
-from harness.seeding import seed_everything
-from harness.spec import AttackSpec
+from advharness.adapters import get_adapter
+from advharness.adapters.base import AttackRequest
+from advharness.data import load_dataset
+from advharness.recipes import load_recipe
+from advharness.runner import run_attacks, to_layout
+from advharness.seeding import seed_everything
+from advharness.spec import AttackSpec
 
 LIBS = ("art", "foolbox", "cleverhans")
 pytestmark = pytest.mark.numerics

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.art import ArtAdapter
-from harness.data import Dataset, load_dataset
-from harness.errors import HarnessError
-from harness.models import ThreatModel, WrappedModel
-from harness.recipes import load_recipe
-from harness.runner import to_layout
-from harness.substitute import train_substitute
+from advharness.adapters.art import ArtAdapter
+from advharness.data import Dataset, load_dataset
+from advharness.errors import HarnessError
+from advharness.models import ThreatModel, WrappedModel
+from advharness.recipes import load_recipe
+from advharness.runner import to_layout
+from advharness.substitute import train_substitute
 
 QUERIES = 800
 EPOCHS = 10

@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.errors import HarnessError
-from harness.experiment import Experiment, parse_experiment
+from advharness.errors import HarnessError
+from advharness.experiment import Experiment, parse_experiment
 
 SOURCE = "fuzz.yaml"
 VALID: dict[str, Any] = {
