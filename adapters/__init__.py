@@ -6,11 +6,11 @@ functions that need it, so importing this package is cheap.
 
 from __future__ import annotations
 
-from advharness.adapters.art import ArtAdapter
+from advharness.adapters.art.adapter import ArtAdapter
 from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, LibraryCall
 from advharness.adapters.cleverhans import CleverHansAdapter
-from advharness.adapters.foolbox import FoolboxAdapter
-from advharness.errors import HarnessError
+from advharness.adapters.foolbox.adapter import FoolboxAdapter
+from advharness.core.errors import HarnessError
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "art": ArtAdapter,

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from advharness.errors import Unsupported
-from advharness.models import WrappedModel
-from advharness.spec import ResolvedSpec
+from advharness.config.spec import ResolvedSpec
+from advharness.core.errors import Unsupported
+from advharness.models.base import WrappedModel
 
 
 @dataclass(frozen=True)

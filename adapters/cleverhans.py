@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
-from advharness.errors import HarnessError, Unsupported
-from advharness.models import WrappedModel
+from advharness.core.errors import HarnessError, Unsupported
+from advharness.models.base import WrappedModel
 
 _NORM: dict[str, float | int] = {"linf": np.inf, "l2": 2}
 _PKG = {"torch": "cleverhans.torch.attacks", "tensorflow": "cleverhans.tf2.attacks"}

@@ -27,11 +27,12 @@ import numpy as np
 
 from advharness.adapters import get_adapter
 from advharness.adapters.base import AttackRequest
-from advharness.cell import CellInputs, run_cell
-from advharness.data import load_dataset
-from advharness.recipes import load_recipe
-from advharness.runner import to_layout
-from advharness.spec import AttackSpec
+from advharness.cells.cell import CellInputs
+from advharness.cells.dispatch import run_cell
+from advharness.config.spec import AttackSpec
+from advharness.models.layout import to_layout
+from advharness.zoo.data import load_dataset
+from advharness.zoo.recipes import load_recipe
 
 EPS, STEP, STEPS = 0.3, 0.01, 40
 SPECS = {

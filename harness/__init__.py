@@ -14,20 +14,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "AttackSpec": "advharness.spec",
-    "Experiment": "advharness.experiment",
-    "HarnessError": "advharness.errors",
-    "RunResult": "advharness.runner",
-    "head_to_head": "advharness.tables",
-    "load_dataset": "advharness.data",
-    "load_experiment": "advharness.experiment",
-    "load_recipe": "advharness.recipes",
-    "read_adversarials": "advharness.results",
-    "read_results": "advharness.results",
-    "run_attacks": "advharness.runner",
-    "run_experiment": "advharness.batch",
-    "support_matrix": "advharness.support",
-    "wrap_model": "advharness.models",
+    "AttackSpec": "advharness.config.spec",
+    "Experiment": "advharness.config.experiment",
+    "HarnessError": "advharness.core.errors",
+    "RunResult": "advharness.reporting.run_result",
+    "head_to_head": "advharness.reporting.tables",
+    "load_dataset": "advharness.zoo.data",
+    "load_experiment": "advharness.config.experiment",
+    "load_recipe": "advharness.zoo.recipes",
+    "read_adversarials": "advharness.reporting.results",
+    "read_results": "advharness.reporting.results",
+    "run_attacks": "advharness.execution.api",
+    "run_experiment": "advharness.execution.orchestrate",
+    "support_matrix": "advharness.reporting.support",
+    "wrap_model": "advharness.models.wrap",
 }
 
 

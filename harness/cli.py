@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from advharness.errors import HarnessError
-from advharness.interrupts import RunInterrupted
+from advharness.core.errors import HarnessError
+from advharness.core.interrupts import RunInterrupted
 
 
 class TerminalFilter(logging.Filter):
@@ -37,8 +37,8 @@ def _console() -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from advharness.batch import plan_table, run_experiment
-    from advharness.experiment import load_experiment
+    from advharness.config.experiment import load_experiment
+    from advharness.execution.orchestrate import plan_table, run_experiment
     exp = load_experiment(args.experiment, args.overrides)
     backend = "ray" if args.ray_address else args.backend
     if args.dry_run:
@@ -66,7 +66,7 @@ def _wide() -> Any:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from advharness.results import read_results
+    from advharness.reporting.results import read_results
 
     result = read_results(args.results)
     if args.cell:
@@ -98,7 +98,7 @@ def filter_summary(summary: Any, **wanted: list[str] | None) -> Any:
 
 
 def print_table(summary: Any, fmt: str, title: str, per_seed: bool) -> None:
-    from advharness import render
+    from advharness.reporting import render
 
     if fmt == "table":
         _console().print(render.render(summary, title=title, per_seed=per_seed))
@@ -131,7 +131,7 @@ def describe_cell(summary: Any, key: str) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from advharness.support import support_matrix, support_table
+    from advharness.reporting.support import support_matrix, support_table
 
     matrix = support_matrix()
     if args.attack:

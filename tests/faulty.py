@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
-from advharness.models import WrappedModel
+from advharness.models.base import WrappedModel
 
 
 def _raise(x: np.ndarray) -> np.ndarray:

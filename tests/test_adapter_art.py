@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import combos, to_layout
 
-from advharness.adapters.art import ArtAdapter
+from advharness.adapters.art.adapter import ArtAdapter
 from advharness.adapters.base import AttackOutput, AttackRequest
-from advharness.catalogue import CATALOGUE
-from advharness.errors import Unsupported
-from advharness.models import WrappedModel
-from advharness.spec import AttackSpec
+from advharness.config.catalogue import CATALOGUE
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import Unsupported
+from advharness.models.base import WrappedModel
 
 N = 8
 ADAPTER = ArtAdapter()

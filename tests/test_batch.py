@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from advharness.batch import run_experiment
 from advharness.cli import main
-from advharness.experiment import parse_experiment
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import run_experiment
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -96,7 +96,7 @@ def _cli(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
 def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path) -> None:
     import yaml
 
-    from advharness.results import read_results
+    from advharness.reporting.results import read_results
 
     spec = small_grid("resume", attacks=[
         {"attack": "pgd", "eps": e, "steps": 30, "step_size": 0.01, "random_start": True}

@@ -15,10 +15,10 @@ from conftest import to_layout
 
 from advharness.adapters.base import AttackRequest
 from advharness.adapters.cleverhans import CleverHansAdapter
-from advharness.catalogue import CATALOGUE, FRAMEWORKS
-from advharness.errors import HarnessError, Unsupported
-from advharness.models import WrappedModel
-from advharness.spec import AttackSpec
+from advharness.config.catalogue import CATALOGUE, FRAMEWORKS
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError, Unsupported
+from advharness.models.base import WrappedModel
 
 N = 3
 # (attack, norm, framework, targeted): every black-box combination the adapter supports.

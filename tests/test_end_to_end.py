@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from advharness.batch import run_experiment
-from advharness.experiment import parse_experiment
-from advharness.render import render_text
-from advharness.results import read_results
-from advharness.tables import head_to_head
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import run_experiment
+from advharness.reporting.render import render_text
+from advharness.reporting.results import read_results
+from advharness.reporting.tables import head_to_head
 
 EXP = {
     "name": "e2e", "seed": 3,

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from advharness.batch import plan_table, run_experiment
-from advharness.experiment import parse_experiment
-from advharness.models import wrap_model
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import plan_table, run_experiment
+from advharness.models.wrap import wrap_model
 
 HELPER = "SCALE = {scale}\n"
 

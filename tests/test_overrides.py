@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from conftest import errors_of
 
-from advharness.errors import HarnessError
-from advharness.experiment import Experiment, load_experiment, parse_experiment
-from advharness.grid import apply_overrides
+from advharness.config.experiment import Experiment, load_experiment, parse_experiment
+from advharness.config.grid import apply_overrides
+from advharness.core.errors import HarnessError
 
 # -- overrides -----------------------------------------------------------------------------
 RAW: dict[str, Any] = {

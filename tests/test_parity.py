@@ -24,11 +24,12 @@ import pytest
 
 from advharness.adapters import get_adapter
 from advharness.adapters.base import AttackRequest
-from advharness.data import load_dataset
-from advharness.recipes import load_recipe
-from advharness.runner import run_attacks, to_layout
-from advharness.seeding import seed_everything
-from advharness.spec import AttackSpec
+from advharness.config.spec import AttackSpec
+from advharness.core.seeding import seed_everything
+from advharness.execution.api import run_attacks
+from advharness.models.layout import to_layout
+from advharness.zoo.data import load_dataset
+from advharness.zoo.recipes import load_recipe
 
 LIBS = ("art", "foolbox", "cleverhans")
 pytestmark = pytest.mark.numerics

@@ -7,7 +7,7 @@ import pytest
 
 from advharness.adapters import get_adapter
 from advharness.adapters.base import AttackRequest
-from advharness.spec import AttackSpec
+from advharness.config.spec import AttackSpec
 
 
 class SelfCounting:
@@ -17,7 +17,7 @@ class SelfCounting:
     def torch():  # type: ignore[no-untyped-def]
         import torch
 
-        from advharness.torch_model import TorchModel
+        from advharness.models.torch_model import TorchModel
 
         class Net(torch.nn.Module):
             def __init__(self) -> None:
@@ -38,7 +38,7 @@ class SelfCounting:
         import keras
         import tensorflow as tf
 
-        from advharness.tf_model import TFModel
+        from advharness.models.tf_model import TFModel
 
         seen = tf.Variable(0, dtype=tf.int64)
         keras.utils.set_random_seed(0)

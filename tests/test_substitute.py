@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from advharness.adapters.art import ArtAdapter
-from advharness.data import Dataset, load_dataset
-from advharness.errors import HarnessError
-from advharness.models import ThreatModel, WrappedModel
-from advharness.recipes import load_recipe
-from advharness.runner import to_layout
-from advharness.substitute import train_substitute
+from advharness.adapters.art.adapter import ArtAdapter
+from advharness.core.errors import HarnessError
+from advharness.core.types import ThreatModel
+from advharness.models.base import WrappedModel
+from advharness.models.layout import to_layout
+from advharness.zoo.data import Dataset, load_dataset
+from advharness.zoo.recipes import load_recipe
+from advharness.zoo.substitute import train_substitute
 
 QUERIES = 800
 EPOCHS = 10

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from conftest import exp_dict
 
-from advharness.batch import run_experiment
-from advharness.errors import HarnessError
-from advharness.experiment import parse_experiment
-from advharness.referee import robust_accuracy_at, within_eps
-from advharness.render import render_text, to_csv, to_latex, to_markdown
-from advharness.results import read_results
-from advharness.tables import head_to_head, table_rows
+from advharness.config.experiment import parse_experiment
+from advharness.core.errors import HarnessError
+from advharness.execution.orchestrate import run_experiment
+from advharness.judging.referee import robust_accuracy_at, within_eps
+from advharness.reporting.render import render_text, to_csv, to_latex, to_markdown
+from advharness.reporting.results import read_results
+from advharness.reporting.tables import head_to_head, table_rows
 
 GRID = [{"attack": "pgd", "eps": 0.1, "steps": [2, 5], "step_size": 0.05},
         {"attack": "cw", "steps": 3,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advharness.models import ThreatModelViolation
-from advharness.runner import run_attacks
+from advharness.execution.api import run_attacks
+from advharness.models.base import ThreatModelViolation
 
 LIBS = ["art", "foolbox", "cleverhans"]
 
@@ -86,8 +86,8 @@ def test_tf_oracle_paths_answer_and_count_alike(tf_model, image_batch,  # type: 
     import tensorflow as tf
 
     from advharness.adapters import get_adapter
-    from advharness.cell import CellInputs, make_ledger
-    from advharness.spec import AttackSpec
+    from advharness.cells.cell import CellInputs, make_ledger
+    from advharness.config.spec import AttackSpec
 
     x = np.ascontiguousarray(image_batch[0][:6].transpose(0, 2, 3, 1))
     logits = tf_model.predict_logits(x)
@@ -121,7 +121,7 @@ def test_tf_oracle_runs_the_model_in_inference_mode(training_default: bool | Non
     training mode still gets it. Either way every path answers the inference output."""
     import keras
 
-    from advharness.tf_model import TFModel, _inference_kwargs
+    from advharness.models.tf_model import TFModel, _inference_kwargs
 
     class Doubles(keras.layers.Layer):  # training mode doubles its input
         def call(self, x, training=training_default):  # type: ignore[no-untyped-def]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advharness.errors import HarnessError
-from advharness.experiment import parse_experiment
-from advharness.runner import run_attacks
-from advharness.spec import AttackSpec
+from advharness.config.experiment import parse_experiment
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError
+from advharness.execution.api import run_attacks
 
 GOOD = {
     "name": "t", "data": {"dataset": "digits", "n_samples": 4},
@@ -103,7 +103,7 @@ class _Linear:
     def make(softmax: bool = False):  # type: ignore[no-untyped-def]
         import torch
 
-        from advharness.torch_model import TorchModel
+        from advharness.models.torch_model import TorchModel
 
         torch.manual_seed(0)
         layers: list[torch.nn.Module] = [torch.nn.Flatten(), torch.nn.Linear(16, 3)]
