@@ -1,4 +1,4 @@
-"""Library adapters behind one contract (see :mod:`adapters.base`).
+"""Library adapters behind one contract (see :mod:`advharness.adapters.base`).
 
 The registry is an explicit dict; adapter modules import their library lazily, inside the
 functions that need it, so importing this package is cheap.
@@ -6,11 +6,11 @@ functions that need it, so importing this package is cheap.
 
 from __future__ import annotations
 
-from adapters.art import ArtAdapter
-from adapters.base import Adapter, AttackOutput, AttackRequest, LibraryCall
-from adapters.cleverhans import CleverHansAdapter
-from adapters.foolbox import FoolboxAdapter
-from harness.errors import HarnessError
+from advharness.adapters.art.adapter import ArtAdapter
+from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, LibraryCall
+from advharness.adapters.cleverhans import CleverHansAdapter
+from advharness.adapters.foolbox.adapter import FoolboxAdapter
+from advharness.core.errors import HarnessError
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "art": ArtAdapter,

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import Unsupported
-from harness.models import WrappedModel
-from harness.spec import ResolvedSpec
+from advharness.config.spec import ResolvedSpec
+from advharness.core.errors import Unsupported
+from advharness.models.base import WrappedModel
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
-from harness.errors import HarnessError, Unsupported
-from harness.models import WrappedModel
+from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
+from advharness.core.errors import HarnessError, Unsupported
+from advharness.models.base import WrappedModel
 
 _NORM: dict[str, float | int] = {"linf": np.inf, "l2": 2}
 _PKG = {"torch": "cleverhans.torch.attacks", "tensorflow": "cleverhans.tf2.attacks"}

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.batch import run_experiment
-from harness.experiment import parse_experiment
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import run_experiment
 
 
 def grid16(n_samples: int, steps: int) -> dict[str, Any]:

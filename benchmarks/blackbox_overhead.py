@@ -38,14 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from adapters import get_adapter
-from adapters.base import AttackRequest
-from harness.cell import make_ledger, run_per_sample
-from harness.data import load_dataset
-from harness.recipes import load_recipe
-from harness.runner import to_layout
-from harness.seeding import seed_everything
-from harness.spec import AttackSpec
+from advharness.adapters import get_adapter
+from advharness.adapters.base import AttackRequest
+from advharness.cells.cell import make_ledger, run_per_sample
+from advharness.config.spec import AttackSpec
+from advharness.core.seeding import seed_everything
+from advharness.models.layout import to_layout
+from advharness.zoo.data import load_dataset
+from advharness.zoo.recipes import load_recipe
 
 HSJ = {"steps": 5, "max_evals": 100, "init_evals": 20}
 SQUARE = {"eps": 0.1, "steps": 300, "p_init": 0.05}
@@ -96,7 +96,7 @@ def direct_art(model: Any, raw: Any, attack: str) -> Attack:
         a = SquareAttack(est, norm=np.inf, adv_criterion=None, loss=None, max_iter=SQUARE["steps"],
                          eps=SQUARE["eps"], p_init=SQUARE["p_init"], nb_restarts=1,
                          batch_size=64, verbose=False)
-    from adapters.art_blackbox import seeded_random_state
+    from advharness.adapters.art.blackbox import seeded_random_state
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         # ART HSJ seeds its start from OS entropy; the harness's fix, applied here too, makes
@@ -176,7 +176,7 @@ def _harness(model: Any, lib: str, attack: str) -> Attack:
     spec = SPECS[attack].resolve()
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        from harness.cell import CellInputs
+        from advharness.cells.cell import CellInputs
 
         req = AttackRequest(model, x, y, None, spec, seed=0, batch_size=64)
         ledger = make_ledger(CellInputs(model, x, y, y, None), spec)

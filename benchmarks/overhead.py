@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from adapters import get_adapter
-from adapters.base import AttackRequest
-from harness.cell import CellInputs, run_cell
-from harness.data import load_dataset
-from harness.recipes import load_recipe
-from harness.runner import to_layout
-from harness.spec import AttackSpec
+from advharness.adapters import get_adapter
+from advharness.adapters.base import AttackRequest
+from advharness.cells.cell import CellInputs
+from advharness.cells.dispatch import run_cell
+from advharness.config.spec import AttackSpec
+from advharness.models.layout import to_layout
+from advharness.zoo.data import load_dataset
+from advharness.zoo.recipes import load_recipe
 
 EPS, STEP, STEPS = 0.3, 0.01, 40
 SPECS = {

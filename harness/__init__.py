@@ -1,9 +1,9 @@
 """advharness: one refereed interface over ART, Foolbox and CleverHans attacks.
 
-Python API (imports are lazy, so ``import harness`` stays cheap)::
+Python API (imports are lazy, so ``import advharness`` stays cheap)::
 
-    from harness import run_attacks, run_experiment, load_experiment, read_results
-    from harness import wrap_model, load_dataset, load_recipe, AttackSpec
+    from advharness import run_attacks, run_experiment, load_experiment, read_results
+    from advharness import wrap_model, load_dataset, load_recipe, AttackSpec
 """
 
 from __future__ import annotations
@@ -14,27 +14,28 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "AttackSpec": "harness.spec",
-    "Experiment": "harness.experiment",
-    "HarnessError": "harness.errors",
-    "RunResult": "harness.runner",
-    "head_to_head": "harness.tables",
-    "load_dataset": "harness.data",
-    "load_experiment": "harness.experiment",
-    "load_recipe": "harness.recipes",
-    "read_adversarials": "harness.results",
-    "read_results": "harness.results",
-    "run_attacks": "harness.runner",
-    "run_experiment": "harness.batch",
-    "support_matrix": "harness.support",
-    "wrap_model": "harness.models",
+    "AttackSpec": "advharness.config.spec",
+    "Experiment": "advharness.config.experiment",
+    "HarnessError": "advharness.core.errors",
+    "RunResult": "advharness.reporting.run_result",
+    "head_to_head": "advharness.reporting.tables",
+    "load_dataset": "advharness.zoo.data",
+    "load_experiment": "advharness.config.experiment",
+    "load_recipe": "advharness.zoo.recipes",
+    "read_adversarials": "advharness.reporting.results",
+    "read_results": "advharness.reporting.results",
+    "robust_accuracy_at": "advharness.judging.referee",
+    "run_attacks": "advharness.execution.api",
+    "run_experiment": "advharness.execution.orchestrate",
+    "support_matrix": "advharness.reporting.support",
+    "wrap_model": "advharness.models.wrap",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(import_module(_API[name]), name)
-    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    raise AttributeError(f"module 'advharness' has no attribute {name!r}")
 
 
 __all__ = sorted(_API)

@@ -1,7 +1,7 @@
-"""``python -m harness`` runs the CLI."""
+"""``python -m advharness`` runs the CLI."""
 
 import sys
 
-from harness.cli import main
+from advharness.cli import main
 
 sys.exit(main())

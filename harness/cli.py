@@ -1,4 +1,4 @@
-"""Command line: ``advharness run|show|list`` (also ``python -m harness``)."""
+"""Command line: ``advharness run|show|list`` (also ``python -m advharness``)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.interrupts import RunInterrupted
+from advharness.core.errors import HarnessError
+from advharness.core.interrupts import RunInterrupted
 
 
 class TerminalFilter(logging.Filter):
     """What the terminal shows: records at ``level`` and up, but the libraries' below WARNING
-    never, and ``harness.progress`` always."""
+    never, and ``advharness.progress`` always."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "harness.progress":
+        if record.name == "advharness.progress":
             return True
-        own = record.name.startswith(("harness", "adapters"))
+        own = record.name.startswith("advharness")
         return record.levelno >= self.level and (own or record.levelno >= logging.WARNING)
 
 
@@ -37,8 +37,8 @@ def _console() -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.batch import plan_table, run_experiment
-    from harness.experiment import load_experiment
+    from advharness.config.experiment import load_experiment
+    from advharness.execution.orchestrate import plan_table, run_experiment
     exp = load_experiment(args.experiment, args.overrides)
     backend = "ray" if args.ray_address else args.backend
     if args.dry_run:
@@ -66,7 +66,7 @@ def _wide() -> Any:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from harness.results import read_results
+    from advharness.reporting.results import read_results
 
     result = read_results(args.results)
     if args.cell:
@@ -98,7 +98,7 @@ def filter_summary(summary: Any, **wanted: list[str] | None) -> Any:
 
 
 def print_table(summary: Any, fmt: str, title: str, per_seed: bool) -> None:
-    from harness import render
+    from advharness.reporting import render
 
     if fmt == "table":
         _console().print(render.render(summary, title=title, per_seed=per_seed))
@@ -131,7 +131,7 @@ def describe_cell(summary: Any, key: str) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from harness.support import defaults_table, support_matrix, support_table
+    from advharness.reporting.support import defaults_table, support_matrix, support_table
 
     matrix = support_matrix()
     if args.attack:
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the run's log file gets INFO, not the terminal; but progress lines (e.g. a recipe trained
     # on first use) reach the terminal whatever the level, and the libraries' INFO lines
     # (ART's own "success rate", which the referee's may contradict) never do
-    logging.getLogger("harness.progress").setLevel(logging.INFO)
+    logging.getLogger("advharness.progress").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         ours = [f for f in handler.filters if isinstance(f, TerminalFilter)]
         if handler in before and not ours:
@@ -241,7 +241,7 @@ def resume_command(argv: Sequence[str] | None) -> str:
 
     prog = sys.argv[0] if argv is None else "advharness"
     if prog.endswith("__main__.py"):
-        head = [sys.executable, "-m", "harness"]
+        head = [sys.executable, "-m", "advharness"]
     else:  # the bare name where PATH finds this very program, else its full path
         name = os.path.basename(prog) or "advharness"
         found = shutil.which(name)

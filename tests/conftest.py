@@ -25,7 +25,7 @@ def pytest_report_header() -> str:
 @pytest.fixture(scope="session")
 def image_batch() -> tuple[np.ndarray, np.ndarray]:
     """16 real MNIST test images (NCHW float32 in [0,1]) and their labels."""
-    from harness.data import load_dataset
+    from advharness.zoo.data import load_dataset
 
     ds = load_dataset("mnist", n_samples=16, split="test")
     return ds.x, ds.y
@@ -44,7 +44,7 @@ def _torch_cnn(seed: int = 0):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def torch_model():  # type: ignore[no-untyped-def]
     """An untrained, seeded torch CNN wrapped for the harness (NCHW, 1x28x28, 10 classes)."""
-    from harness.torch_model import TorchModel
+    from advharness.models.torch_model import TorchModel
 
     return TorchModel(_torch_cnn(), input_shape=SHAPE_NCHW, nb_classes=10, bounds=(0.0, 1.0),
                       name="tiny-torch")
@@ -55,7 +55,7 @@ def tf_model():  # type: ignore[no-untyped-def]
     """An untrained, seeded Keras CNN wrapped for the harness (NHWC, 28x28x1, 10 classes)."""
     import keras
 
-    from harness.tf_model import TFModel
+    from advharness.models.tf_model import TFModel
 
     keras.utils.set_random_seed(0)
     net = keras.Sequential([
@@ -135,8 +135,8 @@ def exp_dict(**changes: Any) -> dict[str, Any]:
 
 def errors_of(data: dict[str, Any], overrides: tuple[str, ...] = ()) -> list[str]:
     """The located lines ``parse_experiment`` rejects ``data`` with (source ``exp.yaml``)."""
-    from harness.errors import HarnessError
-    from harness.experiment import parse_experiment
+    from advharness.config.experiment import parse_experiment
+    from advharness.core.errors import HarnessError
 
     with pytest.raises(HarnessError) as e:
         parse_experiment(data, "exp.yaml", overrides)

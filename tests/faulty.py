@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
-from harness.models import WrappedModel
+from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, Impl, LibraryCall
+from advharness.models.base import WrappedModel
 
 
 def _raise(x: np.ndarray) -> np.ndarray:

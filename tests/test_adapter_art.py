@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import combos, to_layout
 
-from adapters.art import ArtAdapter
-from adapters.base import AttackOutput, AttackRequest
-from harness.catalogue import CATALOGUE
-from harness.errors import Unsupported
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters.art.adapter import ArtAdapter
+from advharness.adapters.base import AttackOutput, AttackRequest
+from advharness.config.catalogue import CATALOGUE
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import Unsupported
+from advharness.models.base import WrappedModel
 
 N = 8
 ADAPTER = ArtAdapter()

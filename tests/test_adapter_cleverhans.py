@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from conftest import to_layout
 
-from adapters.base import AttackOutput, AttackRequest
-from adapters.cleverhans import CleverHansAdapter
-from harness.catalogue import CATALOGUE, FRAMEWORKS
-from harness.errors import HarnessError, Unsupported
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters.base import AttackOutput, AttackRequest
+from advharness.adapters.cleverhans import CleverHansAdapter
+from advharness.config.catalogue import CATALOGUE, FRAMEWORKS
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError, Unsupported
+from advharness.models.base import WrappedModel
 
 N = 8
 FW = {"torch": "torch", "tf": "tensorflow"}
@@ -265,7 +265,7 @@ def test_tf2_cw_is_really_broken() -> None:
     import keras
     from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2
 
-    from adapters.cleverhans import _TF_CW_BROKEN
+    from advharness.adapters.cleverhans import _TF_CW_BROKEN
 
     net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
                             keras.layers.Dense(3)])

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from conftest import spy_constructor, to_layout
 
-from adapters.base import AttackOutput, AttackRequest
-from adapters.foolbox import CLASSES, FoolboxAdapter
-from harness.catalogue import CATALOGUE
-from harness.errors import HarnessError, Unsupported
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters.base import AttackOutput, AttackRequest
+from advharness.adapters.foolbox.adapter import FoolboxAdapter
+from advharness.adapters.foolbox.whitebox import CLASSES
+from advharness.config.catalogue import CATALOGUE
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError, Unsupported
+from advharness.models.base import WrappedModel
 
 N = 8
 EPS = {"linf": 0.1, "l2": 1.0}
@@ -80,7 +81,7 @@ def _request(model: WrappedModel, x_nchw: np.ndarray, spec: AttackSpec,
 def _spec(attack: str, norm: str, targeted: bool, **over: Any) -> AttackSpec:
     args = dict(SPEC_ARGS[attack])
     args.update(over)
-    from harness.catalogue import CATALOGUE
+    from advharness.config.catalogue import CATALOGUE
 
     if CATALOGUE[attack].kind == "fixed":
         args.setdefault("eps", EPS[norm])
@@ -324,7 +325,7 @@ def test_model_form_is_cached_and_counted(fw: str, request: pytest.FixtureReques
 
 
 def test_import_is_lazy() -> None:
-    code = ("import sys, adapters.foolbox as m; m.FoolboxAdapter().unsupported_reason("
+    code = ("import sys, advharness.adapters.foolbox.adapter as m; m.FoolboxAdapter().unsupported_reason("
             "'pgd', 'linf', 'torch', False); print('foolbox' in sys.modules, "
             "'eagerpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

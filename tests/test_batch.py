@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from harness.batch import run_experiment
-from harness.cli import main
-from harness.experiment import parse_experiment
+from advharness.cli import main
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import run_experiment
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -88,7 +88,7 @@ def test_faults_become_rows_and_other_cells_finish(tmp_path: Path, monkeypatch: 
 
 def _cli(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "advharness", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, **kw)
 
@@ -96,7 +96,7 @@ def _cli(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
 def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path) -> None:
     import yaml
 
-    from harness.results import read_results
+    from advharness.reporting.results import read_results
 
     spec = small_grid("resume", attacks=[
         {"attack": "pgd", "eps": e, "steps": 30, "step_size": 0.01, "random_start": True}

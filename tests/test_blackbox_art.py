@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from conftest import combos, to_layout
 
-from adapters.art import ArtAdapter
-from adapters.art_blackbox import BLACKBOX_IMPLS
-from adapters.base import AttackRequest
-from harness.catalogue import CATALOGUE, FRAMEWORKS
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters.art.adapter import ArtAdapter
+from advharness.adapters.art.blackbox import BLACKBOX_IMPLS
+from advharness.adapters.base import AttackRequest
+from advharness.config.catalogue import CATALOGUE, FRAMEWORKS
+from advharness.config.spec import AttackSpec
+from advharness.models.base import WrappedModel
 
 N = 4
 #: Differential evolution over a 784-pixel image is the slowest step: 2 images suffice there.
@@ -137,7 +137,7 @@ def test_boundary_step_adaptation_inverted_and_threshold_scale(
 
 def test_simba_estimator_is_softmax_of_the_counted_oracle(
         torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    from adapters.art_blackbox import _softmax_estimator
+    from advharness.adapters.art.blackbox import _softmax_estimator
 
     x = image_batch[0][:2]
     with torch_model.with_access("score-based"):
@@ -185,8 +185,8 @@ def test_unseeded_random_state_is_made_reproducible(
     """ART seeds these attacks' start from OS entropy; through the adapter, same seed -> same
     output. Directly, the same NumPy seed still gives different starting points. The two runs
     share process, seed and kernels, so the outputs are bit-identical by construction."""
-    from adapters.art_blackbox import seeded_random_state
-    from harness.seeding import seed_everything
+    from advharness.adapters.art.blackbox import seeded_random_state
+    from advharness.core.seeding import seed_everything
 
     np.random.seed(0)
     a = np.random.RandomState().randint(2**31 - 1)

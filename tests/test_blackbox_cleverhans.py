@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from conftest import to_layout
 
-from adapters.base import AttackRequest
-from adapters.cleverhans import CleverHansAdapter
-from harness.catalogue import CATALOGUE, FRAMEWORKS
-from harness.errors import HarnessError, Unsupported
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters.base import AttackRequest
+from advharness.adapters.cleverhans import CleverHansAdapter
+from advharness.config.catalogue import CATALOGUE, FRAMEWORKS
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError, Unsupported
+from advharness.models.base import WrappedModel
 
 N = 3
 # (attack, norm, framework, targeted): every black-box combination the adapter supports.
@@ -187,7 +187,7 @@ def test_hsj_linf_float_gamma_really_crashes(model: WrappedModel) -> None:
     import torch
     from cleverhans.torch.attacks.hop_skip_jump_attack import hop_skip_jump_attack
 
-    from adapters.cleverhans import _HSJ_LINF_TYPEERROR
+    from advharness.adapters.cleverhans import _HSJ_LINF_TYPEERROR
 
     x = torch.full((1, 1, 28, 28), 0.5)
     kw = {"norm": np.inf, "constraint": np.inf, "num_iterations": 1, "max_num_evals": 10,
@@ -261,7 +261,7 @@ def test_tf2_spsa_is_really_broken() -> None:
     import tensorflow as tf
     from cleverhans.tf2.attacks.spsa import spsa
 
-    from adapters.cleverhans import _TF_SPSA_BROKEN
+    from advharness.adapters.cleverhans import _TF_SPSA_BROKEN
 
     net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
                             keras.layers.Dense(3)])

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from conftest import spy_constructor, to_layout
 
-from adapters.base import AttackRequest
-from adapters.foolbox import FoolboxAdapter
-from adapters.foolbox_blackbox import BLACKBOX_IMPLS, CLASSES
-from harness.errors import Unsupported
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters.base import AttackRequest
+from advharness.adapters.foolbox.adapter import FoolboxAdapter
+from advharness.adapters.foolbox.blackbox import BLACKBOX_IMPLS, CLASSES
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import Unsupported
+from advharness.models.base import WrappedModel
 
 N = 4
 ADAPTER = FoolboxAdapter()
@@ -162,7 +162,7 @@ def test_gradient_request_is_a_violation(torch_model: WrappedModel,
     import eagerpy as ep
     import foolbox
 
-    from harness.models import ThreatModelViolation
+    from advharness.models.base import ThreatModelViolation
 
     x = image_batch[0][:2]
     with torch_model.with_access("decision-based"):

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from conftest import to_layout
 
-from adapters import ADAPTERS
-from harness.catalogue import CATALOGUE, FRAMEWORKS
-from harness.cell import CellInputs, run_cell
-from harness.ledger import BudgetExhausted, QueryLedger
-from harness.models import WrappedModel
-from harness.spec import AttackSpec
+from advharness.adapters import ADAPTERS
+from advharness.cells.cell import CellInputs
+from advharness.cells.dispatch import run_cell
+from advharness.config.catalogue import CATALOGUE, FRAMEWORKS
+from advharness.config.spec import AttackSpec
+from advharness.judging.ledger import BudgetExhausted, QueryLedger
+from advharness.models.base import WrappedModel
 
 BUDGET = 30
 N = 3
@@ -111,7 +112,7 @@ class Attributing:
     def torch(origins: np.ndarray) -> tuple[WrappedModel, np.ndarray]:
         import torch
 
-        from harness.torch_model import TorchModel
+        from advharness.models.torch_model import TorchModel
 
         seen = np.zeros(len(origins), np.int64)
         flat = torch.from_numpy(origins.reshape(len(origins), -1))
@@ -131,7 +132,7 @@ class Attributing:
         import keras
         import tensorflow as tf
 
-        from harness.tf_model import TFModel
+        from advharness.models.tf_model import TFModel
 
         seen = np.zeros(len(origins), np.int64)
         flat = origins.transpose(0, 2, 3, 1).reshape(len(origins), -1)
@@ -258,8 +259,8 @@ def test_budget_is_refused_on_white_box_cells() -> None:
 
 def test_head_to_head_has_query_budget_and_violation_columns(
         torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    from harness.render import render_text
-    from harness.runner import run_attacks
+    from advharness.execution.api import run_attacks
+    from advharness.reporting.render import render_text
 
     x = image_batch[0][:3]
     y = torch_model.predict(x)

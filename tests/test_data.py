@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.data import MNIST_RESPLIT_TEST, Dataset, default_mnist_dir, load_dataset, read_idx
-from harness.errors import HarnessError
+from advharness.core.errors import HarnessError
+from advharness.zoo.data import MNIST_RESPLIT_TEST, Dataset, default_mnist_dir, load_dataset, read_idx
 
 MNIST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 IMAGES, LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"

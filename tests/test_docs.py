@@ -86,7 +86,7 @@ def test_experiment_blocks_validate(path: Path, tmp_path: Path,
     """Every ``# file:`` YAML block is a valid experiment; every fragment is valid YAML."""
     import yaml
 
-    from harness import load_experiment
+    from advharness import load_experiment
 
     monkeypatch.chdir(tmp_path)
     for info, body in blocks(path):
@@ -119,8 +119,8 @@ CLI_DOCS = [p for p in DOCS if _cli_lines(p)]
 @pytest.mark.parametrize("path", CLI_DOCS, ids=_ids(CLI_DOCS))
 def test_command_lines_parse(path: Path) -> None:
     """Each documented command line is accepted by the CLI's parser (options and overrides
-    as :func:`harness.cli.main` takes them)."""
-    from harness.cli import build_parser
+    as :func:`advharness.cli.main` takes them)."""
+    from advharness.cli import build_parser
 
     for argv in _cli_lines(path):
         args, extra = build_parser().parse_known_args(argv)
@@ -172,8 +172,8 @@ def test_data_dictionary_lists_every_column(tmp_path: Path,
     """A run with every kind of row (white-box, minimum-norm at a radius, black-box with a
     budget, transfer, error, unsupported) has no summary or records column that
     docs/results.md does not describe."""
-    from harness import run_experiment
-    from harness.experiment import parse_experiment
+    from advharness import run_experiment
+    from advharness.config.experiment import parse_experiment
 
     monkeypatch.syspath_prepend(str(ROOT / "tests"))  # faulty.py: an adapter that raises
     exp = parse_experiment({
@@ -199,7 +199,7 @@ def test_data_dictionary_lists_every_column(tmp_path: Path,
 
 def test_support_matrix_in_docs_is_current() -> None:
     """The matrix printed in docs/library-quirks.md is what ``advharness list`` prints."""
-    from harness import support_matrix
+    from advharness import support_matrix
 
     text = (ROOT / "docs" / "library-quirks.md").read_text()
     table = text.split("```text\n", 1)[1].split("```", 1)[0]

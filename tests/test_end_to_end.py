@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.batch import run_experiment
-from harness.experiment import parse_experiment
-from harness.render import render_text
-from harness.results import read_results
-from harness.tables import head_to_head
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import run_experiment
+from advharness.reporting.render import render_text
+from advharness.reporting.results import read_results
+from advharness.reporting.tables import head_to_head
 
 EXP = {
     "name": "e2e", "seed": 3,
@@ -70,7 +70,7 @@ def test_run_write_read_show(tmp_path: Path) -> None:
     text = render_text(s)
     assert "fgsm linf eps=0.1" in text and "unsupported" in text
     # show from disk prints the same table
-    p = subprocess.run([sys.executable, "-m", "harness", "show", str(res.path)],
+    p = subprocess.run([sys.executable, "-m", "advharness", "show", str(res.path)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "fgsm linf eps=0.1" in p.stdout
 
@@ -87,7 +87,7 @@ def test_same_seed_same_table(tmp_path: Path) -> None:
 
 
 def test_cli_list_prints_the_matrix() -> None:
-    p = subprocess.run([sys.executable, "-m", "harness", "list", "--reasons"],
+    p = subprocess.run([sys.executable, "-m", "advharness", "list", "--reasons"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0
     for needle in ("fgsm linf", "jsma l0", "apgd l2", "cleverhans", "Keras 3"):

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from conftest import errors_of, exp_dict
 
-from harness.errors import HarnessError
-from harness.experiment import MAX_NAME_LENGTH, load_experiment, parse_experiment
-from harness.grid import DEFAULT_MAX_CELLS, MAX_GRID_SPECS
-from harness.spec import AttackSpec
+from advharness.config.experiment import MAX_NAME_LENGTH, load_experiment, parse_experiment
+from advharness.config.grid import DEFAULT_MAX_CELLS, MAX_GRID_SPECS
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError
 
 REPO = Path(__file__).resolve().parent.parent
 #: "Billion laughs": 9 levels of 9 aliases, ~600 bytes; fully expanded, 9**9 strings.
@@ -178,7 +178,7 @@ def test_size_limited_parameters_are_checked_against_the_data() -> None:
 
 
 def test_size_limited_parameters_in_the_python_api() -> None:
-    from harness.runner import run_attacks
+    from advharness.execution.api import run_attacks
 
     x = np.zeros((2, 1, 8, 8), np.float32)
     with pytest.raises(HarnessError) as e:
@@ -199,12 +199,12 @@ def _no_models(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any) -> None:
         raise AssertionError("models were built before the results directory was checked")
 
-    monkeypatch.setattr("harness.batch.build_models", refuse)
+    monkeypatch.setattr("advharness.execution.orchestrate.build_models", refuse)
 
 
 def test_results_directory_is_checked_before_models_are_built(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.batch import run_experiment
+    from advharness.execution.orchestrate import run_experiment
 
     _no_models(monkeypatch)
     exp = parse_experiment(exp_dict())
@@ -219,7 +219,7 @@ def test_results_directory_is_checked_before_models_are_built(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("harness.batch.os.fsync", full)
+    monkeypatch.setattr("advharness.execution.orchestrate.os.fsync", full)
     with pytest.raises(HarnessError) as e:
         run_experiment(exp, out_dir=tmp_path / "run", backend="inline")
     assert str(e.value) == (f"results directory {tmp_path / 'run'} is not writable "
@@ -229,8 +229,8 @@ def test_results_directory_is_checked_before_models_are_built(
 
 def test_a_disk_filling_up_mid_run_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                ) -> None:
-    from harness.batch import run_experiment
-    from harness.store import CellStore
+    from advharness.execution.orchestrate import run_experiment
+    from advharness.reporting.store import CellStore
 
     write = CellStore.write
     calls = []
@@ -255,7 +255,7 @@ def test_a_disk_filling_up_mid_run_is_one_line(tmp_path: Path, monkeypatch: pyte
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}  # this checkout
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, text=True,
+    return subprocess.run([sys.executable, "-m", "advharness", *args], cwd=cwd, text=True,
                           capture_output=True, timeout=300, env=env)
 
 
@@ -278,7 +278,7 @@ def test_cli_refuses_with_one_line(tmp_path: Path, body: bytes, args: tuple[str,
 # -- item 1: the data scale and a floor on clean accuracy ------------------------------------
 SCALED_NET = '''\
 import torch
-from harness.recipes import load_recipe
+from advharness.zoo.recipes import load_recipe
 
 
 class Scale(torch.nn.Module):
@@ -325,7 +325,7 @@ def test_models_bounds_must_match_the_data_scale(scaled_factory: dict[str, Any])
 
 def test_each_model_gets_the_data_on_its_own_bounds(
         tmp_path: Path, scaled_factory: dict[str, Any]) -> None:
-    from harness.batch import run_experiment
+    from advharness.execution.orchestrate import run_experiment
 
     exp = parse_experiment(exp_dict(
         data={"dataset": "digits", "n_samples": 16, "scale": "model"}, libraries=["art"],
@@ -338,14 +338,14 @@ def test_each_model_gets_the_data_on_its_own_bounds(
 
 def test_cells_below_the_clean_accuracy_floor_are_flagged(
         tmp_path: Path, scaled_factory: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    from harness.batch import run_experiment
+    from advharness.execution.orchestrate import run_experiment
 
     wrong = {**scaled_factory, "bounds": [0, 1]}  # expects [0, 255], declared [0, 1]
     exp = parse_experiment(exp_dict(
         data={"dataset": "digits", "n_samples": 16}, libraries=["art"],
         models=[{"recipe": "digits_mlp", "framework": "torch"}, wrong],
         attacks=[{"attack": "fgsm", "eps": 0.1}]))
-    with caplog.at_level(logging.WARNING, logger="harness.batch"):
+    with caplog.at_level(logging.WARNING, logger="advharness.execution.orchestrate"):
         s = run_experiment(exp, out_dir=tmp_path / "run", backend="inline").summary
     s = s.set_index("model")
     assert s.loc["m255", "clean_accuracy"] < exp.clean_accuracy_floor
@@ -361,9 +361,9 @@ def test_cells_below_the_clean_accuracy_floor_are_flagged(
 # -- item 6: a library that cannot attack inputs this small says so --------------------------
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 def test_art_square_l2_on_8x8_images_is_an_unsupported_row(framework: str) -> None:
-    from harness.data import load_dataset
-    from harness.recipes import load_recipe
-    from harness.runner import run_attacks
+    from advharness.execution.api import run_attacks
+    from advharness.zoo.data import load_dataset
+    from advharness.zoo.recipes import load_recipe
 
     ds = load_dataset("digits", "test", 4)
     model = load_recipe("digits_cnn", framework)

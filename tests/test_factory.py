@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import errors_of, exp_dict
 
-from harness.errors import HarnessError
-from harness.experiment import Experiment, parse_experiment
+from advharness.config.experiment import Experiment, parse_experiment
+from advharness.core.errors import HarnessError
 
 # -- factory models ------------------------------------------------------------------------
 FACTORIES = '''\
@@ -87,7 +87,7 @@ def _save_perturbed(framework: str, path: Path) -> Any:
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 def test_factory_model_with_and_without_weights(factories: Path, framework: str) -> None:
-    from harness.factory import load_factory_model, model_fingerprint
+    from advharness.zoo.factory import load_factory_model, model_fingerprint
 
     exp = parse_experiment(exp_dict(models=[_factory_entry(framework)]))
     cfg = exp.models[0]
@@ -119,9 +119,9 @@ def test_factory_model_with_and_without_weights(factories: Path, framework: str)
 
 
 def test_factory_model_runs_attacks(factories: Path) -> None:
-    from harness.data import load_dataset
-    from harness.factory import load_factory_model
-    from harness.runner import run_attacks
+    from advharness.execution.api import run_attacks
+    from advharness.zoo.data import load_dataset
+    from advharness.zoo.factory import load_factory_model
 
     cfg = parse_experiment(exp_dict(models=[_factory_entry("torch", factory="advh_test_factories:Zoo.make",
                                                        name="zoo")])).models[0]
@@ -132,7 +132,7 @@ def test_factory_model_runs_attacks(factories: Path) -> None:
 
 
 def test_factory_of_the_wrong_framework_is_refused(factories: Path) -> None:
-    from harness.factory import load_factory_model
+    from advharness.zoo.factory import load_factory_model
 
     cfg = parse_experiment(exp_dict(models=[_factory_entry("tensorflow",
                                                        factory="advh_test_factories:torch_net")])).models[0]
@@ -141,7 +141,7 @@ def test_factory_of_the_wrong_framework_is_refused(factories: Path) -> None:
 
 
 def test_weights_that_do_not_fit_are_one_line(factories: Path) -> None:
-    from harness.factory import load_factory_model
+    from advharness.zoo.factory import load_factory_model
 
     bad = factories / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -255,7 +255,7 @@ def bad_factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 ])
 def test_a_misbehaving_factory_is_one_line_naming_the_model(bad_factories: Path, make: str,
                                                             expected: str) -> None:
-    from harness.factory import check_factory_model
+    from advharness.zoo.factory import check_factory_model
 
     cfg = parse_experiment(exp_dict(models=[_factory_entry(
         "torch", factory=f"advh_bad_factories:{make}")])).models[0]
@@ -268,7 +268,7 @@ def test_a_factory_calling_sys_exit_does_not_end_the_cli(
         bad_factories: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
-    from harness.cli import main
+    from advharness.cli import main
 
     path = bad_factories / "exp.yaml"
     path.write_text(yaml.safe_dump(exp_dict(models=[_factory_entry(
@@ -280,7 +280,7 @@ def test_a_factory_calling_sys_exit_does_not_end_the_cli(
 
 
 def test_the_factory_check_builds_working_factories(factories: Path) -> None:
-    from harness.factory import check_factory_model
+    from advharness.zoo.factory import check_factory_model
 
     for framework in ("torch", "tensorflow"):
         cfg = parse_experiment(exp_dict(models=[_factory_entry(framework)])).models[0]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from conftest import errors_of, exp_dict
 
-from harness.experiment import parse_experiment
-from harness.grid import GRID_FIELDS, expand_attack
+from advharness.config.experiment import parse_experiment
+from advharness.config.grid import GRID_FIELDS, expand_attack
 
 
 # -- grids ---------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters import ADAPTERS
-from harness.runner import run_attacks
+from advharness.adapters import ADAPTERS
+from advharness.execution.api import run_attacks
 
 N, K, H = 12, 4, 28
 KAPPA = 1.0  # C&W confidence, in logits
@@ -60,8 +60,8 @@ def _models():  # type: ignore[no-untyped-def]
     import keras
     import torch
 
-    from harness.tf_model import TFModel
-    from harness.torch_model import TorchModel
+    from advharness.models.tf_model import TFModel
+    from advharness.models.torch_model import TorchModel
 
     w, b, _ = _weights()
     lin = torch.nn.Linear(H * H, K)

@@ -10,8 +10,8 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.ledger import BudgetExhausted, QueryLedger, SampleTrack
-from harness.referee import BOX_ATOL, norm_of, within_eps
+from advharness.judging.ledger import BudgetExhausted, QueryLedger, SampleTrack
+from advharness.judging.referee import BOX_ATOL, norm_of, within_eps
 
 
 def reference_track(x0: np.ndarray, label: int, target: int | None, queries: list[np.ndarray],
@@ -174,8 +174,8 @@ def test_torch_oracle_fills_the_buffer_and_judges_like_the_reference(budget: int
     buffer itself: answers, counts, budget stop and improvements equal the reference's."""
     import torch
 
-    from harness.models import ThreatModel
-    from harness.torch_model import TorchModel
+    from advharness.core.types import ThreatModel
+    from advharness.models.torch_model import TorchModel
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(30, 10))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.catalogue import CATALOGUE
-from harness.cli import main
-from harness.spec import AttackSpec
-from harness.support import attack_defaults
+from advharness.cli import main
+from advharness.config.catalogue import CATALOGUE
+from advharness.config.spec import AttackSpec
+from advharness.reporting.support import attack_defaults
 
 
 def _minimal_spec(name: str) -> AttackSpec:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.models import WrappedModel, wrap_model
-from harness.runner import prepare, run_attacks
+from advharness.core.errors import HarnessError
+from advharness.execution.api import prepare, run_attacks
+from advharness.models.base import WrappedModel
+from advharness.models.wrap import wrap_model
 
 FGSM = [{"attack": "fgsm", "eps": 0.1}]
 
@@ -86,8 +87,8 @@ def make():
 
 def test_nonfinite_factory_model_refuses_the_experiment(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.batch import run_experiment
-    from harness.experiment import parse_experiment
+    from advharness.config.experiment import parse_experiment
+    from advharness.execution.orchestrate import run_experiment
 
     (tmp_path / "advh_inf_factory.py").write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.batch import plan_table, run_experiment
-from harness.experiment import parse_experiment
-from harness.models import wrap_model
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import plan_table, run_experiment
+from advharness.models.wrap import wrap_model
 
 HELPER = "SCALE = {scale}\n"
 

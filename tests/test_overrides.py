@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from conftest import errors_of
 
-from harness.errors import HarnessError
-from harness.experiment import Experiment, load_experiment, parse_experiment
-from harness.grid import apply_overrides
+from advharness.config.experiment import Experiment, load_experiment, parse_experiment
+from advharness.config.grid import apply_overrides
+from advharness.core.errors import HarnessError
 
 # -- overrides -----------------------------------------------------------------------------
 RAW: dict[str, Any] = {

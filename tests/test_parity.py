@@ -22,13 +22,14 @@ import itertools
 import numpy as np
 import pytest
 
-from adapters import get_adapter
-from adapters.base import AttackRequest
-from harness.data import load_dataset
-from harness.recipes import load_recipe
-from harness.runner import run_attacks, to_layout
-from harness.seeding import seed_everything
-from harness.spec import AttackSpec
+from advharness.adapters import get_adapter
+from advharness.adapters.base import AttackRequest
+from advharness.config.spec import AttackSpec
+from advharness.core.seeding import seed_everything
+from advharness.execution.api import run_attacks
+from advharness.models.layout import to_layout
+from advharness.zoo.data import load_dataset
+from advharness.zoo.recipes import load_recipe
 
 LIBS = ("art", "foolbox", "cleverhans")
 pytestmark = pytest.mark.numerics

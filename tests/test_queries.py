@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters import get_adapter
-from adapters.base import AttackRequest
-from harness.spec import AttackSpec
+from advharness.adapters import get_adapter
+from advharness.adapters.base import AttackRequest
+from advharness.config.spec import AttackSpec
 
 
 class SelfCounting:
@@ -17,7 +17,7 @@ class SelfCounting:
     def torch():  # type: ignore[no-untyped-def]
         import torch
 
-        from harness.torch_model import TorchModel
+        from advharness.models.torch_model import TorchModel
 
         class Net(torch.nn.Module):
             def __init__(self) -> None:
@@ -38,7 +38,7 @@ class SelfCounting:
         import keras
         import tensorflow as tf
 
-        from harness.tf_model import TFModel
+        from advharness.models.tf_model import TFModel
 
         seen = tf.Variable(0, dtype=tf.int64)
         keras.utils.set_random_seed(0)

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from test_batch import comparable, small_grid
 
-from harness.batch import run_experiment
-from harness.experiment import parse_experiment
+from advharness.config.experiment import parse_experiment
+from advharness.execution.orchestrate import run_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 

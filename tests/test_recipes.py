@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import recipes
-from harness.data import Dataset, load_dataset
-from harness.errors import HarnessError
-from harness.models import WrappedModel
-from harness.recipes import RECIPES, cache_paths, load_recipe, recipe_info
+from advharness.config.catalogue import RECIPES
+from advharness.core.errors import HarnessError
+from advharness.models.base import WrappedModel
+from advharness.zoo import recipes
+from advharness.zoo.data import Dataset, load_dataset
+from advharness.zoo.recipes import cache_paths, load_recipe, recipe_info
 
 FRAMEWORKS = ("torch", "tensorflow")
 DIGITS = ("digits_mlp", "digits_cnn")
@@ -91,7 +92,7 @@ def test_second_load_hits_cache(trained: Trainer, cache: Path, digits_test: Data
     """The cached weights are the trained ones, so their logits are bit-identical (same
     weights, same kernels in one process)."""
     first = trained("digits_mlp", framework)
-    with caplog.at_level(logging.INFO, logger="harness.recipes"):
+    with caplog.at_level(logging.INFO, logger="advharness.zoo.recipes"):
         second = load_recipe("digits_mlp", framework, cache_dir=cache)
     assert not [r for r in caplog.records if "training" in r.getMessage()]
     info = second.recipe_info  # type: ignore[attr-defined]
@@ -117,7 +118,7 @@ def test_training_is_bit_deterministic(trained: Trainer, tmp_path: Path, digits_
     first = trained("digits_mlp", framework)
     flags = torch.are_deterministic_algorithms_enabled(), tf_config.is_op_determinism_enabled()
     threads = torch.get_num_threads()
-    with caplog.at_level(logging.INFO, logger="harness.recipes"):
+    with caplog.at_level(logging.INFO, logger="advharness.zoo.recipes"):
         again = load_recipe("digits_mlp", framework, cache_dir=tmp_path)
     assert [r for r in caplog.records if r.getMessage().startswith("trained digits_mlp")]
     assert again.recipe_info["from_cache"] is False  # type: ignore[attr-defined]
@@ -279,7 +280,7 @@ def test_mnist_cnn_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, harness.recipes; "
+    code = ("import sys, advharness.zoo.recipes; "
             "print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

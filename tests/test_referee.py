@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.referee import judge, perturbation_norms, summarize
+from advharness.judging.referee import judge, perturbation_norms, summarize
 
 N, D = 6, 16
 
@@ -110,7 +110,7 @@ def test_norms(norm: str, expected: float) -> None:
 def test_black_box_beating_white_box_is_flagged() -> None:
     import pandas as pd
 
-    from harness.referee import flag_gradient_masking
+    from advharness.judging.referee import flag_gradient_masking
 
     base = {"model": "m", "norm": "linf", "eps": 0.1, "targeted": False, "status": "ok"}
     s = pd.DataFrame([

@@ -39,7 +39,7 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     pipes: a worker left behind would hold a pipe open)."""
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"}
     with open(f"{log}.out", "wb") as out, open(f"{log}.err", "wb") as err:
-        return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, env=env,
+        return subprocess.Popen([sys.executable, "-m", "advharness", *args], cwd=REPO, env=env,
                                 stdout=out, stderr=err, start_new_session=True)
 
 
@@ -114,7 +114,7 @@ def test_ctrl_c_stops_at_once_keeps_cells_and_says_how_to_resume(tmp_path: Path,
     assert _gone_within(_worker_pids(out), 5) == []
     # the printed command continues the same run: exactly the cells not stored are left
     cmd = resume.split()
-    assert cmd[:3] == [sys.executable, "-m", "harness"]
+    assert cmd[:3] == [sys.executable, "-m", "advharness"]
     text, _ = _finish(_start([*cmd[3:], "--dry-run"], tmp_path / "dry"), tmp_path / "dry", 300)
     assert f"40 cells, {40 - stored} to run" in text
 
@@ -137,7 +137,7 @@ def test_killing_only_the_main_process_leaves_no_worker_computing(tmp_path: Path
 def test_a_second_run_on_the_same_results_is_refused_naming_the_first(tmp_path: Path) -> None:
     import pandas as pd
 
-    from harness.runlock import run_lock
+    from advharness.execution.runlock import run_lock
 
     path = _experiment(tmp_path, "twice", eps=[0.5], seeds=30)  # 30 cells of 2 s
     out = tmp_path / "twice"
@@ -163,8 +163,8 @@ def test_a_second_run_on_the_same_results_is_refused_naming_the_first(tmp_path: 
 
 
 def test_the_run_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
-    from harness.errors import HarnessError
-    from harness.runlock import run_lock
+    from advharness.core.errors import HarnessError
+    from advharness.execution.runlock import run_lock
 
     with run_lock(tmp_path):
         with pytest.raises(HarnessError, match=rf"in use by another run \(pid {os.getpid()} on "):
@@ -178,8 +178,8 @@ def test_library_exits_are_rows_inline_too(tmp_path: Path, monkeypatch: pytest.M
                                            ) -> None:
     """In the user's own process (inline backend) a ``sys.exit`` or ``KeyboardInterrupt``
     raised by the attack is that cell's row: no SIGINT arrived, so it is not a Ctrl-C."""
-    from harness.batch import run_experiment
-    from harness.experiment import parse_experiment
+    from advharness.config.experiment import parse_experiment
+    from advharness.execution.orchestrate import run_experiment
 
     monkeypatch.syspath_prepend(str(TESTS))
     exp = parse_experiment({

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.errors import HarnessError
-from harness.store import CellStore
+from advharness.core.errors import HarnessError
+from advharness.reporting.store import CellStore
 
 SUMMARY = {"status": "ok", "reason": "", "robust_accuracy": 0.5}
 RECORDS = pd.DataFrame({"sample": range(4), "success": [True, False, True, False]})
@@ -37,7 +37,7 @@ def test_unreadable_cell_counts_as_not_stored(tmp_path: Path, caplog: pytest.Log
     assert store.status("k") == "ok" and store.done("k")
     path = store.dir / f"k.{which}"
     _spoil(path, how)
-    with caplog.at_level(logging.WARNING, logger="harness.store"):
+    with caplog.at_level(logging.WARNING, logger="advharness.reporting.store"):
         assert store.status("k") is None and not store.done("k")
     assert str(path) in caplog.text and "will run again" in caplog.text
     with pytest.raises(HarnessError) as e:
@@ -70,8 +70,8 @@ def test_cell_files_and_their_directory_are_fsynced(tmp_path: Path,
 
 def test_resume_reruns_corrupt_cells_to_the_same_table(tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    from harness.batch import run_experiment
-    from harness.experiment import parse_experiment
+    from advharness.config.experiment import parse_experiment
+    from advharness.execution.orchestrate import run_experiment
 
     exp = parse_experiment({
         "name": "spoilt", "seed": 1, "data": {"dataset": "digits", "n_samples": 6},
@@ -83,7 +83,7 @@ def test_resume_reruns_corrupt_cells_to_the_same_table(tmp_path: Path,
     cells = tmp_path / "cells"
     _spoil(cells / f"{keys[0]}.json", "empty")
     _spoil(cells / f"{keys[1]}.parquet", "truncated")
-    with caplog.at_level(logging.WARNING, logger="harness.store"):
+    with caplog.at_level(logging.WARNING, logger="advharness.reporting.store"):
         again = run_experiment(exp, out_dir=tmp_path, backend="inline")
     assert again.manifest["cells_run_now"] == 2
     assert f"{keys[0]}.json" in caplog.text and f"{keys[1]}.parquet" in caplog.text

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.art import ArtAdapter
-from harness.data import Dataset, load_dataset
-from harness.errors import HarnessError
-from harness.models import ThreatModel, WrappedModel
-from harness.recipes import load_recipe
-from harness.runner import to_layout
-from harness.substitute import train_substitute
+from advharness.adapters.art.adapter import ArtAdapter
+from advharness.core.errors import HarnessError
+from advharness.core.types import ThreatModel
+from advharness.models.base import WrappedModel
+from advharness.models.layout import to_layout
+from advharness.zoo.data import Dataset, load_dataset
+from advharness.zoo.recipes import load_recipe
+from advharness.zoo.substitute import train_substitute
 
 QUERIES = 800
 EPOCHS = 10

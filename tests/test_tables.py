@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from conftest import exp_dict
 
-from harness.batch import run_experiment
-from harness.errors import HarnessError
-from harness.experiment import parse_experiment
-from harness.referee import robust_accuracy_at, within_eps
-from harness.render import render_text, to_csv, to_latex, to_markdown
-from harness.results import read_results
-from harness.tables import head_to_head, table_rows
+from advharness.config.experiment import parse_experiment
+from advharness.core.errors import HarnessError
+from advharness.execution.orchestrate import run_experiment
+from advharness.judging.referee import robust_accuracy_at, within_eps
+from advharness.reporting.render import render_text, to_csv, to_latex, to_markdown
+from advharness.reporting.results import read_results
+from advharness.reporting.tables import head_to_head, table_rows
 
 GRID = [{"attack": "pgd", "eps": 0.1, "steps": [2, 5], "step_size": 0.05},
         {"attack": "cw", "steps": 3,
@@ -129,7 +129,7 @@ def test_show_reads_every_stored_cell_filters_and_formats(tmp_path: Path) -> Non
     assert len(pd.read_parquet(first.path / "summary.parquet")) == 3
 
     def show(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "harness", "show", str(first.path), *args],
+        return subprocess.run([sys.executable, "-m", "advharness", "show", str(first.path), *args],
                               capture_output=True, text=True, timeout=120)
 
     p = show()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.models import ThreatModelViolation
-from harness.runner import run_attacks
+from advharness.execution.api import run_attacks
+from advharness.models.base import ThreatModelViolation
 
 LIBS = ["art", "foolbox", "cleverhans"]
 
@@ -38,7 +38,7 @@ def test_gradient_attack_in_score_based_cell_is_a_violation(
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
 def test_decision_based_oracle_reveals_only_the_label(request: pytest.FixtureRequest, image_batch,  # type: ignore[no-untyped-def]
                                                       fw: str) -> None:
-    from adapters import get_adapter
+    from advharness.adapters import get_adapter
 
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
     x, _ = image_batch
@@ -85,9 +85,9 @@ def test_tf_oracle_paths_answer_and_count_alike(tf_model, image_batch,  # type: 
     through tf.py_function (in a graph, under a tape): same answers, every row counted."""
     import tensorflow as tf
 
-    from adapters import get_adapter
-    from harness.cell import CellInputs, make_ledger
-    from harness.spec import AttackSpec
+    from advharness.adapters import get_adapter
+    from advharness.cells.cell import CellInputs, make_ledger
+    from advharness.config.spec import AttackSpec
 
     x = np.ascontiguousarray(image_batch[0][:6].transpose(0, 2, 3, 1))
     logits = tf_model.predict_logits(x)
@@ -121,7 +121,7 @@ def test_tf_oracle_runs_the_model_in_inference_mode(training_default: bool | Non
     training mode still gets it. Either way every path answers the inference output."""
     import keras
 
-    from harness.tf_model import TFModel, _inference_kwargs
+    from advharness.models.tf_model import TFModel, _inference_kwargs
 
     class Doubles(keras.layers.Layer):  # training mode doubles its input
         def call(self, x, training=training_default):  # type: ignore[no-untyped-def]

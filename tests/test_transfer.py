@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.batch import run_experiment
-from harness.errors import HarnessError
-from harness.experiment import parse_experiment
-from harness.models import WrappedModel
-from harness.runner import run_attacks
+from advharness.config.experiment import parse_experiment
+from advharness.core.errors import HarnessError
+from advharness.execution.api import run_attacks
+from advharness.execution.orchestrate import run_experiment
+from advharness.models.base import WrappedModel
 
 LIBS = ("art", "foolbox", "cleverhans")
 
@@ -25,8 +25,8 @@ def _twins() -> tuple[WrappedModel, WrappedModel]:
     import tensorflow as tf
     import torch
 
-    from harness.tf_model import TFModel
-    from harness.torch_model import TorchModel
+    from advharness.models.tf_model import TFModel
+    from advharness.models.torch_model import TorchModel
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(28 * 28, 10)
@@ -89,7 +89,7 @@ def test_transfer_specs_are_validated(torch_model: WrappedModel,
                                       image_batch: tuple[np.ndarray, np.ndarray]) -> None:
     from pydantic import ValidationError
 
-    from harness.spec import AttackSpec
+    from advharness.config.spec import AttackSpec
 
     x, y = image_batch
     with pytest.raises(HarnessError, match="model 'nope' is not one of the models"):
@@ -101,8 +101,8 @@ def test_transfer_specs_are_validated(torch_model: WrappedModel,
 def test_transfer_refuses_different_input_sizes(torch_model: WrappedModel) -> None:
     import torch
 
-    from harness.torch_model import TorchModel
-    from harness.transfer import convert
+    from advharness.models.layout import convert
+    from advharness.models.torch_model import TorchModel
 
     small = TorchModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
                        input_shape=(1, 8, 8), nb_classes=10, name="small")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.store import CellStore, atomic_write
+from advharness.core.atomic import atomic_write
+from advharness.reporting.store import CellStore
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -84,7 +85,7 @@ def test_advh_keeps_the_callers_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [["-v", "run", "x.yaml"], ["run", "x.yaml", "-v"],
                                   ["run", "--verbose", "x.yaml", "a.b=1"], ["list", "-v"]])
 def test_verbose_before_or_after_the_subcommand(argv: list[str]) -> None:
-    from harness.cli import build_parser
+    from advharness.cli import build_parser
 
     args = build_parser().parse_args(argv)
     assert args.verbose is True
@@ -92,7 +93,7 @@ def test_verbose_before_or_after_the_subcommand(argv: list[str]) -> None:
 
 
 def test_cli_accepts_verbose_after_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli import main
+    from advharness.cli import main
 
     assert main(["list", "--attack", "fgsm", "-v"]) == 0
     assert "fgsm" in capsys.readouterr().out
@@ -111,8 +112,8 @@ def small_experiment(path: Path, **extra: object) -> Path:
 def test_manifest_records_command_overrides_git_and_wall_time(tmp_path: Path) -> None:
     import json
 
-    from harness.cli import main
-    from harness.results import git_commit
+    from advharness.cli import main
+    from advharness.reporting.results import git_commit
 
     exp = small_experiment(tmp_path / "ux.yaml")
     argv = ["run", str(exp), "attacks.fgsm.eps=0.2", "--backend", "inline", "--no-progress",
@@ -131,7 +132,7 @@ def test_manifest_records_command_overrides_git_and_wall_time(tmp_path: Path) ->
 def test_git_commit_of_a_checkout_and_of_a_plain_directory(tmp_path: Path) -> None:
     import subprocess
 
-    from harness.results import git_commit
+    from advharness.reporting.results import git_commit
 
     assert git_commit(tmp_path) is None  # not a checkout: None, no error
     repo = tmp_path / "repo"
@@ -177,8 +178,8 @@ def test_error_cells_keep_traceback_and_library_call(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from harness.batch import run_experiment
-    from harness.experiment import load_experiment
+    from advharness.config.experiment import load_experiment
+    from advharness.execution.orchestrate import run_experiment
 
     (tmp_path / "boom_factory.py").write_text(BOOM)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -203,10 +204,10 @@ def test_save_adversarials_stores_each_cell_and_the_api_returns_them(
         tmp_path: Path, umask_022: None) -> None:
     import numpy as np
 
-    from harness.batch import run_experiment
-    from harness.experiment import load_experiment
-    from harness.results import read_adversarials
-    from harness.runner import run_attacks
+    from advharness.config.experiment import load_experiment
+    from advharness.execution.api import run_attacks
+    from advharness.execution.orchestrate import run_experiment
+    from advharness.reporting.results import read_adversarials
 
     exp = load_experiment(small_experiment(tmp_path / "ux.yaml", save_adversarials=True))
     res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
@@ -215,7 +216,7 @@ def test_save_adversarials_stores_each_cell_and_the_api_returns_them(
     for key in res.summary["cell_key"]:
         assert mode(tmp_path / "out" / "cells" / f"{key}.adv.npz") == 0o644
     model = res.summary.iloc[0]["model"]
-    from harness.recipes import load_recipe
+    from advharness.zoo.recipes import load_recipe
 
     net = load_recipe("digits_mlp", "torch")
     for cell, x_adv in stored.items():
@@ -223,7 +224,7 @@ def test_save_adversarials_stores_each_cell_and_the_api_returns_them(
         assert x_adv.shape == (8, 1, 8, 8) and x_adv.dtype == np.float32
         assert np.array_equal(net.predict(x_adv), rec["adv_pred"].to_numpy()), model
     # the same cells through the API, on request only
-    from harness.data import load_dataset
+    from advharness.zoo.data import load_dataset
 
     ds = load_dataset("digits", "test", 8)
     api = run_attacks([net], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}], ["art", "foolbox"],
@@ -237,9 +238,9 @@ def test_save_adversarials_stores_each_cell_and_the_api_returns_them(
 
 
 def test_save_adversarials_on_a_stored_run_fills_them_in(tmp_path: Path) -> None:
-    from harness.batch import run_experiment
-    from harness.experiment import load_experiment
-    from harness.results import read_adversarials
+    from advharness.config.experiment import load_experiment
+    from advharness.execution.orchestrate import run_experiment
+    from advharness.reporting.results import read_adversarials
 
     path = small_experiment(tmp_path / "ux.yaml")
     first = run_experiment(load_experiment(path), out_dir=tmp_path / "out", backend="inline")
@@ -251,11 +252,11 @@ def test_save_adversarials_on_a_stored_run_fills_them_in(tmp_path: Path) -> None
 
 
 def test_run_attacks_expands_grids_like_experiment_files() -> None:
-    from harness.data import load_dataset
-    from harness.errors import HarnessError
-    from harness.experiment import parse_experiment
-    from harness.recipes import load_recipe
-    from harness.runner import resolve_specs, run_attacks
+    from advharness.config.experiment import parse_experiment
+    from advharness.core.errors import HarnessError
+    from advharness.execution.api import resolve_specs, run_attacks
+    from advharness.zoo.data import load_dataset
+    from advharness.zoo.recipes import load_recipe
 
     grid = {"attack": "pgd", "eps": [0.05, 0.1], "steps": [2, 3], "step_size": 0.02,
             "params": {}}
@@ -280,9 +281,9 @@ def test_layout_errors_name_the_fix_in_the_users_shapes() -> None:
     import numpy as np
     import torch
 
-    from harness.errors import HarnessError
-    from harness.models import wrap_model
-    from harness.runner import prepare
+    from advharness.core.errors import HarnessError
+    from advharness.execution.api import prepare
+    from advharness.models.wrap import wrap_model
 
     x, y = np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.int64)
     torch_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
@@ -310,7 +311,7 @@ def test_wrap_model_freezes_while_wrapped_and_release_restores() -> None:
     import keras
     import torch
 
-    from harness.models import wrap_model
+    from advharness.models.wrap import wrap_model
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     net.train()
@@ -332,7 +333,7 @@ def test_training_on_first_use_says_so_on_the_terminal(tmp_path: Path) -> None:
 
     exp = small_experiment(tmp_path / "ux.yaml")
     env = {**os.environ, "ADVHARNESS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "harness", "run", str(exp), "--backend", "inline",
+    cmd = [sys.executable, "-m", "advharness", "run", str(exp), "--backend", "inline",
            "--no-progress", "--out", str(tmp_path / "out")]
     first = subprocess.run([*cmd, "-v"], env=env, capture_output=True, text=True, check=True)
     lines = [s for s in first.stderr.splitlines() if "training recipe" in s]
@@ -367,7 +368,7 @@ def test_cli_run_is_quiet(tmp_path: Path) -> None:
         {"recipe": "digits_mlp", "framework": "torch"},
         {"recipe": "digits_mlp", "framework": "tensorflow"}],
         attacks=[{"attack": "fgm", "eps": 0.0001}])  # ART logs "Success rate ... 0.00%"
-    run = subprocess.run([sys.executable, "-m", "harness", "run", str(exp), "--workers", "2",
+    run = subprocess.run([sys.executable, "-m", "advharness", "run", str(exp), "--workers", "2",
                           "--out", str(tmp_path / "out")], env=clean_env(tmp_path),
                          capture_output=True, text=True, check=True)
     assert "head-to-head" in run.stdout
@@ -377,7 +378,7 @@ def test_cli_run_is_quiet(tmp_path: Path) -> None:
 
 
 API_SCRIPT = """
-from harness import load_dataset, load_recipe, run_attacks
+from advharness import load_dataset, load_recipe, run_attacks
 ds = load_dataset("digits", "test", 8)
 models = [load_recipe("digits_mlp", fw) for fw in ("torch", "tensorflow")]
 models[0].name, models[1].name = "t", "k"
@@ -399,7 +400,7 @@ def test_python_api_is_quiet(tmp_path: Path) -> None:
 
 LEAK_SCRIPT = """
 import multiprocessing, os
-from harness.quiet import quiet_resource_tracker
+from advharness.core.quiet import quiet_resource_tracker
 quiet_resource_tracker()  # what PoolBackend.run does first
 lock = multiprocessing.get_context("spawn").Lock()  # registered with the tracker
 os._exit(0)  # as if killed: the tracker finds the semaphore at shutdown
@@ -411,7 +412,7 @@ def test_interrupted_pool_leaves_no_leaked_semaphore_warning(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    from harness.backends import PoolBackend
+    from advharness.execution.backends import PoolBackend
 
     assert "quiet_resource_tracker()" in inspect.getsource(PoolBackend.run)
     run = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], env=clean_env(tmp_path),
@@ -423,14 +424,14 @@ def test_interrupted_pool_leaves_no_leaked_semaphore_warning(tmp_path: Path) -> 
 def test_ray_token_notice_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from harness.quiet import RAY_TOKEN_NOTICE, ray_notices_to_log
+    from advharness.core.quiet import RAY_TOKEN_NOTICE, ray_notices_to_log
 
     ray_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
     with caplog.at_level(logging.INFO), ray_notices_to_log():
         ray_log.warning(RAY_TOKEN_NOTICE + ". Set RAY_AUTH_MODE=disabled to opt out.")
         ray_log.warning("something else")
     assert [(r.name, r.levelname) for r in caplog.records] == [
-        ("harness.quiet", "INFO"), ("ray._private.authentication.authentication_token_setup",
+        ("advharness.core.quiet", "INFO"), ("ray._private.authentication.authentication_token_setup",
                                     "WARNING")]
     assert not ray_log.filters
 
@@ -439,10 +440,10 @@ def test_native_log_lines_go_to_the_log_and_the_rest_to_the_terminal(
         capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from harness.quiet import native_logs_to_log
+    from advharness.core.quiet import native_logs_to_log
 
     native = "I0000 00:00:1796079073.626892    4856 port.cc:153] oneDNN custom operations are on."
-    with caplog.at_level(logging.DEBUG, "harness.quiet"), native_logs_to_log("lib"):
+    with caplog.at_level(logging.DEBUG, "advharness.core.quiet"), native_logs_to_log("lib"):
         os.write(2, f"{native}\nthe user's own line\n".encode())
     err = capfd.readouterr().err
     assert "the user's own line" in err and "oneDNN" not in err

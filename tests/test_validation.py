@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.experiment import parse_experiment
-from harness.runner import run_attacks
-from harness.spec import AttackSpec
+from advharness.config.experiment import parse_experiment
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError
+from advharness.execution.api import run_attacks
 
 GOOD = {
     "name": "t", "data": {"dataset": "digits", "n_samples": 4},
@@ -103,7 +103,7 @@ class _Linear:
     def make(softmax: bool = False):  # type: ignore[no-untyped-def]
         import torch
 
-        from harness.torch_model import TorchModel
+        from advharness.models.torch_model import TorchModel
 
         torch.manual_seed(0)
         layers: list[torch.nn.Module] = [torch.nn.Flatten(), torch.nn.Linear(16, 3)]
@@ -155,7 +155,7 @@ def test_unknown_library_in_api() -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, text=True,
+    return subprocess.run([sys.executable, "-m", "advharness", *args], cwd=cwd, text=True,
                           capture_output=True, timeout=300)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.errors import HarnessError
-from harness.experiment import Experiment, parse_experiment
+from advharness.config.experiment import Experiment, parse_experiment
+from advharness.core.errors import HarnessError
 
 SOURCE = "fuzz.yaml"
 VALID: dict[str, Any] = {

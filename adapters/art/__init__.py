@@ -1,0 +1,1 @@
+"""ART (Adversarial Robustness Toolbox) adapter."""

@@ -1,0 +1,1 @@
+"""One cell: white-box batch, black-box per sample, transfer; and the dispatch between them."""

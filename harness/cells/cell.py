@@ -1,0 +1,189 @@
+"""Run one cell: one (model, attack spec, library) on one batch, refereed by the harness.
+
+Any failure becomes a row: ``unsupported`` (the adapter's reason), ``violation`` (the attack
+asked a query-only oracle for a gradient) or ``error`` (the exception's type and message).
+A crash in one cell never loses another.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from advharness.adapters.base import AttackOutput, AttackRequest, LibraryCall
+from advharness.config.spec import ResolvedSpec
+from advharness.core.errors import Unsupported
+from advharness.core.seeding import seed_everything
+from advharness.judging.ledger import QueryLedger
+from advharness.judging.referee import judge, summarize
+from advharness.models.base import WrappedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """A model and the batch it is attacked on (``x`` in the model's layout)."""
+
+    model: WrappedModel
+    x: np.ndarray
+    y: np.ndarray
+    clean_pred: np.ndarray
+    targets: np.ndarray | None
+    #: Transfer cells: the source model and the same batch in its layout (crafted there).
+    source: CellInputs | None = None
+
+
+@dataclass
+class CellResult:
+    summary: dict[str, Any]
+    records: pd.DataFrame | None
+    x_adv: np.ndarray | None
+
+
+def attack_batch(
+    adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int, batch_size: int,
+    base: dict[str, Any], on_call: Callable[[LibraryCall], None] | None = None,
+) -> CellResult:
+    """Attack ``inputs.model`` (all restarts) and referee the result on it (``on_call``:
+    given each library call as the adapter announces it, before the library runs)."""
+    model = inputs.model
+    ledger = make_ledger(inputs, spec) if spec.threat_model != "white-box" else None
+    x_best: np.ndarray | None = None
+    records: pd.DataFrame | None = None
+    elapsed, fwd, bwd = 0.0, 0, 0
+    call: LibraryCall | None = None
+    adapter.import_library(model.framework)  # before seeding: imports may draw random numbers
+    for restart in range(spec.restarts):
+        seed_everything(seed + restart)
+        model.counter.reset()
+        request = AttackRequest(model=model, x=inputs.x, y=inputs.y, targets=inputs.targets,
+                                spec=spec, seed=seed + restart, batch_size=batch_size,
+                                on_call=on_call)
+        t0 = time.perf_counter()
+        if ledger is None:
+            out = adapter.run(request)
+        else:
+            with model.with_ledger(ledger):
+                out = run_per_sample(adapter, request, ledger, inputs.clean_pred)
+        elapsed += time.perf_counter() - t0
+        counts = model.counter.read()
+        fwd, bwd = fwd + counts.forward, bwd + counts.backward
+        call = out.call
+        # With a budget the result is the best adversarial the oracle answered within it.
+        x_out = ledger.best_within_budget() if ledger is not None and spec.budget else out.x_adv
+        verdict = judge(
+            x=inputs.x, y=inputs.y, x_adv=x_out, clean_pred=inputs.clean_pred,
+            adv_pred=model.predict(np.nan_to_num(x_out)), bounds=model.bounds,
+            norm=spec.norm, eps=spec.eps, enforce_eps=spec.kind == "fixed",
+            targets=inputs.targets,
+        ).records
+        if x_best is None or records is None:
+            x_best, records = x_out.copy(), verdict
+        else:  # keep each sample's first success; otherwise take the newest attempt
+            take = ~records["success"].to_numpy()
+            x_best[take] = x_out[take]
+            records = (pd.concat([records[~take], verdict[take]])
+                       .sort_values("sample").reset_index(drop=True))
+    assert records is not None and call is not None
+    n = max(len(inputs.x), 1)
+    summary = {
+        **base, "status": "ok", "reason": "",
+        **summarize(records, spec.norm),
+        "time_s": elapsed, "forward_per_sample": fwd / n, "backward_per_sample": bwd / n,
+        "queries_per_sample": (fwd + bwd) / n, "restarts": spec.restarts,
+        "library_call": call.to_json(),
+    }
+    if ledger is not None:
+        records = records.assign(**ledger.columns(spec.query_levels))
+        summary.update(query_summary(records, spec))
+    if summary["n_nonfinite"]:  # a fault, not just failed samples: the row says so
+        summary.update(status="error", reason=(
+            f"the library returned NaN/inf for {summary['n_nonfinite']} of {len(inputs.x)} "
+            "samples (refereed as failures)"))
+    return CellResult(summary, records, x_best)
+
+
+def make_ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:
+    """The per-sample ledger of a black-box cell on ``inputs``."""
+    model = inputs.model
+    return QueryLedger(x=inputs.x, y=inputs.y, targets=inputs.targets,
+                       bounds=model.bounds, norm=spec.norm,
+                       eps=spec.eps, enforce_eps=spec.kind == "fixed", budget=spec.budget)
+
+
+def run_per_sample(adapter: Any, request: AttackRequest, ledger: QueryLedger,
+                   clean_pred: np.ndarray) -> AttackOutput:
+    """Call the library once per sample, so the ledger attributes every query exactly.
+
+    Samples the model already misclassifies are not attacked (0 queries; they never count
+    as successes). The other inputs of the batch travel as ``request.pool`` (starting points
+    some attacks take from the attacker's own images).
+    """
+    spec = request.spec
+    reason = adapter.unsupported_reason(spec.attack, spec.norm, request.model.framework,
+                                        spec.targeted)
+    if reason:
+        raise Unsupported(reason)
+    x_adv = np.array(request.x, dtype=np.float32, copy=True)
+    calls: list[LibraryCall] = []
+
+    def record(call: LibraryCall) -> None:
+        calls.append(call)
+        request.announce(call)
+
+    todo = np.flatnonzero(clean_pred == request.y)
+    for i in todo:
+        one = slice(int(i), int(i) + 1)
+        sub = replace(request, x=request.x[one], y=request.y[one], pool=request.x,
+                      targets=None if request.targets is None else request.targets[one],
+                      on_call=record)
+        ledger.begin(int(i))
+        try:
+            x_adv[i] = adapter.run(sub).x_adv[0]
+        except Exception:
+            # The oracle stopped the attack at the budget (TF turns our exception into its
+            # own error type, so ask the ledger); the ledger holds the best result in budget.
+            if not ledger.exhausted():
+                raise
+        finally:
+            ledger.end()
+    call = calls[-1] if calls else None
+    if call is None:
+        call = LibraryCall(callable="(not called)", kwargs={},
+                           notes=["no sample was classified correctly: nothing to attack"])
+    call.notes = [*call.notes, f"one library call per sample ({len(todo)} of {len(x_adv)} "
+                  "attacked; samples the model already misclassifies are skipped) so every "
+                  "query is attributed to its sample exactly"]
+    if spec.budget is not None:
+        call.notes.append(f"budget {spec.budget} queries per sample, enforced by the oracle: "
+                          "a query past it stops the attack on that sample; the result is the "
+                          "best valid adversarial the oracle answered within the budget")
+    return AttackOutput(x_adv, call)
+
+
+def query_summary(records: pd.DataFrame, spec: ResolvedSpec) -> dict[str, Any]:
+    """Per-cell query statistics over the attacked (initially correct) samples."""
+    attacked = records[records["correct"]]
+    q = attacked["queries"].to_numpy()
+    out: dict[str, Any] = {
+        "budget": spec.budget,
+        "queries_mean": float(q.mean()) if len(q) else float("nan"),
+        "queries_median": float(np.median(q)) if len(q) else float("nan"),
+        "queries_max": int(q.max()) if len(q) else 0,
+        "n_stopped_at_budget": int(attacked["stopped_at_budget"].sum()),
+    }
+    first = attacked.get("first_success_query_at_eps", attacked["first_success_query"])
+    for level in spec.query_levels:
+        hit = (first.to_numpy() <= level) if len(attacked) else np.zeros(0, bool)
+        out[f"success_at_q{level}"] = float(hit.mean()) if len(hit) else float("nan")
+        if spec.kind == "minimal":
+            norms = attacked[f"norm_at_q{level}"].to_numpy()
+            out[f"median_norm_at_q{level}"] = float(np.median(norms)) if len(norms) else float("nan")
+    return out

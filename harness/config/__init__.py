@@ -1,0 +1,1 @@
+"""Configuration: the attack catalogue, specs, grids, experiment files and their validation."""

@@ -1,0 +1,385 @@
+"""Experiment files (YAML): parsed and validated before anything runs."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR, LIBRARIES
+from advharness.config.experiment_checks import (
+    param_size_problems,
+    plan_too_large,
+    scale_problems,
+    unique_specs,
+)
+from advharness.config.fields import Bool, Float, Int
+from advharness.config.grid import (
+    DEFAULT_MAX_CELLS,
+    Expansion,
+    Problem,
+    apply_overrides,
+    expand_experiment,
+    locate,
+)
+from advharness.config.spec import AttackSpec
+from advharness.core.errors import HarnessError
+from advharness.core.types import Layout, Outputs
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Longest experiment name: it names the results directory (file names stop at 255 bytes).
+MAX_NAME_LENGTH = 100
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Literal["digits", "mnist"] = "digits"
+    split: Literal["train", "test"] = "test"
+    n_samples: Int = Field(default=64, ge=1)
+    offset: Int = Field(default=0, ge=0)
+    path: str | None = None
+    #: The range models get the pixels in: ``[low, high]``, which every model's ``bounds``
+    #: must equal, or ``model``: each model gets them mapped linearly onto its own bounds.
+    scale: tuple[float, float] | Literal["model"] = (0.0, 1.0)
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale(cls, v: Any) -> Any:
+        if isinstance(v, str) and v == "model":
+            return v
+        if (isinstance(v, list | tuple) and len(v) == 2
+                and all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+                        for b in v) and v[0] < v[1]):
+            return (float(v[0]), float(v[1]))
+        raise ValueError(f"must be [low, high] (finite, low < high) or 'model', got {v!r}")
+
+
+#: Fields that describe how a factory model is wrapped (not for recipe models).
+FACTORY_FIELDS = ("weights", "input_shape", "nb_classes", "bounds", "layout", "outputs")
+
+
+class ModelConfig(BaseModel):
+    """One model: a built-in ``recipe`` in one framework (trained on first use, then cached);
+    a user ``factory`` (``package.module:function`` returning a torch or Keras model, optional
+    ``weights``, wrapped with ``input_shape``, ``nb_classes``, ``bounds``, ``layout``,
+    ``outputs``; see :mod:`advharness.zoo.factory`); or, with ``substitute_of``, a recipe's
+    architecture trained only from another model's answers to ``queries`` queries (ART
+    CopycatCNN; see :mod:`advharness.zoo.substitute`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipe: str | None = None
+    factory: str | None = None
+    weights: str | None = None
+    framework: Literal["torch", "tensorflow"]
+    name: str | None = None
+    input_shape: tuple[Annotated[Int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
+    nb_classes: Int | None = Field(default=None, ge=2)
+    bounds: tuple[Float, Float] = (0.0, 1.0)
+    layout: Layout | None = None
+    outputs: Outputs = "logits"
+    substitute_of: str | None = None
+    queries: Int | None = Field(default=None, ge=1)
+    labels_only: Bool = True
+    epochs: Int = Field(default=10, ge=1)
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, v: str | None) -> str | None:
+        from advharness.config.catalogue import RECIPES
+
+        if v is not None and v not in RECIPES:
+            raise ValueError(f"unknown recipe {v!r}; known: {', '.join(sorted(RECIPES))}")
+        return v
+
+    @field_validator("factory")
+    @classmethod
+    def _importable(cls, v: str | None) -> str | None:
+        from advharness.core.imports import resolve_factory
+
+        if v is not None:
+            resolve_factory(v)  # a HarnessError is a ValueError: reported at models[i].factory
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @field_validator("bounds")
+    @classmethod
+    def _finite_bounds(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
+            raise ValueError(f"must be finite with low < high, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _kind(self) -> ModelConfig:
+        if self.recipe is not None and self.factory is not None:
+            raise ValueError("give recipe or factory, not both")
+        if self.recipe is None and self.factory is None:
+            raise ValueError("a model needs recipe (a built-in) or factory "
+                             "('package.module:function')")
+        if self.substitute_of is not None and self.recipe is None:
+            raise ValueError("a substitute model needs recipe (the architecture it trains)")
+        if self.substitute_of is not None and self.queries is None:
+            raise ValueError("a substitute model needs queries (how many target answers it "
+                             "is trained from)")
+        if self.substitute_of is None and self.queries is not None:
+            raise ValueError("queries is only for substitute models (substitute_of)")
+        if self.recipe is not None:
+            # not model_fields_set: a dumped experiment (defaults written out) must load again
+            extra = [f for f in FACTORY_FIELDS
+                     if getattr(self, f) != type(self).model_fields[f].default]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for factory models (a recipe "
+                                 "states its own)")
+            return self
+        missing = [f for f in ("name", "input_shape", "nb_classes") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a factory model needs {', '.join(missing)}")
+        assert self.input_shape is not None
+        dims = len(self.input_shape)
+        if dims not in (1, 3):
+            raise ValueError(f"input_shape must be (C, H, W), (H, W, C) or (features,), "
+                             f"got {list(self.input_shape)}")
+        if self.layout is not None and (self.layout == "flat") != (dims == 1):
+            raise ValueError(f"layout {self.layout} does not fit input_shape "
+                             f"{list(self.input_shape)}")
+        return self
+
+    @property
+    def resolved_layout(self) -> Layout | None:
+        """A factory model's layout: as given, else NCHW (torch) / NHWC (Keras) for images
+        and flat for vectors; None for recipe models (the recipe states it)."""
+        if self.factory is None or self.input_shape is None:
+            return None
+        if self.layout is not None:
+            return self.layout
+        if len(self.input_shape) == 1:
+            return "flat"
+        return "NCHW" if self.framework == "torch" else "NHWC"
+
+    @property
+    def key(self) -> str:
+        if self.name:
+            return self.name
+        of = f"-of-{self.substitute_of}" if self.substitute_of else ""
+        return f"{'substitute-' if of else ''}{self.recipe}-{self.framework}{of}"
+
+
+class Experiment(BaseModel):
+    """A validated experiment; ``models`` and ``attacks`` are flat (grids expanded)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    seed: Int = 0
+    #: Run every cell once per seed (``seed`` is then left at 0); see :attr:`run_seeds`.
+    seeds: list[Int] | None = Field(default=None, min_length=1)
+    data: DataConfig = Field(default_factory=DataConfig)
+    models: list[ModelConfig] = Field(min_length=1)
+    libraries: list[str] = Field(default_factory=lambda: list(LIBRARIES), min_length=1)
+    attacks: list[AttackSpec] = Field(min_length=1)
+    batch_size: Int = Field(default=256, ge=1)
+    #: Wall-clock limit per cell, in seconds (enforced by the runner).
+    time_limit_s: Float | None = Field(default=None, gt=0)
+    #: Worker processes (None: one per core).
+    workers: Int | None = Field(default=None, ge=1)
+    #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see
+    #: :mod:`advharness.reporting.store`).
+    save_adversarials: bool = False
+    #: At most this many cells (models x attack specs x libraries x seeds): a grid typo is
+    #: refused before anything runs. Raise it in the file or with ``max_cells=N``.
+    max_cells: Int = Field(default=DEFAULT_MAX_CELLS, ge=1)
+    #: A cell whose model classifies less than this share of the clean inputs correctly is
+    #: flagged ``low_clean_accuracy`` (its attack numbers say little).
+    clean_accuracy_floor: Float = Field(default=CLEAN_ACCURACY_FLOOR, ge=0, le=1)
+    #: Wall-clock limit for building each factory model (checked in a child process first).
+    model_build_time_limit_s: Float = Field(default=300.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be letters, digits, '_', '-' or '.', starting with a letter or digit")
+        if len(v) > MAX_NAME_LENGTH:
+            raise ValueError(f"at most {MAX_NAME_LENGTH} characters (it names the results "
+                             f"directory), got {len(v)}")
+        return v
+
+    @field_validator("libraries")
+    @classmethod
+    def _known_libraries(cls, v: list[str]) -> list[str]:
+        for lib in v:
+            if ":" in lib:  # an Adapter subclass of the user's own, by import path
+                from advharness.core.imports import resolve_factory
+
+                try:  # importable and a class here; an Adapter subclass when the plan is made
+                    adapter_class = resolve_factory(lib)
+                except HarnessError as e:
+                    raise ValueError(f"library {lib!r}: {e}") from None
+                if not isinstance(adapter_class, type):
+                    raise ValueError(f"library {lib!r} is not a class (an Adapter subclass)")
+            elif lib not in LIBRARIES:
+                raise ValueError(f"unknown library {lib!r}; known: {', '.join(LIBRARIES)} "
+                                 "(or module:Class for an Adapter subclass)")
+        if len(set(v)) != len(v):
+            raise ValueError("libraries are listed more than once")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("seeds are listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Experiment:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.seeds is not None and self.seed != 0:
+            problems.append((("seeds",), "give seed or seeds, not both"))
+        keys = [m.key for m in self.models]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            problems.append(((), f"model names must be unique; repeated: {dup}"))
+        plain = [m.key for m in self.models if m.substitute_of is None]
+        problems += scale_problems(self)
+        for i, m in enumerate(self.models):
+            if m.substitute_of is not None and m.substitute_of not in plain:
+                problems.append((("models", i, "substitute_of"),
+                                 f"{m.substitute_of!r} is not one of the recipe models "
+                                 f"({', '.join(plain)})"))
+        problems += param_size_problems(self)
+        for i, a in enumerate(self.attacks):
+            if a.source is not None and a.source not in keys:
+                problems.append((("attacks", i, "source"),
+                                 f"{a.source!r} is not one of the models ({', '.join(keys)})"))
+            for j, name in enumerate(a.target_models or ()):
+                if name not in keys or name == a.source:
+                    problems.append((("attacks", i, "target_models", j),
+                                     f"{name!r} is not one of the models other than the source"))
+        too_many = plan_too_large(self)
+        if too_many:
+            problems.append(((), too_many))
+        if problems:
+            raise _located(problems)
+        return self
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The experiment seeds every cell runs with: ``seeds``, else ``[seed]``."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    def grid_size(self, n_libraries_override: int | None = None) -> int:
+        """Cells at most: models x attacks x libraries x seeds (transfer specs skip their
+        source model, so a run may have fewer)."""
+        libs = len(self.libraries) if n_libraries_override is None else n_libraries_override
+        return len(self.models) * len(self.attacks) * libs * len(self.run_seeds)
+
+
+def _located(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
+    """A ValidationError whose entries carry their own locations (cross-field checks)."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    details = [InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
+               for loc, msg in problems]
+    return ValidationError.from_exception_data("Experiment", details)
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """``("attacks", 3, "eps")`` -> ``attacks[3].eps``; ``()`` -> ``<experiment>``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{str(part)!r}]"
+    return out or "<experiment>"
+
+
+def _message(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    msg = msg.replace("Input should be greater than or equal to", "must be >=")
+    msg = msg.replace("Input should be greater than", "must be >")
+    msg = msg.replace("Input should be a finite number", "must be a finite number")
+    return " ".join(msg.split())
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem, each with its location, e.g. ``attacks[3].eps: must be >= 0``."""
+    return "\n".join(f"{format_loc(e['loc'])}: {_message(e['msg'])}" for e in err.errors())
+
+
+_CROSS_REFERENCES = (("attacks", "source"), ("attacks", "target_models"), ("models", "substitute_of"))
+
+
+def _problems(err: ValidationError, expansion: Expansion) -> list[Problem]:
+    """The validator's problems, less those caused by grid entries left out."""
+    out: list[Problem] = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "too_short" and len(loc) == 1 and loc[0] in expansion.dropped:
+            continue  # its entries had grid problems, reported already
+        if ("models" in expansion.dropped and e["type"] == "value_error" and len(loc) >= 3
+                and (loc[0], loc[2]) in _CROSS_REFERENCES):
+            continue  # may name a model left out
+        out.append((loc, _message(e["msg"])))
+    return out
+
+
+def parse_experiment(data: Any, source: str = "experiment",
+                     overrides: Sequence[str] = ()) -> Experiment:
+    """Validate a mapping (e.g. parsed YAML) into an :class:`Experiment`.
+
+    ``overrides`` (``path=value``, see :func:`advharness.config.grid.apply_overrides`) are applied
+    first, then grids are expanded. Every problem is reported, one line each:
+    ``<source>: <location>: <message>``.
+    """
+    if not isinstance(data, dict):
+        raise HarnessError(f"{source}: expected a mapping at the top level")
+    try:
+        data = apply_overrides(data, overrides)
+    except HarnessError as e:
+        raise HarnessError("\n".join(f"{source}: {line}" for line in str(e).splitlines())) from None
+    expansion = expand_experiment(data)
+    problems = list(expansion.problems)
+    exp = None
+    try:
+        exp = Experiment.model_validate(expansion.data)
+    except ValidationError as e:
+        problems += locate(_problems(e, expansion), expansion)
+    if problems or exp is None:
+        order = {k: n for n, k in enumerate(data)}  # file order: top-level key, then entry
+
+        def position(p: Problem) -> tuple[int, int]:
+            loc = p[0]
+            entry = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else -1
+            return (order.get(loc[0], len(order)) if loc else -1, entry)
+
+        lines = [f"{source}: {format_loc(loc)}: {msg}" for loc, msg in sorted(problems, key=position)]
+        raise HarnessError("\n".join(dict.fromkeys(lines)))
+    return exp.model_copy(update={"attacks": unique_specs(exp.attacks)})
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read and validate an experiment file (``overrides`` as in :func:`parse_experiment`)."""
+    from advharness.config.yaml_loader import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"experiment file not found: {p}")
+    return parse_experiment(load_file(p), str(p), overrides)

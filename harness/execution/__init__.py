@@ -1,0 +1,1 @@
+"""Running: plan, worker, backends, run lock, the experiment orchestrator, the in-memory API."""

@@ -1,0 +1,137 @@
+"""Plan an experiment: its cells, in table order, each keyed by a content hash.
+
+A cell is (run seed, model, attack spec, library). Its key hashes everything that decides
+its result: the resolved spec (without a minimum-norm attack's eps, which only changes
+reporting), the library and its version, the model's identity (recipe
+cache stem - recipe version, hyperparameters and training-data hashes -, factory
+fingerprint, or substitute recipe and target, and in every case the hash of the built
+model's parameters and buffers, so weights a factory loads by itself or a changed helper
+module that changes them give new keys), the exact input batch, the cell seed, the batch
+size and the harness version. Same experiment, same seed -> same keys, so a re-run skips
+finished cells, and any change that could change a result gives a new key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from advharness.adapters import get_adapter
+from advharness.config.experiment import Experiment, ModelConfig
+from advharness.core.seeding import content_key, derive_seed
+from advharness.zoo.data import Dataset
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One cell to run: picklable, self-describing (fault rows are built from ``row``)."""
+
+    index: int
+    key: str
+    model: str
+    spec: dict[str, Any]  # AttackSpec fields (validated again in the worker)
+    library: str
+    seed: int  # the cell's seed
+    run_seed: int  # the experiment seed this cell belongs to
+    row: dict[str, Any] = field(default_factory=dict)  # identifying columns of its table row
+    #: The radius this task reports at (a minimum-norm spec's eps; the cell runs without it).
+    report_eps: float | None = None
+    #: parameter hashes of the models the cell runs on (its model, a transfer source), as
+    #: planned: a worker checks that the models it built are these
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def model_identity(mc: ModelConfig, exp: Experiment,
+                   params: Mapping[str, str]) -> dict[str, Any]:
+    """What identifies a model: how it is made (read without loading it) and ``params[key]``,
+    the hash of its built parameters (:meth:`WrappedModel.parameter_hash`; None when the
+    model was not built)."""
+    from advharness.zoo.recipes import cache_paths
+
+    d = exp.data
+    built = {"params": params.get(mc.key)}
+    if mc.substitute_of is not None:
+        target = next(m for m in exp.models if m.key == mc.substitute_of)
+        return {"substitute": mc.model_dump(mode="json"),
+                "target": model_identity(target, exp, params),
+                "data": d.model_dump(mode="json", exclude={"scale"}),  # on [0, 1]: validated
+                "seed": exp.seed, **built}
+    if mc.factory is not None:
+        from advharness.zoo.factory import model_fingerprint
+
+        return {"factory": model_fingerprint(mc), **built}
+    assert mc.recipe is not None  # validated: exactly one of recipe / factory
+    return {"recipe": cache_paths(mc.recipe, mc.framework, data_path=d.path)[0].stem, **built}
+
+
+def _data_identity(data_hash: str, mc: ModelConfig) -> Any:
+    """The batch model ``mc`` is given: the dataset's, mapped onto the model's bounds (keys of
+    models with bounds [0, 1], given the data as loaded, are unchanged)."""
+    if tuple(mc.bounds) == (0.0, 1.0):
+        return data_hash
+    return {"sha256": data_hash, "scaled_to": list(mc.bounds)}
+
+
+def family(mc: ModelConfig) -> str:
+    if mc.substitute_of is not None:
+        return f"substitute:{mc.recipe}"
+    return mc.recipe if mc.recipe is not None else mc.key
+
+
+def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[CellTask]:
+    """Every cell of ``exp`` on ``ds`` (the evaluated batch), in table order.
+
+    ``params``: each built model's parameter hash by key (computed once, by the process that
+    plans; workers take the keys from the tasks). A minimum-norm spec's ``eps`` is a
+    reporting radius only: the cell is planned (keyed, seeded, run) without it, so specs that
+    differ only in that radius share one cell.
+    """
+    data_hash = ds.fingerprint()
+    identities = {mc.key: model_identity(mc, exp, params) for mc in exp.models}
+    frameworks = {mc.key: mc.framework for mc in exp.models}
+    harness_version = _version("advharness")
+    library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
+    tasks: list[CellTask] = []
+    for run_seed in exp.run_seeds:
+        for mc in exp.models:
+            for a in exp.attacks:
+                if a.source == mc.key or (a.target_models and mc.key not in a.target_models):
+                    continue
+                reported = a.resolve()
+                spec = reported.for_cell()
+                seed = derive_seed(run_seed, mc.key, spec.label)
+                for lib in exp.libraries:
+                    content = {
+                        "spec": spec.to_dict(), "library": lib,
+                        "library_version": library_versions[lib],
+                        "model": identities[mc.key], "model_key": mc.key,
+                        "source": identities.get(a.source) if a.source else None,
+                        "data": _data_identity(data_hash, mc), "seed": seed,
+                        "run_seed": run_seed,
+                        "batch_size": exp.batch_size, "harness": harness_version,
+                    }
+                    key = content_key(content)
+                    row = {**spec.columns(), "library": lib, "framework": frameworks[mc.key],
+                           "model": mc.key, "family": family(mc),
+                           "threat_model": "transfer" if a.source else spec.threat_model,
+                           "seed": seed, "run_seed": run_seed, "n": len(ds.x),
+                           "cell_key": key, "data_sha256": data_hash,
+                           "batch_size": exp.batch_size,
+                           "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str)}
+                    if a.source:
+                        row["source_model"] = a.source
+                    used = {k: params[k] for k in (mc.key, a.source) if k is not None and k in params}
+                    tasks.append(CellTask(len(tasks), key, mc.key, a.model_dump(mode="json"),
+                                          lib, seed, run_seed, row,
+                                          report_eps=reported.eps, params=used))
+    return tasks

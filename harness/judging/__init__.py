@@ -1,0 +1,1 @@
+"""Judging: the referee (success, norms, violations) and the query ledger."""

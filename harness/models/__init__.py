@@ -1,0 +1,1 @@
+"""Models: the wrapped-model contract, PyTorch and TensorFlow counting wrappers, layouts."""

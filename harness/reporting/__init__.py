@@ -1,0 +1,1 @@
+"""Results: the cell store, results on disk, tables, rendering, the support matrix."""

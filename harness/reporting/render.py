@@ -1,0 +1,202 @@
+"""Rendering the head-to-head table: rich (terminal), plain text, Markdown, LaTeX and CSV.
+
+Every format shows the same rows (:func:`advharness.reporting.tables.table_rows`): a compact label per
+row and, per (library, framework), success rate | robust accuracy (at the row's eps for a
+minimum-norm attack given one), the median perturbation of the successes, wall time and
+queries per sample; ``±`` sample sd and ``n=`` over seeds when several ran.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import pandas as pd
+
+from advharness.config.catalogue import SHORT
+from advharness.reporting.tables import Cell, Row, head_to_head, table_rows
+
+STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
+FORMATS = ("table", "csv", "md", "latex")
+LEGEND = (
+    "cell: success rate (of initially-correct samples) | robust accuracy (minimum-norm "
+    "attacks with an eps: within it); median perturbation norm of the successes; attack wall "
+    "time, forward+backward queries per sample (black-box: exact mean/median per attacked "
+    "sample, <=budget when one is enforced); with several seeds: mean ± sd, n seeds. "
+    "T: targeted. Transfer rows are crafted on the source model and judged on the row's "
+    "model. Numbers in [ ] refer to the notes below.")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if _missing(v) else format(v, spec)
+
+
+def _pm(cell: Cell, metric: str) -> str:
+    sd = cell.sd.get(metric)
+    return _fmt(cell.values.get(metric), ".2f") + ("" if sd is None else f"±{sd:.2f}")
+
+
+def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]:
+    """The entry's text lines and its warning lines (``notes`` numbers failure reasons)."""
+    if cell.status != "ok":
+        n = notes.setdefault(f"{cell.status}: {cell.reason}", len(notes) + 1)
+        return [f"{STATUS_SHORT.get(cell.status, cell.status)} [{n}]"], []
+    v = cell.values
+    at_eps = v.get("kind") == "minimal" and not _missing(v.get("robust_accuracy_at_eps"))
+    sr, ra = (("success_rate_at_eps", "robust_accuracy_at_eps") if at_eps
+              else ("success_rate", "robust_accuracy"))
+    lines = [f"{_pm(cell, sr)} | {_pm(cell, ra)}", f"med {_fmt(v.get('median_norm'), '.3g')}",
+             f"{_fmt(v.get('time_s'), '.2f')}s {_queries(v)}"]
+    if cell.n_seeds > 1 or cell.n_failed_seeds:
+        failed = f", {cell.n_failed_seeds} failed" if cell.n_failed_seeds else ""
+        lines.append(f"n={cell.n_seeds}{failed}")
+    return lines, _flags(v)
+
+
+def _queries(v: dict[str, Any]) -> str:
+    """``12q`` (mean per sample); black-box cells: ``mean/median q`` and ``<=budget``."""
+    median = v.get("queries_median")
+    if v.get("threat_model") == "transfer":
+        trained: Any = v.get("substitute_queries")
+        return "0q" + ("" if _missing(trained) else f" (+{int(trained)} to train)")
+    if _missing(median):
+        return f"{_fmt(v.get('queries_per_sample'), '.0f')}q"
+    text = f"{_fmt(v.get('queries_mean'), '.0f')}/{_fmt(median, '.0f')}q"
+    budget: Any = v.get("budget")
+    return text + ("" if _missing(budget) else f" <={int(budget)}")
+
+
+def _flags(v: dict[str, Any]) -> list[str]:
+    flags = [f"{int(v[col])} {name}" for col, name in (
+        ("n_eps_violations", "eps-viol"), ("n_box_violations", "box-viol"),
+        ("n_degenerate", "degen."), ("n_nonfinite", "nan"),
+        ("low_clean_accuracy", "low clean acc.")) if v.get(col)]
+    if v.get("beats_white_box", False):
+        flags.append("beats white-box: masking?")
+    return [", ".join(flags)] if flags else []
+
+
+def _columns(rows: list[Row], summary: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(summary["library"], summary["framework"], strict=True)))
+
+
+def render(summary: pd.DataFrame, title: str = "head-to-head", per_seed: bool = False) -> Any:
+    """A rich renderable: the table plus numbered footnotes for unsupported/error cells."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = table_rows(summary, per_seed)
+    table = Table(title=title, show_lines=True)
+    groups = _columns(rows, summary) if rows else []
+    table.add_column("attack", no_wrap=True)
+    for lib, fw in groups:
+        table.add_column(f"{lib}\n{SHORT.get(fw, fw)}", justify="right")
+    notes: dict[str, int] = {}
+    for row in rows:
+        first, *rest = row.label.split("\n")
+        label = escape(first) + "".join(f"\n[dim]{escape(r)}[/dim]" for r in rest)
+        cells = []
+        for g in groups:
+            cell = row.cells.get(g)
+            if cell is None:
+                cells.append("")
+                continue
+            lines, warn = cell_lines(cell, notes)
+            text = "\n".join(escape(x) for x in lines)
+            if cell.status != "ok":
+                text = f"[yellow]{text}[/yellow]"
+            cells.append(text + "".join(f"\n[red]{escape(w)}[/red]" for w in warn))
+        table.add_row(label, *cells)
+    foot = Text("\n".join(f"[{n}] {text}" for text, n in notes.items()))
+    return Group(table, Text(LEGEND, style="dim"), foot)
+
+
+def render_text(summary: pd.DataFrame, title: str = "head-to-head", width: int = 160,
+                per_seed: bool = False) -> str:
+    """The rendered table as plain text (for logs and tests)."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(render(summary, title, per_seed))
+    return console.export_text()
+
+
+def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[list[str]]],
+                                                          dict[str, int]]:
+    """Header and rows of text lines per entry, for the plain-text formats."""
+    rows = table_rows(summary, per_seed)
+    groups = _columns(rows, summary) if rows else []
+    notes: dict[str, int] = {}
+    body = []
+    for row in rows:
+        entries = [row.label.split("\n")]
+        for g in groups:
+            cell = row.cells.get(g)
+            if cell is None:
+                entries.append([])
+            else:
+                lines, warn = cell_lines(cell, notes)
+                entries.append(lines + warn)
+        body.append(entries)
+    return ["attack", *[f"{lib} {SHORT.get(fw, fw)}" for lib, fw in groups]], body, notes
+
+
+def to_markdown(summary: pd.DataFrame, per_seed: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (lines within an entry joined by ``<br>``)."""
+    header, body, notes = _grid(summary, per_seed)
+
+    def esc(t: str) -> str:
+        return t.replace("|", "\\|")
+
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join("<br>".join(esc(x) for x in e) for e in entries) + " |"
+            for entries in body]
+    out += [""] + [f"[{n}] {esc(text)}" for text, n in notes.items()]
+    return "\n".join(out).rstrip() + "\n"
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+          "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+          "±": r"$\pm$", "<=": r"$\le$"}
+
+
+def _latex(text: str) -> str:
+    out = text.replace("\\", "\x00")
+    for k, v in _LATEX.items():
+        if k != "\\":
+            out = out.replace(k, v)
+    return out.replace("\x00", _LATEX["\\"])
+
+
+def to_latex(summary: pd.DataFrame, per_seed: bool = False) -> str:
+    """A LaTeX ``tabular`` (booktabs rules; entries as ``\\shortstack``), notes after it."""
+    header, body, notes = _grid(summary, per_seed)
+
+    def entry(lines: list[str]) -> str:
+        if len(lines) <= 1:
+            return _latex(lines[0]) if lines else ""
+        return r"\shortstack{" + r" \\ ".join(_latex(x) for x in lines) + "}"
+
+    out = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+           " & ".join(_latex(h) for h in header) + r" \\", r"\midrule"]
+    out += [" & ".join(entry(e) for e in entries) + r" \\" for entries in body]
+    out += [r"\bottomrule", r"\end{tabular}"]
+    out += [f"% [{n}] {text}" for text, n in notes.items()]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(summary: pd.DataFrame, per_seed: bool = False) -> str:
+    """The head-to-head DataFrame as CSV, columns named ``library/framework/metric``."""
+    table = head_to_head(summary, per_seed)
+    if table.empty:
+        return ""
+    flat = table.copy()
+    flat.columns = ["/".join(map(str, c)) for c in flat.columns]
+    return flat.reset_index().to_csv(index=False)

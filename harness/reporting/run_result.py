@@ -1,0 +1,87 @@
+"""A run's result (summary + per-sample records) and the one way its table is assembled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR
+from advharness.judging.referee import flag_gradient_masking, flag_low_clean_accuracy, report_at_eps
+
+
+@dataclass
+class RunResult:
+    """What a run produced: per-cell ``summary`` and per-sample ``records`` DataFrames."""
+
+    summary: pd.DataFrame
+    records: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    #: Stored cells left out because a newer cell of the same setting replaced them.
+    superseded: int = 0
+    #: Adversarial examples by ``cell`` (the summary's column), in the attacked model's
+    #: layout; set by ``run_attacks(..., return_adversarials=True)``, else None (see
+    #: :func:`advharness.reporting.results.read_adversarials` for a results directory).
+    adversarials: dict[int, np.ndarray] | None = None
+
+    def table(self) -> pd.DataFrame:
+        """The head-to-head table (see :func:`advharness.reporting.tables.head_to_head`)."""
+        from advharness.reporting.tables import head_to_head
+
+        return head_to_head(self.summary)
+
+
+def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | None]]
+             ) -> RunResult:
+    """The result tables from stored or fresh cells: ``(row, records, report_eps)`` each.
+
+    Each row is reported at its radius (:func:`advharness.judging.referee.report_at_eps`), flagged
+    ``low_clean_accuracy`` below its ``clean_accuracy_floor`` and numbered (``cell``); its
+    records get the cell's identifying columns, so no analysis needs to parse a spec string.
+    """
+    rows, recs = [], []
+    ids = ("cell", "cell_key", "library", "framework", "model", "attack", "kind", "norm", "eps",
+           "targeted", "threat_model")
+    for i, (stored, records, eps) in enumerate(cells):
+        row, records = report_at_eps(stored, records, eps, str(stored.get("norm")),
+                                     stored.get("kind") == "minimal")
+        row = {"cell": i, **row}
+        rows.append(row)
+        if records is not None and len(records):
+            r = records.assign(**{k: row.get(k) for k in ids},
+                               **({"run_seed": row["run_seed"]} if "run_seed" in row else {}))
+            front = [c for c in (*ids, "run_seed") if c in r.columns]
+            recs.append(r[[*front, *[c for c in records.columns if c not in front]]])
+    summary = tidy_summary(pd.DataFrame(rows))
+    if len(summary):
+        summary["beats_white_box"] = flag_gradient_masking(summary)
+        floor = summary.get("clean_accuracy_floor", pd.Series(CLEAN_ACCURACY_FLOOR,
+                                                              index=summary.index))
+        summary["low_clean_accuracy"] = flag_low_clean_accuracy(
+            summary, floor.fillna(CLEAN_ACCURACY_FLOOR))
+    records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
+    return RunResult(summary=summary, records=records_df)
+
+
+def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Column types a reader can rely on: numeric ``eps``/``step_size`` (NaN where none),
+    nullable integers for ``steps``/``restarts``/``budget``, and ``param_*`` columns that
+    mix strings and numbers (different attacks) as strings."""
+    s = summary.copy()
+    for col in ("eps", "step_size"):
+        if col in s:
+            s[col] = pd.to_numeric(s[col], errors="coerce").astype("float64")
+    for col in ("steps", "restarts", "budget"):
+        if col in s:
+            s[col] = pd.to_numeric(s[col], errors="coerce").astype("Int64")
+    for col in [c for c in s.columns if c.startswith("param_")]:
+        values = s[col].dropna()
+        if values.map(type).nunique() > 1 and (values.map(lambda v: isinstance(v, str))).any():
+            s[col] = s[col].map(lambda v: v if v is None or isinstance(v, str) or
+                                (isinstance(v, float) and np.isnan(v)) else str(v))
+    return s
