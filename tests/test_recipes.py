@@ -244,7 +244,7 @@ def test_out_of_range_training_label_is_refused(tmp_path: Path, framework: str) 
 
 def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ADVHARNESS_CACHE", raising=False)
-    repo = Path(recipes.__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parent.parent  # the checkout these tests belong to
     assert recipes.default_cache_dir() == repo / ".advh-cache" / "models"
     monkeypatch.setenv("ADVHARNESS_CACHE", str(tmp_path))
     assert cache_paths("digits_cnn", "torch")[0].parent == tmp_path

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from advharness.adapters.art.common import generate
+from advharness.adapters.art.common import CONVERTERS, generate
 from advharness.adapters.base import AttackOutput, AttackRequest, Impl
 from advharness.core.errors import Unsupported
 from advharness.models.base import WrappedModel
@@ -52,8 +52,6 @@ def _softmax_estimator(model: WrappedModel) -> Any:
     it is the same gradient-refusing oracle); only the scores' form changes.
     """
     def build() -> Any:
-        from advharness.adapters.art.common import CONVERTERS
-
         if model.framework == "torch":
             import torch
 

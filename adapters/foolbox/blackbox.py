@@ -14,11 +14,10 @@ from functools import partial
 from typing import Any
 
 from advharness.adapters.base import AttackOutput, AttackRequest, Impl
+from advharness.adapters.foolbox.common import KwargsAndNotes, run_foolbox
 from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported
 from advharness.models.base import WrappedModel
-
-KwargsAndNotes = tuple[dict[str, Any], list[str]]
 
 CLASSES: dict[str, str] = {
     "boundary": "BoundaryAttack",
@@ -132,8 +131,6 @@ def _blended_noise(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
 def _run(request: AttackRequest,
          translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes]) -> AttackOutput:
     """Translate the spec (the model's layout matters for blur/noise) and run it."""
-    from advharness.adapters.foolbox.common import run_foolbox
-
     kwargs, notes = translate(request.spec, request.model)
     return run_foolbox(request, CLASSES[request.spec.attack], kwargs, notes)
 

@@ -12,19 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from advharness.cells.cell import CellInputs, CellResult, attack_batch
 from advharness.judging.referee import judge, summarize
 from advharness.models.layout import convert
 
 if TYPE_CHECKING:
-    from advharness.cells.cell import CellInputs, CellResult
     from advharness.config.spec import ResolvedSpec
 
 
 def run_transfer(adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int,
                  batch_size: int, base: dict[str, Any], on_call: Any = None) -> CellResult:
     """Attack ``inputs.source`` white-box with ``adapter``; referee the result on ``inputs.model``."""
-    from advharness.cells.cell import CellResult, attack_batch
-
     source, target = inputs.source, inputs.model
     assert source is not None
     before = target.counter.read()
