@@ -55,7 +55,8 @@ def _finish(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> tuple[s
 
 
 def _stored(out: Path) -> int:
-    return len(list((out / "cells").glob("*.json")))
+    """Finished cells (not the hidden temporary file of a write in progress)."""
+    return sum(not p.name.startswith(".") for p in (out / "cells").glob("*.json"))
 
 
 def _wait_for_cells(proc: subprocess.Popen[bytes], out: Path, n: int) -> None:
