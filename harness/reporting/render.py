@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from advharness.config.catalogue import SHORT
-from advharness.reporting.tables import Cell, Row, head_to_head, table_rows
+from advharness.reporting.tables import Cell, head_to_head, table_rows
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
 FORMATS = ("table", "csv", "md", "latex")
@@ -81,7 +81,7 @@ def _flags(v: dict[str, Any]) -> list[str]:
     return [", ".join(flags)] if flags else []
 
 
-def _columns(rows: list[Row], summary: pd.DataFrame) -> list[tuple[str, str]]:
+def _columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
     return list(dict.fromkeys(zip(summary["library"], summary["framework"], strict=True)))
 
 
@@ -94,7 +94,7 @@ def render(summary: pd.DataFrame, title: str = "head-to-head", per_seed: bool = 
 
     rows = table_rows(summary, per_seed)
     table = Table(title=title, show_lines=True)
-    groups = _columns(rows, summary) if rows else []
+    groups = _columns(summary) if rows else []
     table.add_column("attack", no_wrap=True)
     for lib, fw in groups:
         table.add_column(f"{lib}\n{SHORT.get(fw, fw)}", justify="right")
@@ -132,7 +132,7 @@ def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[l
                                                           dict[str, int]]:
     """Header and rows of text lines per entry, for the plain-text formats."""
     rows = table_rows(summary, per_seed)
-    groups = _columns(rows, summary) if rows else []
+    groups = _columns(summary) if rows else []
     notes: dict[str, int] = {}
     body = []
     for row in rows:

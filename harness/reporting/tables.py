@@ -141,8 +141,13 @@ def label_of(key: dict[str, Any], shown: list[str], show_family: bool) -> str:
 
 def table_rows(summary: pd.DataFrame, per_seed: bool = False) -> list[Row]:
     """The table's rows in first-appearance order (see the module docstring)."""
+    return _build(summary, per_seed)[2]
+
+
+def _build(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], bool, list[Row]]:
+    """The key's column names, whether several seeds are pooled per row, and the rows."""
     if summary.empty:
-        return []
+        return [], False, []
     s = prepare_summary(summary)
     keys = row_keys(s)
     varying = varying_by_attack(s)
@@ -167,7 +172,8 @@ def table_rows(summary: pd.DataFrame, per_seed: bool = False) -> list[Row]:
                     f"cells {ids} share the table row {rows[k].label!r} for {col[0]} "
                     f"{col[1]}: the row key misses a setting that tells them apart (a bug)")
             rows[k].cells[col] = _cell(cells)
-    return list(rows.values())
+    several = not per_seed and s["run_seed"].nunique() > 1
+    return keys, several, list(rows.values())
 
 
 def _cell(cells: list[pd.Series]) -> Cell:
@@ -207,14 +213,9 @@ def head_to_head(summary: pd.DataFrame, per_seed: bool = False) -> pd.DataFrame:
     with several seeds also ``<metric>_sd`` and ``n_seeds`` (means over seeds are shown;
     ``per_seed=True`` keeps one row per seed instead).
     """
-    rows = table_rows(summary, per_seed)
+    keys, several, rows = _build(summary, per_seed)
     if not rows:
         return pd.DataFrame()
-    s = prepare_summary(summary)
-    keys = row_keys(s)
-    if per_seed and s["run_seed"].nunique() > 1:
-        keys = [*keys, "run_seed"]
-    several = not per_seed and s["run_seed"].nunique() > 1
     metrics = [*METRICS, "status", *([f"{m}_sd" for m in SPREAD] + ["n_seeds"] if several else [])]
     data: dict[tuple[Any, ...], dict[tuple[str, str, str], Any]] = {}
     for row in rows:
