@@ -28,7 +28,8 @@ def get_adapter(name: str) -> Adapter:
         return load_adapter_class(name)()
     raise HarnessError(
         f"unknown library {name!r}; known libraries: {', '.join(ADAPTERS)} "
-        "(or module:Class for an Adapter subclass)")
+        "(or module:Class for an Adapter subclass)"
+    )
 
 
 def load_adapter_class(path: str) -> type[Adapter]:

@@ -58,8 +58,12 @@ class LibraryCall:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        record = {"callable": self.callable, "kwargs": self.kwargs,
-                  "call_kwargs": self.call_kwargs, "notes": self.notes}
+        record = {
+            "callable": self.callable,
+            "kwargs": self.kwargs,
+            "call_kwargs": self.call_kwargs,
+            "notes": self.notes,
+        }
         return json.dumps(_finite(record), default=_jsonable, sort_keys=True, allow_nan=False)
 
 

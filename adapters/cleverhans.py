@@ -27,17 +27,22 @@ _PKG = {"torch": "cleverhans.torch.attacks", "tensorflow": "cleverhans.tf2.attac
 _TF_LOSS = "tf.nn.sparse_softmax_cross_entropy_with_logits"
 _SET_BY_HARNESS = frozenset({"model_fn", "x", "y", "y_target", "image_target"})
 
-_SANITY_NOTE = ("sanity_checks=False: CleverHans' check does np.all over a list of tensors, "
-                "which raises on numpy>=1.24 (tf2 BIM/Madry default to True)")
-_TF_CW_BROKEN = ("TypeError: 'list' object is not callable (tf2/attacks/carlini_wagner_l2.py:168 "
-                 "calls self.optimizer.variables(); on Keras 3 `variables` is a list). Every call "
-                 "with binary_search_steps >= 1 fails")
+_SANITY_NOTE = (
+    "sanity_checks=False: CleverHans' check does np.all over a list of tensors, "
+    "which raises on numpy>=1.24 (tf2 BIM/Madry default to True)"
+)
+_TF_CW_BROKEN = (
+    "TypeError: 'list' object is not callable (tf2/attacks/carlini_wagner_l2.py:168 "
+    "calls self.optimizer.variables(); on Keras 3 `variables` is a list). Every call "
+    "with binary_search_steps >= 1 fails"
+)
 
-_TF_SPSA_BROKEN = ("ValueError: Argument(s) not recognized: {'lr': 0.01} (tf2/attacks/spsa.py:98: "
-                   "SPSAAdam calls keras Adam.__init__(lr=...); Keras 3 only takes learning_rate). "
-                   "Every call fails; tf2 SPSA also accepts batch size 1 only")
-_HSJ_LINF_TYPEERROR = ("TypeError: min() received an invalid combination of arguments - got "
-                       "(Tensor, float)")
+_TF_SPSA_BROKEN = (
+    "ValueError: Argument(s) not recognized: {'lr': 0.01} (tf2/attacks/spsa.py:98: "
+    "SPSAAdam calls keras Adam.__init__(lr=...); Keras 3 only takes learning_rate). "
+    "Every call fails; tf2 SPSA also accepts batch size 1 only"
+)
+_HSJ_LINF_TYPEERROR = "TypeError: min() received an invalid combination of arguments - got (Tensor, float)"
 
 Kwargs = tuple[dict[str, Any], list[str]]
 
@@ -81,7 +86,8 @@ def _tf_loss() -> Any:
 
 
 _LABELS: dict[str, Callable[[np.ndarray, Any], Any]] = {  # int64 labels beside inputs x
-    "torch": _torch_labels, "tensorflow": _tf_labels,
+    "torch": _torch_labels,
+    "tensorflow": _tf_labels,
 }
 _TO_NUMPY: dict[str, Callable[[Any], np.ndarray]] = {"torch": _torch_numpy, "tensorflow": _tf_numpy}
 
@@ -90,8 +96,14 @@ _TO_NUMPY: dict[str, Callable[[Any], np.ndarray]] = {"torch": _torch_numpy, "ten
 def _common(req: AttackRequest) -> dict[str, Any]:
     """model_fn, x, clip range and labels/targets, shared by every attack."""
     lo, hi = req.model.bounds
-    return {"model_fn": "<model_fn>", "x": "inputs", "clip_min": lo, "clip_max": hi,
-            "y": "targets" if req.spec.targeted else "labels", "targeted": req.spec.targeted}
+    return {
+        "model_fn": "<model_fn>",
+        "x": "inputs",
+        "clip_min": lo,
+        "clip_max": hi,
+        "y": "targets" if req.spec.targeted else "labels",
+        "targeted": req.spec.targeted,
+    }
 
 
 def _budget(req: AttackRequest, iterative: bool) -> dict[str, Any]:
@@ -115,43 +127,75 @@ def _fgm_kwargs(req: AttackRequest) -> Kwargs:
 
 def _pgd_kwargs(req: AttackRequest) -> Kwargs:
     spec, fw = req.spec, req.model.framework
-    kw = {**_common(req), **_budget(req, True), **_tf_loss_kw(req),
-          "rand_init": spec.random_start, "rand_minmax": float(spec.eps or 0.0),
-          "sanity_checks": False}
-    notes = ["rand_minmax = eps passed explicitly (tf2 rand_init defaults to None/off, "
-             "tf2 madry_et_al rand_minmax to 0.3 absolute)", _SANITY_NOTE]
+    kw = {
+        **_common(req),
+        **_budget(req, True),
+        **_tf_loss_kw(req),
+        "rand_init": spec.random_start,
+        "rand_minmax": float(spec.eps or 0.0),
+        "sanity_checks": False,
+    }
+    notes = [
+        "rand_minmax = eps passed explicitly (tf2 rand_init defaults to None/off, "
+        "tf2 madry_et_al rand_minmax to 0.3 absolute)",
+        _SANITY_NOTE,
+    ]
     if spec.random_start and spec.norm == "l2":
-        notes.append("torch L2 random start: uniform in the L-inf cube of radius rand_minmax, "
-                     "then projected onto the L2 ball (lands near its surface)" if fw == "torch"
-                     else "tf2 L2 random start: uniform in the L2 ball (Calafiore et al.)")
+        notes.append(
+            "torch L2 random start: uniform in the L-inf cube of radius rand_minmax, "
+            "then projected onto the L2 ball (lands near its surface)"
+            if fw == "torch"
+            else "tf2 L2 random start: uniform in the L2 ball (Calafiore et al.)"
+        )
     return kw, notes
 
 
 def _bim_kwargs(req: AttackRequest) -> Kwargs:
-    kw = {**_common(req), **_budget(req, True), "rand_init": False,
-          "rand_minmax": float(req.spec.eps or 0.0), "sanity_checks": False}
+    kw = {
+        **_common(req),
+        **_budget(req, True),
+        "rand_init": False,
+        "rand_minmax": float(req.spec.eps or 0.0),
+        "sanity_checks": False,
+    }
     if req.model.framework == "torch":
-        note = ("CleverHans torch has no BIM: projected_gradient_descent with rand_init=False "
-                "is BIM (Kurakin et al.), as its docstring says")
+        note = (
+            "CleverHans torch has no BIM: projected_gradient_descent with rand_init=False "
+            "is BIM (Kurakin et al.), as its docstring says"
+        )
     else:
-        note = ("tf2 basic_iterative_method always calls PGD with rand_init=False; its "
-                "rand_init/rand_minmax arguments are ignored (recorded for completeness)")
+        note = (
+            "tf2 basic_iterative_method always calls PGD with rand_init=False; its "
+            "rand_init/rand_minmax arguments are ignored (recorded for completeness)"
+        )
     return kw, [note, _SANITY_NOTE]
 
 
 def _mim_kwargs(req: AttackRequest) -> Kwargs:
-    kw = {**_common(req), **_budget(req, True),
-          "decay_factor": float(req.spec.params["decay"]), "sanity_checks": False}
-    return kw, ["decay_factor = params.decay; gradient normalised by its mean |g| per sample; "
-                "MIM has no eps_iter <= eps assertion (unlike PGD/BIM)", _SANITY_NOTE]
+    kw = {
+        **_common(req),
+        **_budget(req, True),
+        "decay_factor": float(req.spec.params["decay"]),
+        "sanity_checks": False,
+    }
+    return kw, [
+        "decay_factor = params.decay; gradient normalised by its mean |g| per sample; "
+        "MIM has no eps_iter <= eps assertion (unlike PGD/BIM)",
+        _SANITY_NOTE,
+    ]
 
 
 def _cw_kwargs(req: AttackRequest) -> Kwargs:
     p = req.spec.params
-    kw = {**_common(req), "n_classes": req.model.nb_classes, "lr": float(p["learning_rate"]),
-          "confidence": float(p["confidence"]), "initial_const": float(p["c"]),
-          "binary_search_steps": int(p["binary_search_steps"]),
-          "max_iterations": int(req.spec.steps or 0)}
+    kw = {
+        **_common(req),
+        "n_classes": req.model.nb_classes,
+        "lr": float(p["learning_rate"]),
+        "confidence": float(p["confidence"]),
+        "initial_const": float(p["c"]),
+        "binary_search_steps": int(p["binary_search_steps"]),
+        "max_iterations": int(req.spec.steps or 0),
+    }
     return kw, [
         "initial_const = params.c, lr = params.learning_rate, max_iterations = steps; "
         "torch CW has no abort_early and returns the input where it finds nothing",
@@ -163,11 +207,19 @@ def _cw_kwargs(req: AttackRequest) -> Kwargs:
 
 def _spsa_kwargs(req: AttackRequest) -> Kwargs:
     p = req.spec.params
-    kw = {**_common(req), "eps": float(req.spec.eps or 0.0), "nb_iter": int(req.spec.steps or 0),
-          "norm": _NORM[req.spec.norm], "early_stop_loss_threshold": None,
-          "learning_rate": float(p["learning_rate"]), "delta": float(p["delta"]),
-          "spsa_samples": int(p["samples"]), "spsa_iters": 1, "is_debug": False,
-          "sanity_checks": False}
+    kw = {
+        **_common(req),
+        "eps": float(req.spec.eps or 0.0),
+        "nb_iter": int(req.spec.steps or 0),
+        "norm": _NORM[req.spec.norm],
+        "early_stop_loss_threshold": None,
+        "learning_rate": float(p["learning_rate"]),
+        "delta": float(p["delta"]),
+        "spsa_samples": int(p["samples"]),
+        "spsa_iters": 1,
+        "is_debug": False,
+        "sanity_checks": False,
+    }
     return kw, [
         "spsa_samples = params.samples; torch SPSA evaluates 2 * spsa_samples mirrored (+/- delta) "
         "inputs per step plus one loss query, one sample at a time (it loops over the batch)",
@@ -184,14 +236,21 @@ def _hsj_kwargs(req: AttackRequest) -> Kwargs:
     lo, hi = req.model.bounds
     constraint = _NORM[spec.norm]
     kw: dict[str, Any] = {
-        "model_fn": "<model_fn>", "x": "inputs", "norm": constraint,
+        "model_fn": "<model_fn>",
+        "x": "inputs",
+        "norm": constraint,
         "y_target": "targets" if spec.targeted else None,
         "image_target": "nearest input classified as the target" if spec.targeted else None,
-        "initial_num_evals": int(p["init_evals"]), "max_num_evals": int(p["max_evals"]),
-        "stepsize_search": "geometric_progression", "num_iterations": int(spec.steps or 0),
-        "gamma": float(p["gamma"]), "constraint": constraint,
-        "batch_size": max(1, int(req.batch_size)), "verbose": False,
-        "clip_min": lo, "clip_max": hi,
+        "initial_num_evals": int(p["init_evals"]),
+        "max_num_evals": int(p["max_evals"]),
+        "stepsize_search": "geometric_progression",
+        "num_iterations": int(spec.steps or 0),
+        "gamma": float(p["gamma"]),
+        "constraint": constraint,
+        "batch_size": max(1, int(req.batch_size)),
+        "verbose": False,
+        "clip_min": lo,
+        "clip_max": hi,
     }
     notes = [
         "norm is ignored by CleverHans torch HSJA; constraint (2 or np.inf, compared with ==) "
@@ -202,20 +261,26 @@ def _hsj_kwargs(req: AttackRequest) -> Kwargs:
         "is enough; it attacks one sample at a time",
     ]
     if spec.norm == "linf":
-        notes.append("constraint=np.inf with a float gamma crashes (hop_skip_jump_attack.py:291 "
-                     f"torch.min(tensor, theta): {_HSJ_LINF_TYPEERROR}); gamma is passed as a "
-                     "0-d float32 tensor on the model's device so theta = gamma / d^2 is a "
-                     "tensor (same value)")
+        notes.append(
+            "constraint=np.inf with a float gamma crashes (hop_skip_jump_attack.py:291 "
+            f"torch.min(tensor, theta): {_HSJ_LINF_TYPEERROR}); gamma is passed as a "
+            "0-d float32 tensor on the model's device so theta = gamma / d^2 is a "
+            "tensor (same value)"
+        )
     if spec.targeted:
-        notes.append("targeted: y_target = target class indices (despite the docstring's "
-                     "one-hot) and image_target = the nearest (attack norm) image of the "
-                     "attacker's pool (the cell's other inputs) that the model classifies as "
-                     "the target (one counted query per pool image to find them); inputs "
-                     "already classified as the target, or with no such image, are returned "
-                     "unchanged")
+        notes.append(
+            "targeted: y_target = target class indices (despite the docstring's "
+            "one-hot) and image_target = the nearest (attack norm) image of the "
+            "attacker's pool (the cell's other inputs) that the model classifies as "
+            "the target (one counted query per pool image to find them); inputs "
+            "already classified as the target, or with no such image, are returned "
+            "unchanged"
+        )
     else:
-        notes.append("untargeted HSJA takes no labels: it leaves the model's own top-1 class "
-                     "(one extra query per sample) and initialises from blended uniform noise")
+        notes.append(
+            "untargeted HSJA takes no labels: it leaves the model's own top-1 class "
+            "(one extra query per sample) and initialises from blended uniform noise"
+        )
     return kw, notes
 
 
@@ -224,13 +289,13 @@ def _predict_counted(model_fn: Any, model: WrappedModel, x: np.ndarray, bs: int)
     import torch
 
     with torch.no_grad():
-        outs = [_torch_numpy(model_fn(model.to_tensor(x[i:i + bs]))).argmax(1)
-                for i in range(0, len(x), bs)]
+        outs = [
+            _torch_numpy(model_fn(model.to_tensor(x[i : i + bs]))).argmax(1) for i in range(0, len(x), bs)
+        ]
     return np.concatenate(outs) if outs else np.zeros(0, np.int64)
 
 
-def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int
-                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The attacker's pool and, per row, the index in it of the nearest image classified as
     the row's target (-1: none, or the row is already classified as its target)."""
     assert req.targets is not None
@@ -256,8 +321,10 @@ def _hsj_start_images(req: AttackRequest, model_fn: Any, bs: int
     if already:
         notes.append(f"{already} input(s) already classified as their target: returned unchanged")
     if none:
-        notes.append(f"{none} input(s) had no input of their target class to start from: "
-                     "returned unchanged (attack failure)")
+        notes.append(
+            f"{none} input(s) had no input of their target class to start from: "
+            "returned unchanged (attack failure)"
+        )
     return pool, start, notes
 
 
@@ -285,7 +352,7 @@ def _run_hsj(req: AttackRequest) -> AttackOutput:
     if len(rows) > bs:
         notes.append(f"called once per chunk of {bs} inputs")
     for c in range(0, len(rows), bs):
-        idx = rows[c:c + bs]
+        idx = rows[c : c + bs]
         x = model.to_tensor(req.x[idx])
         live = {**kwargs, "model_fn": model_fn, "x": x}
         if req.spec.targeted:
@@ -293,8 +360,7 @@ def _run_hsj(req: AttackRequest) -> AttackOutput:
             live["y_target"] = _torch_labels(req.targets[idx], x)
             live["image_target"] = model.to_tensor(pool[start[idx]])
         if kwargs["constraint"] == np.inf and isinstance(kwargs["gamma"], int | float):
-            live["gamma"] = torch.tensor(float(kwargs["gamma"]), dtype=torch.float32,
-                                         device=x.device)
+            live["gamma"] = torch.tensor(float(kwargs["gamma"]), dtype=torch.float32, device=x.device)
         x_adv[idx] = _torch_numpy(fn(**live))
     return AttackOutput(x_adv, call)
 
@@ -315,8 +381,9 @@ class _Recipe:
         return _run(self, request)
 
 
-def _merge_options(req: AttackRequest, fn: Callable[..., Any], kwargs: dict[str, Any],
-                   notes: list[str]) -> None:
+def _merge_options(
+    req: AttackRequest, fn: Callable[..., Any], kwargs: dict[str, Any], notes: list[str]
+) -> None:
     """Merge ``library_options["cleverhans"]`` into ``kwargs`` last, noting each one."""
     options = req.spec.options_for("cleverhans")
     params = inspect.signature(fn).parameters
@@ -325,8 +392,10 @@ def _merge_options(req: AttackRequest, fn: Callable[..., Any], kwargs: dict[str,
         if key in _SET_BY_HARNESS:
             raise HarnessError(f"library_options.cleverhans.{key} is set by the harness")
         if key not in params and not open_kw:
-            raise HarnessError(f"library_options.cleverhans.{key}: {fn.__name__} has no such "
-                               f"argument; it takes {', '.join(params)}")
+            raise HarnessError(
+                f"library_options.cleverhans.{key}: {fn.__name__} has no such "
+                f"argument; it takes {', '.join(params)}"
+            )
         was = f" (harness value {kwargs[key]!r})" if key in kwargs else ""
         notes.append(f"library_options: {key}={value!r}{was}")
         kwargs[key] = value
@@ -340,14 +409,18 @@ def _run(recipe: _Recipe, req: AttackRequest) -> AttackOutput:
     fn = _import(path)
     _merge_options(req, fn, kwargs, notes)
     if recipe.step_le_eps and kwargs["eps_iter"] > kwargs["eps"]:
-        raise Unsupported(f"cleverhans {fn.__name__} asserts eps_iter <= eps; got step_size "
-                          f"{kwargs['eps_iter']:g} > eps {kwargs['eps']:g}")
+        raise Unsupported(
+            f"cleverhans {fn.__name__} asserts eps_iter <= eps; got step_size "
+            f"{kwargs['eps_iter']:g} > eps {kwargs['eps']:g}"
+        )
     if req.spec.restarts > 1:
         notes.append("restarts are done by the harness (one CleverHans call per restart)")
     if fw == "torch" and req.spec.norm == "l2" and req.spec.attack in ("fgm", "bim", "pgd"):
-        notes.append("torch L2 steps: CleverHans uses a batch-MEAN cross-entropy and floors the "
-                     "squared gradient norm at 1e-12 (optimize_linear), so very confident samples "
-                     "get a step shorter than eps / eps_iter; the result depends on batch size")
+        notes.append(
+            "torch L2 steps: CleverHans uses a batch-MEAN cross-entropy and floors the "
+            "squared gradient norm at 1e-12 (optimize_linear), so very confident samples "
+            "get a step shorter than eps / eps_iter; the result depends on batch size"
+        )
     labels = req.targets if req.spec.targeted else req.y
     if labels is None:
         raise HarnessError("a targeted attack needs target classes")
@@ -374,8 +447,9 @@ def _fgm_recipe() -> _Recipe:
 
 
 def _pgd_recipe() -> _Recipe:
-    return _Recipe({fw: _path(fw, "projected_gradient_descent") for fw in _PKG}, _pgd_kwargs,
-                   step_le_eps=True)
+    return _Recipe(
+        {fw: _path(fw, "projected_gradient_descent") for fw in _PKG}, _pgd_kwargs, step_le_eps=True
+    )
 
 
 class CleverHansAdapter(Adapter):
@@ -384,25 +458,41 @@ class CleverHansAdapter(Adapter):
 
     name = "cleverhans"
     package = "cleverhans"
-    MODULES = {"torch": ("cleverhans.torch.attacks.projected_gradient_descent",),
-               "tensorflow": ("cleverhans.tf2.attacks.projected_gradient_descent",)}
+    MODULES = {
+        "torch": ("cleverhans.torch.attacks.projected_gradient_descent",),
+        "tensorflow": ("cleverhans.tf2.attacks.projected_gradient_descent",),
+    }
     IMPLS: dict[str, Impl] = {
         "fgsm": Impl(("linf",), _fgm_recipe()),
         "fgm": Impl(("l2",), _fgm_recipe()),
-        "bim": Impl(("linf", "l2"), _Recipe(
-            {"torch": _path("torch", "projected_gradient_descent"),
-             "tensorflow": _path("tensorflow", "basic_iterative_method")},
-            _bim_kwargs, step_le_eps=True)),
+        "bim": Impl(
+            ("linf", "l2"),
+            _Recipe(
+                {
+                    "torch": _path("torch", "projected_gradient_descent"),
+                    "tensorflow": _path("tensorflow", "basic_iterative_method"),
+                },
+                _bim_kwargs,
+                step_le_eps=True,
+            ),
+        ),
         "pgd": Impl(("linf", "l2"), _pgd_recipe()),
-        "mim": Impl(("linf", "l2"), _Recipe(
-            {"tensorflow": _path("tensorflow", "momentum_iterative_method")}, _mim_kwargs),
-            frameworks=("tensorflow",)),
-        "cw": Impl(("l2",), _Recipe(
-            {"torch": _path("torch", "carlini_wagner_l2")}, _cw_kwargs),
-            broken={"tensorflow": _TF_CW_BROKEN}),
+        "mim": Impl(
+            ("linf", "l2"),
+            _Recipe({"tensorflow": _path("tensorflow", "momentum_iterative_method")}, _mim_kwargs),
+            frameworks=("tensorflow",),
+        ),
+        "cw": Impl(
+            ("l2",),
+            _Recipe({"torch": _path("torch", "carlini_wagner_l2")}, _cw_kwargs),
+            broken={"tensorflow": _TF_CW_BROKEN},
+        ),
         # -- black-box: they query model_fn (a query-only oracle under their threat model) --
-        "spsa": Impl(("linf",), _Recipe({"torch": _path("torch", "spsa")}, _spsa_kwargs),
-                     broken={"tensorflow": _TF_SPSA_BROKEN}),
+        "spsa": Impl(
+            ("linf",),
+            _Recipe({"torch": _path("torch", "spsa")}, _spsa_kwargs),
+            broken={"tensorflow": _TF_SPSA_BROKEN},
+        ),
         "hsj": Impl(("l2", "linf"), _run_hsj, frameworks=("torch",)),
     }
 

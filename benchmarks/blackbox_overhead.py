@@ -50,10 +50,19 @@ from advharness.zoo.recipes import load_recipe
 HSJ = {"steps": 5, "max_evals": 100, "init_evals": 20}
 SQUARE = {"eps": 0.1, "steps": 300, "p_init": 0.05}
 SPECS = {
-    "hsj": AttackSpec(attack="hsj", norm="l2", steps=HSJ["steps"],
-                      params={"max_evals": HSJ["max_evals"], "init_evals": HSJ["init_evals"]}),
-    "square": AttackSpec(attack="square", norm="linf", eps=SQUARE["eps"], steps=SQUARE["steps"],
-                         params={"p_init": SQUARE["p_init"]}),
+    "hsj": AttackSpec(
+        attack="hsj",
+        norm="l2",
+        steps=HSJ["steps"],
+        params={"max_evals": HSJ["max_evals"], "init_evals": HSJ["init_evals"]},
+    ),
+    "square": AttackSpec(
+        attack="square",
+        norm="linf",
+        eps=SQUARE["eps"],
+        steps=SQUARE["steps"],
+        params={"p_init": SQUARE["p_init"]},
+    ),
 }
 CASES = [("art", "hsj"), ("foolbox", "hsj"), ("cleverhans", "hsj"), ("art", "square")]
 Attack = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x, y) -> x_adv, numpy
@@ -72,16 +81,26 @@ def _art_estimator(model: Any, raw: Any) -> Any:
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return self.raw(x.float())
 
-        return PyTorchClassifier(model=Float32().eval(), loss=torch.nn.CrossEntropyLoss(),
-                                 input_shape=model.input_shape, nb_classes=10,
-                                 clip_values=(0.0, 1.0), channels_first=True, device_type="cpu")
+        return PyTorchClassifier(
+            model=Float32().eval(),
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=model.input_shape,
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+            channels_first=True,
+            device_type="cpu",
+        )
     import keras
     from art.estimators.classification import TensorFlowV2Classifier
 
     return TensorFlowV2Classifier(
-        model=raw, nb_classes=10, input_shape=model.input_shape, clip_values=(0.0, 1.0),
+        model=raw,
+        nb_classes=10,
+        input_shape=model.input_shape,
+        clip_values=(0.0, 1.0),
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        channels_first=False)
+        channels_first=False,
+    )
 
 
 def direct_art(model: Any, raw: Any, attack: str) -> Attack:
@@ -89,13 +108,30 @@ def direct_art(model: Any, raw: Any, attack: str) -> Attack:
 
     est = _art_estimator(model, raw)
     if attack == "hsj":
-        a: Any = HopSkipJump(est, batch_size=64, targeted=False, norm=2, max_iter=HSJ["steps"],
-                             max_eval=HSJ["max_evals"], init_eval=HSJ["init_evals"],
-                             init_size=100, verbose=False)
+        a: Any = HopSkipJump(
+            est,
+            batch_size=64,
+            targeted=False,
+            norm=2,
+            max_iter=HSJ["steps"],
+            max_eval=HSJ["max_evals"],
+            init_eval=HSJ["init_evals"],
+            init_size=100,
+            verbose=False,
+        )
     else:
-        a = SquareAttack(est, norm=np.inf, adv_criterion=None, loss=None, max_iter=SQUARE["steps"],
-                         eps=SQUARE["eps"], p_init=SQUARE["p_init"], nb_restarts=1,
-                         batch_size=64, verbose=False)
+        a = SquareAttack(
+            est,
+            norm=np.inf,
+            adv_criterion=None,
+            loss=None,
+            max_iter=SQUARE["steps"],
+            eps=SQUARE["eps"],
+            p_init=SQUARE["p_init"],
+            nb_restarts=1,
+            batch_size=64,
+            verbose=False,
+        )
     from advharness.adapters.art.blackbox import seeded_random_state
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -103,21 +139,31 @@ def direct_art(model: Any, raw: Any, attack: str) -> Attack:
         # both sides reproducible (and so comparable bit for bit)
         with seeded_random_state():
             return np.asarray(a.generate(x, y=np.eye(10, dtype=np.float32)[y]))
+
     return run
 
 
 def direct_foolbox(model: Any, raw: Any, attack: str) -> Attack:
     import foolbox as fb
 
-    fmodel = (fb.PyTorchModel(raw, bounds=(0, 1), device="cpu", preprocessing=None)
-              if model.framework == "torch" else
-              fb.TensorFlowModel(raw, bounds=(0, 1), device="/CPU:0", preprocessing=None))
-    init = fb.attacks.LinearSearchBlendedUniformNoiseAttack(distance=fb.distances.l2,
-                                                            directions=1000, steps=50)
+    fmodel = (
+        fb.PyTorchModel(raw, bounds=(0, 1), device="cpu", preprocessing=None)
+        if model.framework == "torch"
+        else fb.TensorFlowModel(raw, bounds=(0, 1), device="/CPU:0", preprocessing=None)
+    )
+    init = fb.attacks.LinearSearchBlendedUniformNoiseAttack(
+        distance=fb.distances.l2, directions=1000, steps=50
+    )
     a = fb.attacks.HopSkipJumpAttack(
-        init_attack=init, steps=HSJ["steps"], initial_gradient_eval_steps=HSJ["init_evals"],
-        max_gradient_eval_steps=HSJ["max_evals"], stepsize_search="geometric_progression",
-        gamma=1.0, tensorboard=False, constraint="l2")
+        init_attack=init,
+        steps=HSJ["steps"],
+        initial_gradient_eval_steps=HSJ["init_evals"],
+        max_gradient_eval_steps=HSJ["max_evals"],
+        stepsize_search="geometric_progression",
+        gamma=1.0,
+        tensorboard=False,
+        constraint="l2",
+    )
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         import eagerpy as ep
@@ -126,6 +172,7 @@ def direct_foolbox(model: Any, raw: Any, attack: str) -> Attack:
         labels = ep.from_numpy(ep.astensor(xt), y.astype(np.int64)).raw
         raw_adv, _, _ = a(fmodel, xt, fb.criteria.Misclassification(labels), epsilons=None)
         return np.asarray(ep.astensor(raw_adv).numpy())
+
     return run
 
 
@@ -134,11 +181,24 @@ def direct_cleverhans(model: Any, raw: Any, attack: str) -> Attack:
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         out = hop_skip_jump_attack(
-            raw, model.to_tensor(x), 2, y_target=None, image_target=None,
-            initial_num_evals=HSJ["init_evals"], max_num_evals=HSJ["max_evals"],
-            stepsize_search="geometric_progression", num_iterations=HSJ["steps"], gamma=1.0,
-            constraint=2, batch_size=64, verbose=False, clip_min=0.0, clip_max=1.0)
+            raw,
+            model.to_tensor(x),
+            2,
+            y_target=None,
+            image_target=None,
+            initial_num_evals=HSJ["init_evals"],
+            max_num_evals=HSJ["max_evals"],
+            stepsize_search="geometric_progression",
+            num_iterations=HSJ["steps"],
+            gamma=1.0,
+            constraint=2,
+            batch_size=64,
+            verbose=False,
+            clip_min=0.0,
+            clip_max=1.0,
+        )
         return np.asarray(out.detach().cpu().numpy())
+
     return run
 
 
@@ -146,7 +206,7 @@ DIRECT = {"art": direct_art, "foolbox": direct_foolbox, "cleverhans": direct_cle
 
 
 def _each(fn: Attack) -> Attack:
-    return lambda x, y: np.concatenate([fn(x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
+    return lambda x, y: np.concatenate([fn(x[i : i + 1], y[i : i + 1]) for i in range(len(x))])
 
 
 def _floor_module(raw: Any, classes: int, one_hot: bool, record: bool) -> Any:
@@ -182,6 +242,7 @@ def _harness(model: Any, lib: str, attack: str) -> Attack:
         ledger = make_ledger(CellInputs(model, x, y, y, None), spec)
         with model.with_access(spec.threat_model), model.with_ledger(ledger):
             return run_per_sample(adapter, req, ledger, y).x_adv
+
     return run
 
 
@@ -199,8 +260,9 @@ def _paired(times: dict[str, list[float]], key: str, base: str) -> tuple[float, 
     return statistics.median(ratios), q1, q3
 
 
-def bench(framework: str, runs: int, n: int, cases: list[tuple[str, str]],
-          floor: bool) -> list[dict[str, Any]]:
+def bench(
+    framework: str, runs: int, n: int, cases: list[tuple[str, str]], floor: bool
+) -> list[dict[str, Any]]:
     model = load_recipe("mnist_cnn", framework)
     raw = model.module if framework == "torch" else model.model
     ds = load_dataset("mnist", "test", n_samples=4 * n)
@@ -212,8 +274,11 @@ def bench(framework: str, runs: int, n: int, cases: list[tuple[str, str]],
         if lib == "cleverhans" and framework != "torch":
             continue  # CleverHans has HSJA for torch only
         direct = DIRECT[lib](model, raw, attack)
-        fns: dict[str, Attack] = {"direct_batch": direct, "direct_each": _each(direct),
-                                  "harness": _harness(model, lib, attack)}
+        fns: dict[str, Attack] = {
+            "direct_batch": direct,
+            "direct_each": _each(direct),
+            "harness": _harness(model, lib, attack),
+        }
         if floor:
             one_hot = SPECS[attack].resolve().threat_model == "decision-based"
             for name, record in (("floor_answer", False), ("floor_record", True)):
@@ -222,20 +287,26 @@ def bench(framework: str, runs: int, n: int, cases: list[tuple[str, str]],
         times: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(runs + 1):  # round 0 is the warm-up
             outs = {}
-            for k in (list(fns) if r % 2 == 0 else list(reversed(fns))):
+            for k in list(fns) if r % 2 == 0 else list(reversed(fns)):
                 dt, outs[k] = timed(fns[k], x, y)
                 if r:
                     times[k].append(dt)
             for k, out in outs.items():
                 if k != "direct_batch" and not np.array_equal(out, outs["direct_each"]):
                     raise SystemExit(f"{lib} {attack}: {k} output differs from the direct call")
-        row: dict[str, Any] = {"framework": framework, "library": lib, "attack": attack,
-                               "n": len(x), "runs": runs}
+        row: dict[str, Any] = {
+            "framework": framework,
+            "library": lib,
+            "attack": attack,
+            "n": len(x),
+            "runs": runs,
+        }
         row.update({f"{k}_s": statistics.median(v) for k, v in times.items()})
         for k in fns:
             if k not in ("direct_batch", "direct_each"):
-                row[f"{k}/direct_each"], row[f"{k}/direct_each_q1"], \
-                    row[f"{k}/direct_each_q3"] = _paired(times, k, "direct_each")
+                row[f"{k}/direct_each"], row[f"{k}/direct_each_q1"], row[f"{k}/direct_each_q3"] = _paired(
+                    times, k, "direct_each"
+                )
         row["harness/direct_batch"] = _paired(times, "harness", "direct_batch")[0]
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -249,16 +320,17 @@ def _cell(r: dict[str, Any], key: str) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--framework", nargs="+", default=["torch", "tensorflow"],
-                   choices=["torch", "tensorflow"])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--framework", nargs="+", default=["torch", "tensorflow"], choices=["torch", "tensorflow"])
     p.add_argument("--runs", type=int, default=7, help="timed rounds after the warm-up")
     p.add_argument("--n", type=int, default=8, help="samples (correctly classified)")
-    p.add_argument("--cases", nargs="+", default=[f"{lib}:{att}" for lib, att in CASES],
-                   help="library:attack pairs (default: all)")
-    p.add_argument("--floor", action="store_true",
-                   help="also time the minimal oracle stand-ins (torch only)")
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        default=[f"{lib}:{att}" for lib, att in CASES],
+        help="library:attack pairs (default: all)",
+    )
+    p.add_argument("--floor", action="store_true", help="also time the minimal oracle stand-ins (torch only)")
     args = p.parse_args()
     cases = [(c.partition(":")[0], c.partition(":")[2]) for c in args.cases]
     unknown = [c for c in cases if c not in CASES]
@@ -271,17 +343,20 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    rows = [r for fw in args.framework
-            for r in bench(fw, args.runs, args.n, cases, args.floor)]
-    print("\n| framework | library | attack | direct batch s | direct per-sample s | harness s "
-          "| harness / direct per-sample | floor: answer only | floor: answer + record "
-          "| harness / direct batch |")
+    rows = [r for fw in args.framework for r in bench(fw, args.runs, args.n, cases, args.floor)]
+    print(
+        "\n| framework | library | attack | direct batch s | direct per-sample s | harness s "
+        "| harness / direct per-sample | floor: answer only | floor: answer + record "
+        "| harness / direct batch |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['framework']} | {r['library']} | {r['attack']} | {r['direct_batch_s']:.2f} "
-              f"| {r['direct_each_s']:.2f} | {r['harness_s']:.2f} "
-              f"| {_cell(r, 'harness/direct_each')} | {_cell(r, 'floor_answer/direct_each')} "
-              f"| {_cell(r, 'floor_record/direct_each')} | {r['harness/direct_batch']:.2f} |")
+        print(
+            f"| {r['framework']} | {r['library']} | {r['attack']} | {r['direct_batch_s']:.2f} "
+            f"| {r['direct_each_s']:.2f} | {r['harness_s']:.2f} "
+            f"| {_cell(r, 'harness/direct_each')} | {_cell(r, 'floor_answer/direct_each')} "
+            f"| {_cell(r, 'floor_record/direct_each')} | {r['harness/direct_batch']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

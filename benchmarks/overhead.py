@@ -48,35 +48,72 @@ def direct_art(model: Any, raw: Any, attack: str, x: np.ndarray, y: np.ndarray) 
         import torch
         from art.estimators.classification import PyTorchClassifier
 
-        est = PyTorchClassifier(model=raw, loss=torch.nn.CrossEntropyLoss(), input_shape=model.input_shape,
-                                nb_classes=10, clip_values=(0.0, 1.0), channels_first=True,
-                                device_type="cpu")
+        est = PyTorchClassifier(
+            model=raw,
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=model.input_shape,
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+            channels_first=True,
+            device_type="cpu",
+        )
     else:
         import keras
         from art.estimators.classification import TensorFlowV2Classifier
 
         est = TensorFlowV2Classifier(
-            model=raw, nb_classes=10, input_shape=model.input_shape, clip_values=(0.0, 1.0),
-            loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True), channels_first=False)
+            model=raw,
+            nb_classes=10,
+            input_shape=model.input_shape,
+            clip_values=(0.0, 1.0),
+            loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            channels_first=False,
+        )
     onehot = np.eye(10, dtype=np.float32)[y]
     if attack == "fgsm":
-        a: Any = FastGradientMethod(est, norm=np.inf, eps=EPS, eps_step=EPS, targeted=False,
-                                    num_random_init=0, batch_size=256, minimal=False, summary_writer=False)
+        a: Any = FastGradientMethod(
+            est,
+            norm=np.inf,
+            eps=EPS,
+            eps_step=EPS,
+            targeted=False,
+            num_random_init=0,
+            batch_size=256,
+            minimal=False,
+            summary_writer=False,
+        )
     else:
-        a = ProjectedGradientDescent(est, norm=np.inf, eps=EPS, eps_step=STEP, decay=None, max_iter=STEPS,
-                                     targeted=False, num_random_init=0, batch_size=256, random_eps=False,
-                                     summary_writer=False, verbose=False)
+        a = ProjectedGradientDescent(
+            est,
+            norm=np.inf,
+            eps=EPS,
+            eps_step=STEP,
+            decay=None,
+            max_iter=STEPS,
+            targeted=False,
+            num_random_init=0,
+            batch_size=256,
+            random_eps=False,
+            summary_writer=False,
+            verbose=False,
+        )
     return lambda: a.generate(x, y=onehot)
 
 
 def direct_foolbox(model: Any, raw: Any, attack: str, x: np.ndarray, y: np.ndarray) -> Callable[[], Any]:
     import foolbox as fb
 
-    fmodel = (fb.PyTorchModel(raw, bounds=(0, 1), device="cpu") if model.framework == "torch"
-              else fb.TensorFlowModel(raw, bounds=(0, 1), device="/cpu:0"))
+    fmodel = (
+        fb.PyTorchModel(raw, bounds=(0, 1), device="cpu")
+        if model.framework == "torch"
+        else fb.TensorFlowModel(raw, bounds=(0, 1), device="/cpu:0")
+    )
     xt, yt = model.to_tensor(x), _labels(model, y)
-    a: Any = (fb.attacks.LinfFastGradientAttack(random_start=False) if attack == "fgsm" else
-              fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS, random_start=False))
+    a: Any = (
+        fb.attacks.LinfFastGradientAttack(random_start=False)
+        if attack == "fgsm"
+        else fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS, random_start=False)
+    )
     return lambda: a(fmodel, xt, fb.criteria.Misclassification(yt), epsilons=EPS)
 
 
@@ -86,11 +123,24 @@ def direct_cleverhans(model: Any, raw: Any, attack: str, x: np.ndarray, y: np.nd
     pgd = __import__(f"cleverhans.{sub}.attacks.projected_gradient_descent", fromlist=["x"])
     xt, yt = model.to_tensor(x), _labels(model, y)
     if attack == "fgsm":
-        return lambda: fgm.fast_gradient_method(raw, xt, EPS, np.inf, clip_min=0.0, clip_max=1.0, y=yt,
-                                                targeted=False, sanity_checks=False)
+        return lambda: fgm.fast_gradient_method(
+            raw, xt, EPS, np.inf, clip_min=0.0, clip_max=1.0, y=yt, targeted=False, sanity_checks=False
+        )
     return lambda: pgd.projected_gradient_descent(
-        raw, xt, EPS, STEP, STEPS, np.inf, clip_min=0.0, clip_max=1.0, y=yt, targeted=False,
-        rand_init=False, rand_minmax=EPS, sanity_checks=False)
+        raw,
+        xt,
+        EPS,
+        STEP,
+        STEPS,
+        np.inf,
+        clip_min=0.0,
+        clip_max=1.0,
+        y=yt,
+        targeted=False,
+        rand_init=False,
+        rand_minmax=EPS,
+        sanity_checks=False,
+    )
 
 
 DIRECT = {"art": direct_art, "foolbox": direct_foolbox, "cleverhans": direct_cleverhans}
@@ -118,6 +168,7 @@ def bare_grad_passes(model: Any, raw: Any, x: np.ndarray, y: np.ndarray, n: int)
                 xv = xt.clone().requires_grad_(True)
                 loss = torch.nn.functional.cross_entropy(raw(xv), yt)
                 torch.autograd.grad(loss, xv)
+
         return run_torch
     import tensorflow as tf
 
@@ -130,6 +181,7 @@ def bare_grad_passes(model: Any, raw: Any, x: np.ndarray, y: np.ndarray, n: int)
                 tape.watch(xt)
                 loss = ce(yt, raw(xt, training=False))
             tape.gradient(loss, xt)
+
     return run_tf
 
 
@@ -155,7 +207,8 @@ def bench(framework: str, runs: int, batch: int, libraries: list[str]) -> list[d
             direct = DIRECT[lib](model, raw, "fgsm" if name == "fgsm" else "pgd", x, y)
             harness = lambda req=req, a=adapter: a.run(req)  # noqa: E731
             cell = lambda spec=spec, lib=lib: run_cell(  # noqa: E731
-                CellInputs(model, x, y, clean, None), spec, lib, 0, batch)
+                CellInputs(model, x, y, clean, None), spec, lib, 0, batch
+            )
             for f in (direct, harness, cell):  # warm-up: builds estimators, traces tf.functions
                 f()
             t: dict[str, list[float]] = {"direct": [], "harness": [], "cell": []}
@@ -164,14 +217,20 @@ def bench(framework: str, runs: int, batch: int, libraries: list[str]) -> list[d
                 for k in order:
                     t[k].append(timed({"direct": direct, "harness": harness, "cell": cell}[k]))
             med = {k: statistics.median(v) for k, v in t.items()}
-            rows.append({
-                "framework": framework, "library": lib, "attack": name,
-                "direct_s": med["direct"], "harness_s": med["harness"], "cell_s": med["cell"],
-                "harness/direct": med["harness"] / med["direct"],
-                "cell/direct": med["cell"] / med["direct"],
-                "direct/bare40": med["direct"] / bare_t if name == "pgd40" else None,
-                "bare40_s": bare_t,
-            })
+            rows.append(
+                {
+                    "framework": framework,
+                    "library": lib,
+                    "attack": name,
+                    "direct_s": med["direct"],
+                    "harness_s": med["harness"],
+                    "cell_s": med["cell"],
+                    "harness/direct": med["harness"] / med["direct"],
+                    "cell/direct": med["cell"] / med["direct"],
+                    "direct/bare40": med["direct"] / bare_t if name == "pgd40" else None,
+                    "bare40_s": bare_t,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -184,13 +243,17 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     args = p.parse_args()
     rows = [r for fw in args.framework for r in bench(fw, args.runs, args.batch, args.libraries)]
-    print("\n| framework | library | attack | direct s | harness s | harness/direct | cell/direct "
-          "| direct/bare 40 f+b |")
+    print(
+        "\n| framework | library | attack | direct s | harness s | harness/direct | cell/direct "
+        "| direct/bare 40 f+b |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         bare = f"{r['direct/bare40']:.2f}" if r["direct/bare40"] is not None else ""
-        print(f"| {r['framework']} | {r['library']} | {r['attack']} | {r['direct_s']:.3f} | "
-              f"{r['harness_s']:.3f} | {r['harness/direct']:.3f} | {r['cell/direct']:.3f} | {bare} |")
+        print(
+            f"| {r['framework']} | {r['library']} | {r['attack']} | {r['direct_s']:.3f} | "
+            f"{r['harness_s']:.3f} | {r['harness/direct']:.3f} | {r['cell/direct']:.3f} | {bare} |"
+        )
 
 
 if __name__ == "__main__":

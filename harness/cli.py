@@ -39,6 +39,7 @@ def _console() -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     from advharness.config.experiment import load_experiment
     from advharness.execution.orchestrate import plan_table, run_experiment
+
     exp = load_experiment(args.experiment, args.overrides)
     backend = "ray" if args.ray_address else args.backend
     if args.dry_run:
@@ -48,11 +49,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         todo = int((cells["will_run"]).sum())
         print(f"{len(cells)} cells, {todo} to run on backend {backend!r} (dry run: nothing ran)")
         return 0
-    result = run_experiment(exp, args.results_dir, out_dir=args.out,
-                            progress=not args.no_progress, backend=backend,
-                            workers=args.workers, ray_address=args.ray_address,
-                            retry_failed=args.retry_failed, command=args.command_line,
-                            overrides=args.overrides)
+    result = run_experiment(
+        exp,
+        args.results_dir,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        backend=backend,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        retry_failed=args.retry_failed,
+        command=args.command_line,
+        overrides=args.overrides,
+    )
     print_table(result.summary, "table", f"{exp.name}: head-to-head", per_seed=False)
     print(f"results: {result.path}")
     return 0
@@ -61,8 +69,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _wide() -> Any:
     import pandas as pd
 
-    return pd.option_context("display.width", 250, "display.max_columns", 30,
-                             "display.max_colwidth", 60)
+    return pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -72,13 +79,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.cell:
         print(describe_cell(result.summary, args.cell))
         return 0
-    summary = filter_summary(result.summary, attack=args.attack, library=args.library,
-                             model=args.model)
+    summary = filter_summary(result.summary, attack=args.attack, library=args.library, model=args.model)
     name = result.manifest.get("experiment", {}).get("name", str(args.results))
     print_table(summary, args.format, f"{name}: head-to-head", args.per_seed)
     if result.superseded:
-        print(f"({result.superseded} stored cells superseded by newer ones of the same setting "
-              "are not shown)", file=sys.stderr)
+        print(
+            f"({result.superseded} stored cells superseded by newer ones of the same setting are not shown)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -91,8 +99,9 @@ def filter_summary(summary: Any, **wanted: list[str] | None) -> Any:
         known = sorted(summary[column].dropna().astype(str).unique()) if column in summary else []
         unknown = [v for v in values if v not in known]
         if unknown:
-            raise HarnessError(f"--{column} {', '.join(unknown)}: not in these results "
-                               f"(known: {', '.join(known)})")
+            raise HarnessError(
+                f"--{column} {', '.join(unknown)}: not in these results (known: {', '.join(known)})"
+            )
         summary = summary[summary[column].astype(str).isin(values)]
     return summary
 
@@ -113,13 +122,18 @@ def describe_cell(summary: Any, key: str) -> str:
 
     rows = summary[summary["cell_key"].astype(str).str.startswith(key)]
     if rows["cell_key"].nunique() != 1:
-        raise HarnessError(f"--cell {key}: matches {rows['cell_key'].nunique()} stored cells "
-                           "(give more of the key shown by --format csv or summary.csv)")
+        raise HarnessError(
+            f"--cell {key}: matches {rows['cell_key'].nunique()} stored cells "
+            "(give more of the key shown by --format csv or summary.csv)"
+        )
     row = rows.iloc[0]
     out = []
     for col, value in row.items():
-        if col in ("traceback", "library_call", "spec") or value is None or (
-                isinstance(value, float) and value != value):
+        if (
+            col in ("traceback", "library_call", "spec")
+            or value is None
+            or (isinstance(value, float) and value != value)
+        ):
             continue
         out.append(f"{col}: {value}")
     for col in ("spec", "library_call"):
@@ -152,45 +166,78 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an experiment file and print the head-to-head table")
     r.add_argument("experiment", help="experiment YAML file")
-    r.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="overrides, e.g. attacks.pgd.steps=100 seeds=[0,1] data.n_samples=32")
-    r.add_argument("--dry-run", action="store_true",
-                   help="list the cells (and which are already done) without running anything")
-    r.add_argument("--backend", choices=["pool", "inline", "ray"], default="pool",
-                   help="where cells run: a local process pool (default), this process, or Ray")
-    r.add_argument("--workers", type=int, default=None,
-                   help="pool/Ray workers (default: the experiment's workers, else CPU cores)")
-    r.add_argument("--ray-address", default=None,
-                   help="join this Ray cluster (e.g. 10.0.0.1:6379 or auto); implies --backend ray")
-    r.add_argument("--retry-failed", action="store_true",
-                   help="also re-run cells stored as error, timeout or crashed")
+    r.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="overrides, e.g. attacks.pgd.steps=100 seeds=[0,1] data.n_samples=32",
+    )
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cells (and which are already done) without running anything",
+    )
+    r.add_argument(
+        "--backend",
+        choices=["pool", "inline", "ray"],
+        default="pool",
+        help="where cells run: a local process pool (default), this process, or Ray",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pool/Ray workers (default: the experiment's workers, else CPU cores)",
+    )
+    r.add_argument(
+        "--ray-address",
+        default=None,
+        help="join this Ray cluster (e.g. 10.0.0.1:6379 or auto); implies --backend ray",
+    )
+    r.add_argument(
+        "--retry-failed", action="store_true", help="also re-run cells stored as error, timeout or crashed"
+    )
     r.add_argument("--results-dir", default="results", help="where runs land (default: results)")
     r.add_argument("--out", default=None, help="exact output directory (default: <results-dir>/<name>)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
-    s = sub.add_parser("show", help="print the head-to-head table of a results directory "
-                       "(every stored cell, earlier runs' too)")
+    s = sub.add_parser(
+        "show",
+        help="print the head-to-head table of a results directory (every stored cell, earlier runs' too)",
+    )
     s.add_argument("results", help="results directory (e.g. results/quickstart)")
     s.add_argument("--attack", action="append", help="only this attack (repeatable)")
     s.add_argument("--library", action="append", help="only this library (repeatable)")
     s.add_argument("--model", action="append", help="only this model (repeatable)")
-    s.add_argument("--format", choices=["table", "csv", "md", "latex"], default="table",
-                   help="terminal table (default), CSV of the head-to-head table, Markdown "
-                   "or LaTeX")
-    s.add_argument("--per-seed", action="store_true",
-                   help="one row per experiment seed instead of mean ± sd over seeds")
-    s.add_argument("--cell", default=None, metavar="KEY",
-                   help="print everything stored about one cell (content key or a prefix): "
-                   "status, reason, traceback, library call, spec, metrics")
+    s.add_argument(
+        "--format",
+        choices=["table", "csv", "md", "latex"],
+        default="table",
+        help="terminal table (default), CSV of the head-to-head table, Markdown or LaTeX",
+    )
+    s.add_argument(
+        "--per-seed", action="store_true", help="one row per experiment seed instead of mean ± sd over seeds"
+    )
+    s.add_argument(
+        "--cell",
+        default=None,
+        metavar="KEY",
+        help="print everything stored about one cell (content key or a prefix): "
+        "status, reason, traceback, library call, spec, metrics",
+    )
     s.set_defaults(func=_cmd_show)
     ls = sub.add_parser("list", help="print the support matrix (attack x library x framework)")
-    ls.add_argument("--attack", default=None,
-                    help="only this attack, with its defaults (norm, steps, step size, params...)")
+    ls.add_argument(
+        "--attack",
+        default=None,
+        help="only this attack, with its defaults (norm, steps, step size, params...)",
+    )
     ls.add_argument("--reasons", action="store_true", help="list why combinations are unsupported")
     ls.set_defaults(func=_cmd_list)
     for command in sub.choices.values():  # -v before or after the subcommand
-        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                             help="log progress details")
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details"
+        )
     return p
 
 

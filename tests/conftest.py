@@ -36,7 +36,9 @@ def _torch_cnn(seed: int = 0):  # type: ignore[no-untyped-def]
 
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 5, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Conv2d(1, 4, 5, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
         torch.nn.Linear(4 * 12 * 12, 10),
     )
 
@@ -46,8 +48,9 @@ def torch_model():  # type: ignore[no-untyped-def]
     """An untrained, seeded torch CNN wrapped for the harness (NCHW, 1x28x28, 10 classes)."""
     from advharness.models.torch_model import TorchModel
 
-    return TorchModel(_torch_cnn(), input_shape=SHAPE_NCHW, nb_classes=10, bounds=(0.0, 1.0),
-                      name="tiny-torch")
+    return TorchModel(
+        _torch_cnn(), input_shape=SHAPE_NCHW, nb_classes=10, bounds=(0.0, 1.0), name="tiny-torch"
+    )
 
 
 @pytest.fixture
@@ -58,10 +61,14 @@ def tf_model():  # type: ignore[no-untyped-def]
     from advharness.models.tf_model import TFModel
 
     keras.utils.set_random_seed(0)
-    net = keras.Sequential([
-        keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 5, strides=2, activation="relu"),
-        keras.layers.Flatten(), keras.layers.Dense(10),
-    ])
+    net = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(4, 5, strides=2, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
     return TFModel(net, input_shape=(28, 28, 1), nb_classes=10, bounds=(0.0, 1.0), name="tiny-tf")
 
 
@@ -70,8 +77,7 @@ def to_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if layout == "NHWC" else x_nchw
 
 
-def combos(adapter: Any, attacks: Any, frameworks: tuple[str, ...] = ("torch", "tensorflow")
-           ) -> list[Any]:
+def combos(adapter: Any, attacks: Any, frameworks: tuple[str, ...] = ("torch", "tensorflow")) -> list[Any]:
     """pytest params (attack, norm, fw, targeted) for every combination ``adapter`` supports."""
     out = []
     for attack in attacks:
@@ -80,8 +86,9 @@ def combos(adapter: Any, attacks: Any, frameworks: tuple[str, ...] = ("torch", "
                 for targeted in (False, True):
                     if adapter.unsupported_reason(attack, norm, fw, targeted) is None:
                         mode = "targeted" if targeted else "untargeted"
-                        out.append(pytest.param(attack, norm, fw, targeted,
-                                                id=f"{attack}-{norm}-{fw}-{mode}"))
+                        out.append(
+                            pytest.param(attack, norm, fw, targeted, id=f"{attack}-{norm}-{fw}-{mode}")
+                        )
     return out
 
 
@@ -120,7 +127,8 @@ def spy_constructor(monkeypatch: pytest.MonkeyPatch, module: Any, class_name: st
 
 
 BASE_EXPERIMENT: dict[str, Any] = {
-    "name": "g", "data": {"dataset": "digits", "n_samples": 8},
+    "name": "g",
+    "data": {"dataset": "digits", "n_samples": 8},
     "models": [{"recipe": "digits_mlp", "framework": "torch"}],
     "attacks": [{"attack": "fgsm", "eps": 0.1}],
 }

@@ -57,8 +57,16 @@ def _slow(x: np.ndarray) -> np.ndarray:
     return x
 
 
-FAULTS: dict[float, Any] = {0.01: _raise, 0.02: _nan, 0.03: _hang, 0.04: _die, 0.05: _exit,
-                            0.06: _interrupt, 0.07: _exit_process, 0.5: _slow}
+FAULTS: dict[float, Any] = {
+    0.01: _raise,
+    0.02: _nan,
+    0.03: _hang,
+    0.04: _die,
+    0.05: _exit,
+    0.06: _interrupt,
+    0.07: _exit_process,
+    0.5: _slow,
+}
 
 
 def _fgsm(request: AttackRequest) -> AttackOutput:

@@ -23,7 +23,10 @@ N = 8
 ADAPTER = ArtAdapter()
 FIXED_EPS = {"linf": 0.1, "l2": 1.0}
 SMALL: dict[str, dict[str, Any]] = {
-    "bim": {"steps": 3}, "pgd": {"steps": 3}, "mim": {"steps": 3}, "apgd": {"steps": 3},
+    "bim": {"steps": 3},
+    "pgd": {"steps": 3},
+    "mim": {"steps": 3},
+    "apgd": {"steps": 3},
     "cw": {"steps": 3, "params": {"binary_search_steps": 1, "learning_rate": 0.1, "c": 10.0}},
     "ead": {"steps": 3, "params": {"binary_search_steps": 1, "learning_rate": 0.1, "c": 10.0}},
     "deepfool": {"steps": 3},
@@ -36,20 +39,22 @@ def _cases() -> list[Any]:
     return combos(ADAPTER, white)  # black-box entries: tests/test_blackbox_art.py
 
 
-
-
-
-
 def _spec(attack: str, norm: str, targeted: bool, **extra: Any) -> AttackSpec:
-    kw: dict[str, Any] = {"attack": attack, "norm": norm, "targeted": targeted,
-                          **SMALL.get(attack, {}), **extra}
+    kw: dict[str, Any] = {
+        "attack": attack,
+        "norm": norm,
+        "targeted": targeted,
+        **SMALL.get(attack, {}),
+        **extra,
+    }
     if CATALOGUE[attack].kind == "fixed":
         kw.setdefault("eps", FIXED_EPS[norm])
     return AttackSpec(**kw)
 
 
-def _request(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], spec: AttackSpec,
-             batch_size: int = 4) -> AttackRequest:
+def _request(
+    model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], spec: AttackSpec, batch_size: int = 4
+) -> AttackRequest:
     """Labels are the model's own predictions, so every sample starts correctly classified."""
     x = to_layout(image_batch[0][:N], model.layout)
     pred = model.predict(x)
@@ -57,19 +62,27 @@ def _request(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], sp
     return AttackRequest(model, x, pred, targets, spec.resolve(), seed=0, batch_size=batch_size)
 
 
-def _run(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], spec: AttackSpec,
-         ) -> tuple[AttackRequest, AttackOutput]:
+def _run(
+    model: WrappedModel,
+    image_batch: tuple[np.ndarray, np.ndarray],
+    spec: AttackSpec,
+) -> tuple[AttackRequest, AttackOutput]:
     req = _request(model, image_batch, spec)
     model.counter.reset()
     return req, ADAPTER.run(req)
 
 
 @pytest.mark.parametrize(("attack", "norm", "fw", "targeted"), _cases())
-def test_supported_combination(attack: str, norm: str, fw: str, targeted: bool,
-                               get_model: Callable[[str], WrappedModel],
-                               image_batch: tuple[np.ndarray, np.ndarray],
-                               capfd: pytest.CaptureFixture[str],
-                               caplog: pytest.LogCaptureFixture) -> None:
+def test_supported_combination(
+    attack: str,
+    norm: str,
+    fw: str,
+    targeted: bool,
+    get_model: Callable[[str], WrappedModel],
+    image_batch: tuple[np.ndarray, np.ndarray],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import art.attacks.evasion as evasion
 
     caplog.set_level(logging.WARNING)
@@ -92,13 +105,19 @@ def test_supported_combination(attack: str, norm: str, fw: str, targeted: bool,
     params = list(inspect.signature(getattr(evasion, cls_name).__init__).parameters)[1:]
     assert set(call.kwargs) == set(params), "every constructor argument is passed explicitly"
     assert call.kwargs[params[0]] == "<estimator>"
-    expected = {"batch_size": req.batch_size, "targeted": targeted, "max_iter": s.steps,
-                "eps": s.eps, "eps_step": s.step_size, "verbose": False, "summary_writer": False}
+    expected = {
+        "batch_size": req.batch_size,
+        "targeted": targeted,
+        "max_iter": s.steps,
+        "eps": s.eps,
+        "eps_step": s.step_size,
+        "verbose": False,
+        "summary_writer": False,
+    }
     for key, value in expected.items():
         if key in call.kwargs:
             assert call.kwargs[key] == value, key
-    assert call.call_kwargs == {"y": None if attack == "deepfool" else
-                                ("targets" if targeted else "labels")}
+    assert call.call_kwargs == {"y": None if attack == "deepfool" else ("targets" if targeted else "labels")}
     assert call.notes and call.to_json()
     counts = model.counter.read()
     assert counts.forward > 0 and counts.backward > 0
@@ -107,20 +126,21 @@ def test_supported_combination(attack: str, norm: str, fw: str, targeted: bool,
     assert not loud, [r.getMessage()[:80] for r in loud]
 
 
-def test_records_pgd_dispatch_and_random_start(torch_model: WrappedModel, tf_model: WrappedModel,
-                                               image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_records_pgd_dispatch_and_random_start(
+    torch_model: WrappedModel, tf_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     for model, cls in ((torch_model, "PyTorch"), (tf_model, "TensorFlowV2")):
         _, out = _run(model, image_batch, _spec("pgd", "linf", False, random_start=True))
         assert out.call.kwargs["num_random_init"] == 1
-        assert f"ART dispatched ProjectedGradientDescent to ProjectedGradientDescent{cls}" in (
-            out.call.notes)
+        assert f"ART dispatched ProjectedGradientDescent to ProjectedGradientDescent{cls}" in (out.call.notes)
     _, out = _run(torch_model, image_batch, _spec("bim", "l2", False))
     assert out.call.callable.endswith("ProjectedGradientDescent")
     assert out.call.kwargs["num_random_init"] == 0 and out.call.kwargs["norm"] == 2
 
 
-def test_escape_hatch_overrides_and_is_recorded(torch_model: WrappedModel,
-                                                image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_escape_hatch_overrides_and_is_recorded(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     opts = {"art": {"max_iter": 2, "batch_size": N}}
     _, out = _run(torch_model, image_batch, _spec("pgd", "linf", False, library_options=opts))
     assert out.call.kwargs["max_iter"] == 2 and out.call.kwargs["batch_size"] == N
@@ -150,10 +170,8 @@ UNSUPPORTED = [
     pytest.param("ddn", {"eps": 1.0}, "torch", "has no ddn attack", id="ddn"),
     pytest.param("fmn", {"norm": "l0"}, "tensorflow", "has no fmn attack", id="fmn"),
     # black-box attacks (tests/test_blackbox_art.py runs the supported ones)
-    pytest.param("square", {"eps": 0.1, "targeted": True}, "torch", "no targeted mode",
-                 id="square-targeted"),
-    pytest.param("signopt", {"targeted": True}, "tensorflow", "needs x_init",
-                 id="signopt-targeted"),
+    pytest.param("square", {"eps": 0.1, "targeted": True}, "torch", "no targeted mode", id="square-targeted"),
+    pytest.param("signopt", {"targeted": True}, "tensorflow", "needs x_init", id="signopt-targeted"),
     pytest.param("geoda", {"targeted": True}, "torch", "no targeted mode", id="geoda-targeted"),
     pytest.param("geoda", {}, "torch", "np.mat", id="geoda-torch"),
     pytest.param("geoda", {}, "tensorflow", "np.mat", id="geoda-tensorflow"),
@@ -162,9 +180,14 @@ UNSUPPORTED = [
 
 
 @pytest.mark.parametrize(("attack", "kw", "fw", "reason"), UNSUPPORTED)
-def test_unsupported(attack: str, kw: dict[str, Any], fw: str, reason: str,
-                     get_model: Callable[[str], WrappedModel],
-                     image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_unsupported(
+    attack: str,
+    kw: dict[str, Any],
+    fw: str,
+    reason: str,
+    get_model: Callable[[str], WrappedModel],
+    image_batch: tuple[np.ndarray, np.ndarray],
+) -> None:
     spec = AttackSpec(attack=attack, **kw).resolve()
     got = ADAPTER.unsupported_reason(attack, spec.norm, fw, spec.targeted)
     assert got is not None and reason in got
@@ -182,8 +205,12 @@ def _art_tf_mim(tf_model: WrappedModel, x: np.ndarray) -> None:
     from art.estimators.classification import TensorFlowV2Classifier
 
     est = TensorFlowV2Classifier(
-        model=tf_model.counted, nb_classes=10, input_shape=(28, 28, 1), clip_values=(0.0, 1.0),
-        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model=tf_model.counted,
+        nb_classes=10,
+        input_shape=(28, 28, 1),
+        clip_values=(0.0, 1.0),
+        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     MomentumIterativeMethod(est, eps=0.1, eps_step=0.01, max_iter=2, verbose=False).generate(x)
 
 
@@ -191,14 +218,19 @@ BROKEN_CHECKS = {("mim", "tensorflow"): (_art_tf_mim, NotImplementedError)}
 
 
 def test_every_broken_entry_has_a_check() -> None:
-    broken = {(a, fw) for a, impl in ADAPTER.IMPLS.items() for fw in impl.broken
-              if CATALOGUE[a].threat_model == "white-box"}
+    broken = {
+        (a, fw)
+        for a, impl in ADAPTER.IMPLS.items()
+        for fw in impl.broken
+        if CATALOGUE[a].threat_model == "white-box"
+    }
     assert broken == set(BROKEN_CHECKS)
 
 
 @pytest.mark.parametrize(("attack", "fw"), list(BROKEN_CHECKS))
-def test_broken_reason_is_still_true(attack: str, fw: str, get_model: Callable[[str], WrappedModel],
-                                     image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_broken_reason_is_still_true(
+    attack: str, fw: str, get_model: Callable[[str], WrappedModel], image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     check, exc = BROKEN_CHECKS[(attack, fw)]
     model = get_model(fw)
     quoted = re.search(r"'(.+)'", ADAPTER.IMPLS[attack].broken[fw])
@@ -209,7 +241,8 @@ def test_broken_reason_is_still_true(attack: str, fw: str, get_model: Callable[[
 
 
 def test_art_deepfool_ignores_y_and_jsma_without_y_picks_random_targets(
-        torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """The why-not reasons of deepfool/jsma, checked against ART directly."""
     from art.attacks.evasion import DeepFool, SaliencyMapMethod
 

@@ -29,7 +29,9 @@ SUPPORTED = [
         ("mim", ("linf", "l2"), ("tensorflow",)),
         ("cw", ("l2",), ("torch",)),
     ]
-    for n in norms for f in fws for t in (False, True)
+    for n in norms
+    for f in fws
+    for t in (False, True)
 ]
 
 SPECS: dict[str, dict[str, Any]] = {
@@ -47,15 +49,11 @@ PATHS = {
     ("fgsm", "tensorflow"): "cleverhans.tf2.attacks.fast_gradient_method.fast_gradient_method",
     ("fgm", "torch"): "cleverhans.torch.attacks.fast_gradient_method.fast_gradient_method",
     ("fgm", "tensorflow"): "cleverhans.tf2.attacks.fast_gradient_method.fast_gradient_method",
-    ("bim", "torch"):
-        "cleverhans.torch.attacks.projected_gradient_descent.projected_gradient_descent",
+    ("bim", "torch"): "cleverhans.torch.attacks.projected_gradient_descent.projected_gradient_descent",
     ("bim", "tensorflow"): "cleverhans.tf2.attacks.basic_iterative_method.basic_iterative_method",
-    ("pgd", "torch"):
-        "cleverhans.torch.attacks.projected_gradient_descent.projected_gradient_descent",
-    ("pgd", "tensorflow"):
-        "cleverhans.tf2.attacks.projected_gradient_descent.projected_gradient_descent",
-    ("mim", "tensorflow"):
-        "cleverhans.tf2.attacks.momentum_iterative_method.momentum_iterative_method",
+    ("pgd", "torch"): "cleverhans.torch.attacks.projected_gradient_descent.projected_gradient_descent",
+    ("pgd", "tensorflow"): "cleverhans.tf2.attacks.projected_gradient_descent.projected_gradient_descent",
+    ("mim", "tensorflow"): "cleverhans.tf2.attacks.momentum_iterative_method.momentum_iterative_method",
     ("cw", "torch"): "cleverhans.torch.attacks.carlini_wagner_l2.carlini_wagner_l2",
 }
 
@@ -72,8 +70,8 @@ KEYS = {
     ("pgd", "torch"): ITER | {"rand_init", "rand_minmax"},
     ("pgd", "tensorflow"): ITER | {"rand_init", "rand_minmax", "loss_fn"},
     ("mim", "tensorflow"): ITER | {"decay_factor"},
-    ("cw", "torch"): BASE | {"n_classes", "lr", "confidence", "initial_const",
-                             "binary_search_steps", "max_iterations"},
+    ("cw", "torch"): BASE
+    | {"n_classes", "lr", "confidence", "initial_const", "binary_search_steps", "max_iterations"},
 }
 
 
@@ -92,13 +90,25 @@ def _spec(attack: str, norm: Any, targeted: bool, **over: Any) -> AttackSpec:
     return AttackSpec(attack=attack, norm=norm, targeted=targeted, **kw)
 
 
-def _request(model: WrappedModel, batch: tuple[np.ndarray, np.ndarray], spec: AttackSpec,
-             n: int = N, batch_size: int = 256) -> AttackRequest:
+def _request(
+    model: WrappedModel,
+    batch: tuple[np.ndarray, np.ndarray],
+    spec: AttackSpec,
+    n: int = N,
+    batch_size: int = 256,
+) -> AttackRequest:
     x, y = batch
     x = to_layout(x[:n], model.layout)
     targets = ((y[:n] + 1) % model.nb_classes).astype(np.int64) if spec.targeted else None
-    return AttackRequest(model=model, x=x.copy(), y=y[:n].astype(np.int64), targets=targets,
-                         spec=spec.resolve(), seed=0, batch_size=batch_size)
+    return AttackRequest(
+        model=model,
+        x=x.copy(),
+        y=y[:n].astype(np.int64),
+        targets=targets,
+        spec=spec.resolve(),
+        seed=0,
+        batch_size=batch_size,
+    )
 
 
 def _model(request: pytest.FixtureRequest, fw: str) -> WrappedModel:
@@ -130,7 +140,10 @@ def test_support_table_matches_catalogue() -> None:
     ad = CleverHansAdapter()
     got = [
         (a, n, f, t)
-        for a, d in CATALOGUE.items() for n in d.norms for f in FRAMEWORKS for t in (False, True)
+        for a, d in CATALOGUE.items()
+        for n in d.norms
+        for f in FRAMEWORKS
+        for t in (False, True)
         if d.threat_model == "white-box" and ad.unsupported_reason(a, n, f, t) is None
     ]  # black-box attacks: tests/test_blackbox_cleverhans.py
     assert sorted(got) == sorted(SUPPORTED)
@@ -138,8 +151,11 @@ def test_support_table_matches_catalogue() -> None:
 
 
 @pytest.mark.parametrize("combo", SUPPORTED, ids=[_id(c) for c in SUPPORTED])
-def test_attack(combo: tuple[str, str, str, bool], request: pytest.FixtureRequest,
-                image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_attack(
+    combo: tuple[str, str, str, bool],
+    request: pytest.FixtureRequest,
+    image_batch: tuple[np.ndarray, np.ndarray],
+) -> None:
     attack, norm, fw, targeted = combo
     model = _model(request, fw)
     req = _request(model, image_batch, _spec(attack, norm, targeted))
@@ -189,8 +205,14 @@ def test_attack(combo: tuple[str, str, str, bool], request: pytest.FixtureReques
     if attack == "mim":
         assert kw["decay_factor"] == 0.9
     if attack == "cw":
-        assert kw == kw | {"n_classes": 10, "lr": 0.2, "confidence": 0.0, "initial_const": 10.0,
-                           "binary_search_steps": 2, "max_iterations": 10}
+        assert kw == kw | {
+            "n_classes": 10,
+            "lr": 0.2,
+            "confidence": 0.0,
+            "initial_const": 10.0,
+            "binary_search_steps": 2,
+            "max_iterations": 10,
+        }
     if "loss_fn" in kw:
         assert kw["loss_fn"] == "tf.nn.sparse_softmax_cross_entropy_with_logits"
     assert call.notes and call.to_json()
@@ -205,8 +227,9 @@ def test_attack(combo: tuple[str, str, str, bool], request: pytest.FixtureReques
 
 @pytest.mark.parametrize("fw", ["torch", "tf"])
 @pytest.mark.parametrize("targeted", [False, True], ids=["untargeted", "targeted"])
-def test_fgsm_counts_one_row_each_way(fw: str, targeted: bool, request: pytest.FixtureRequest,
-                                      image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_fgsm_counts_one_row_each_way(
+    fw: str, targeted: bool, request: pytest.FixtureRequest, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     model = _model(request, FW[fw])
     req = _request(model, image_batch, _spec("fgsm", "linf", targeted))
     model.counter.reset()
@@ -217,9 +240,9 @@ def test_fgsm_counts_one_row_each_way(fw: str, targeted: bool, request: pytest.F
 
 @pytest.mark.parametrize("attack", ["bim", "pgd"])
 @pytest.mark.parametrize("fw", ["torch", "tf"])
-def test_step_larger_than_eps_is_unsupported(attack: str, fw: str,
-                                             request: pytest.FixtureRequest,
-                                             image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_step_larger_than_eps_is_unsupported(
+    attack: str, fw: str, request: pytest.FixtureRequest, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     model = _model(request, FW[fw])
     req = _request(model, image_batch, _spec(attack, "linf", False, step_size=0.2))
     model.counter.reset()
@@ -228,23 +251,31 @@ def test_step_larger_than_eps_is_unsupported(attack: str, fw: str,
     assert model.counter.read().forward == 0  # raised before calling CleverHans
 
 
-def test_mim_step_larger_than_eps_runs(tf_model: WrappedModel,
-                                       image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_mim_step_larger_than_eps_runs(
+    tf_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """tf2 MIM has no eps_iter <= eps assertion, so nothing to refuse."""
     req = _request(tf_model, image_batch, _spec("mim", "linf", False, step_size=0.2))
     out = CleverHansAdapter().run(req)
     assert np.abs(out.x_adv - req.x).max() <= 0.1 * (1 + 1e-5) + 1e-6
 
 
-@pytest.mark.parametrize(("attack", "norm", "fw", "expected"), [
-    ("mim", "linf", "torch", "cleverhans has no mim for torch"),
-    ("mim", "l2", "torch", "cleverhans has no mim for torch"),
-    ("cw", "l2", "tensorflow", "broken in the installed version: TypeError: 'list' object"),
-    *[(a, CATALOGUE[a].norms[0], f, f"cleverhans 4.0.0 has no {a} attack")
-      for a in ("deepfool", "jsma", "ead", "apgd", "fmn", "ddn") for f in ("torch", "tensorflow")],
-])
-def test_unsupported(attack: str, norm: Any, fw: str, expected: str,
-                     image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+@pytest.mark.parametrize(
+    ("attack", "norm", "fw", "expected"),
+    [
+        ("mim", "linf", "torch", "cleverhans has no mim for torch"),
+        ("mim", "l2", "torch", "cleverhans has no mim for torch"),
+        ("cw", "l2", "tensorflow", "broken in the installed version: TypeError: 'list' object"),
+        *[
+            (a, CATALOGUE[a].norms[0], f, f"cleverhans 4.0.0 has no {a} attack")
+            for a in ("deepfool", "jsma", "ead", "apgd", "fmn", "ddn")
+            for f in ("torch", "tensorflow")
+        ],
+    ],
+)
+def test_unsupported(
+    attack: str, norm: Any, fw: str, expected: str, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     ad = CleverHansAdapter()
     for targeted in (False, True):
         reason = ad.unsupported_reason(attack, norm, fw, targeted)
@@ -254,8 +285,14 @@ def test_unsupported(attack: str, norm: Any, fw: str, expected: str,
         framework = fw
 
     spec = AttackSpec(attack=attack, norm=norm, eps=0.5).resolve()
-    req = AttackRequest(model=_Stub(), x=image_batch[0][:2], y=image_batch[1][:2],  # type: ignore[arg-type]
-                        targets=None, spec=spec, seed=0)
+    req = AttackRequest(
+        model=_Stub(),
+        x=image_batch[0][:2],
+        y=image_batch[1][:2],  # type: ignore[arg-type]
+        targets=None,
+        spec=spec,
+        seed=0,
+    )
     with pytest.raises(Unsupported, match=expected.replace("(", r"\(")):
         ad.run(req)
 
@@ -267,12 +304,10 @@ def test_tf2_cw_is_really_broken() -> None:
 
     from advharness.adapters.cleverhans import _TF_CW_BROKEN
 
-    net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
-                            keras.layers.Dense(3)])
+    net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
     x = np.full((2, 4, 4, 1), 0.5, np.float32)
     with pytest.raises(TypeError, match="'list' object is not callable") as err:
-        carlini_wagner_l2(net, x, y=None, clip_min=0.0, clip_max=1.0, binary_search_steps=1,
-                          max_iterations=1)
+        carlini_wagner_l2(net, x, y=None, clip_min=0.0, clip_max=1.0, binary_search_steps=1, max_iterations=1)
     assert f"{err.type.__name__}: {err.value}" in _TF_CW_BROKEN
     assert err.traceback[-1].name == "_attack"
 
@@ -283,17 +318,17 @@ def test_tf2_bim_default_sanity_checks_still_crash() -> None:
     import tensorflow as tf
     from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
 
-    net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
-                            keras.layers.Dense(3)])
+    net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
     x = tf.constant(np.full((2, 4, 4, 1), 0.5, np.float32))
     with pytest.raises(ValueError, match="inhomogeneous"):
-        basic_iterative_method(net, x, 0.1, 0.05, 1, np.inf, clip_min=0.0, clip_max=1.0,
-                               y=tf.constant([0, 1]))
+        basic_iterative_method(
+            net, x, 0.1, 0.05, 1, np.inf, clip_min=0.0, clip_max=1.0, y=tf.constant([0, 1])
+        )
 
 
-def test_escape_hatch_passes_and_records(torch_model: WrappedModel,
-                                         image_batch: tuple[np.ndarray, np.ndarray],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_escape_hatch_passes_and_records(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import cleverhans.torch.attacks.fast_gradient_method as mod
     import torch
 
@@ -305,8 +340,7 @@ def test_escape_hatch_passes_and_records(torch_model: WrappedModel,
         return original(**kwargs)
 
     monkeypatch.setattr(mod, "fast_gradient_method", spy)
-    spec = _spec("fgsm", "linf", False,
-                 library_options={"cleverhans": {"sanity_checks": True, "eps": 0.05}})
+    spec = _spec("fgsm", "linf", False, library_options={"cleverhans": {"sanity_checks": True, "eps": 0.05}})
     out = CleverHansAdapter().run(_request(torch_model, image_batch, spec))
     assert seen["sanity_checks"] is True and seen["eps"] == 0.05
     assert seen["model_fn"] is torch_model.counted and isinstance(seen["x"], torch.Tensor)
@@ -316,20 +350,22 @@ def test_escape_hatch_passes_and_records(torch_model: WrappedModel,
     assert np.abs(out.x_adv - to_layout(image_batch[0][:N], "NCHW")).max() <= 0.05 + 1e-6
 
 
-@pytest.mark.parametrize(("options", "match"), [
-    ({"not_an_arg": 1}, "has no such argument"),
-    ({"y": [1, 2]}, "set by the harness"),
-])
-def test_escape_hatch_rejects_bad_options(options: dict[str, Any], match: str,
-                                          torch_model: WrappedModel,
-                                          image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"not_an_arg": 1}, "has no such argument"),
+        ({"y": [1, 2]}, "set by the harness"),
+    ],
+)
+def test_escape_hatch_rejects_bad_options(
+    options: dict[str, Any], match: str, torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     spec = _spec("pgd", "linf", False, library_options={"cleverhans": options})
     with pytest.raises(HarnessError, match=match):
         CleverHansAdapter().run(_request(torch_model, image_batch, spec))
 
 
-def test_chunks_by_batch_size(torch_model: WrappedModel,
-                              image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_chunks_by_batch_size(torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
     """Chunks of 3 give the batch's result up to rounding. FGM (L2), not FGSM: CleverHans
     takes a batch-MEAN loss, so chunks scale the gradient by 1/3 instead of 1/16 and round
     it differently; FGM's step is continuous in the gradient (1e-6 is ~10x its rounding),

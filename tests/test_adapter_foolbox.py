@@ -24,18 +24,24 @@ N = 8
 EPS = {"linf": 0.1, "l2": 1.0}
 #: Small but effective settings per attack (eps is added for fixed-budget attacks).
 SPEC_ARGS: dict[str, dict[str, Any]] = {
-    "fgsm": {}, "fgm": {},
-    "bim": {"steps": 3}, "pgd": {"steps": 3, "random_start": True}, "mim": {"steps": 3},
+    "fgsm": {},
+    "fgm": {},
+    "bim": {"steps": 3},
+    "pgd": {"steps": 3, "random_start": True},
+    "mim": {"steps": 3},
     "ddn": {"steps": 10},
     "cw": {"steps": 10, "params": {"binary_search_steps": 2, "c": 10.0, "learning_rate": 0.1}},
     "ead": {"steps": 10, "params": {"binary_search_steps": 2, "c": 10.0, "learning_rate": 0.1}},
-    "deepfool": {"steps": 20, "params": {"candidates": 4}}, "fmn": {"steps": 10},
+    "deepfool": {"steps": 20, "params": {"candidates": 4}},
+    "fmn": {"steps": 10},
 }
 ADAPTER = FoolboxAdapter()
 COMBOS = [
     (attack, norm, fw, targeted)
-    for attack, impl in FoolboxAdapter.IMPLS.items() for norm in impl.norms
-    for fw in impl.frameworks for targeted in (False, True)
+    for attack, impl in FoolboxAdapter.IMPLS.items()
+    for norm in impl.norms
+    for fw in impl.frameworks
+    for targeted in (False, True)
     if ADAPTER.unsupported_reason(attack, norm, fw, targeted) is None
     and CATALOGUE[attack].threat_model == "white-box"  # black-box: tests/test_blackbox_foolbox.py
 ]
@@ -66,16 +72,16 @@ def _model(request: pytest.FixtureRequest, fw: str) -> WrappedModel:
     return request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
 
 
-def _request(model: WrappedModel, x_nchw: np.ndarray, spec: AttackSpec,
-             batch_size: int = 256) -> AttackRequest:
+def _request(
+    model: WrappedModel, x_nchw: np.ndarray, spec: AttackSpec, batch_size: int = 256
+) -> AttackRequest:
     """Labels are the model's own predictions: the untrained nets misclassify ~90 % of the
     true labels, and minimum-norm attacks leave already-misclassified samples unchanged."""
     x = to_layout(x_nchw[:N], model.layout)
     y = model.predict(x)
     resolved = spec.resolve()
     targets = (y + 1 + np.arange(len(y)) % 9) % model.nb_classes if resolved.targeted else None
-    return AttackRequest(model=model, x=x, y=y, targets=targets, spec=resolved, seed=0,
-                         batch_size=batch_size)
+    return AttackRequest(model=model, x=x, y=y, targets=targets, spec=resolved, seed=0, batch_size=batch_size)
 
 
 def _spec(attack: str, norm: str, targeted: bool, **over: Any) -> AttackSpec:
@@ -94,17 +100,23 @@ def _attacks() -> Any:
     return foolbox.attacks
 
 
-
 def _norms(d: np.ndarray, norm: str) -> np.ndarray:
     flat = d.reshape(len(d), -1)
-    return {"linf": np.abs(flat).max(1), "l2": np.linalg.norm(flat, axis=1),
-            "l1": np.abs(flat).sum(1), "l0": (flat != 0).sum(1)}[norm]
+    return {
+        "linf": np.abs(flat).max(1),
+        "l2": np.linalg.norm(flat, axis=1),
+        "l1": np.abs(flat).sum(1),
+        "l0": (flat != 0).sum(1),
+    }[norm]
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
-def test_supported_combination(combo: tuple[str, str, str, bool], request: pytest.FixtureRequest,
-                               image_batch: tuple[np.ndarray, np.ndarray],
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_supported_combination(
+    combo: tuple[str, str, str, bool],
+    request: pytest.FixtureRequest,
+    image_batch: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     attack, norm, fw, targeted = combo
     model = _model(request, fw)
     req = _request(model, image_batch[0], _spec(attack, norm, targeted))
@@ -133,8 +145,8 @@ def test_supported_combination(combo: tuple[str, str, str, bool], request: pytes
     assert not defaulted, f"relies on Foolbox defaults for {defaulted}"
     assert call.call_kwargs == {
         "epsilons": spec.eps if spec.kind == "fixed" else None,
-        "criterion": "TargetedMisclassification(targets)" if targeted
-        else "Misclassification(labels)"}
+        "criterion": "TargetedMisclassification(targets)" if targeted else "Misclassification(labels)",
+    }
     assert call.to_json()
     counts = model.counter.read()
     assert counts.forward > 0 and counts.backward > 0
@@ -143,29 +155,49 @@ def test_supported_combination(combo: tuple[str, str, str, bool], request: pytes
 def test_support_table() -> None:
     supported = {(a, n, fw, t) for a, n, fw, t in COMBOS}
     both = ("torch", "tensorflow")
-    expected = {("fgsm", "linf", fw, False) for fw in both} | {
-        ("fgm", "l2", fw, False) for fw in both} | {
-        ("deepfool", n, fw, False) for n in ("l2", "linf") for fw in both} | {
-        (a, n, fw, t) for a, norms in {"bim": ("linf", "l2"), "pgd": ("linf", "l2"),
-                                       "mim": ("linf", "l2"), "cw": ("l2",), "ead": ("l1",),
-                                       "ddn": ("l2",), "fmn": ("l0", "l1", "l2", "linf")}.items()
-        for n in norms for fw in both for t in (False, True)}
+    expected = (
+        {("fgsm", "linf", fw, False) for fw in both}
+        | {("fgm", "l2", fw, False) for fw in both}
+        | {("deepfool", n, fw, False) for n in ("l2", "linf") for fw in both}
+        | {
+            (a, n, fw, t)
+            for a, norms in {
+                "bim": ("linf", "l2"),
+                "pgd": ("linf", "l2"),
+                "mim": ("linf", "l2"),
+                "cw": ("l2",),
+                "ead": ("l1",),
+                "ddn": ("l2",),
+                "fmn": ("l0", "l1", "l2", "linf"),
+            }.items()
+            for n in norms
+            for fw in both
+            for t in (False, True)
+        }
+    )
     assert supported == expected
     assert all(not impl.broken for impl in FoolboxAdapter.IMPLS.values())
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_UNSUPPORTED), ids=lambda c: f"{c[0]}-{c[1]}")
-def test_unsupported_reason_and_run(case: tuple[str, str, bool], torch_model: WrappedModel,
-                                    image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_unsupported_reason_and_run(
+    case: tuple[str, str, bool], torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     attack, norm, targeted = case
     for fw in ("torch", "tensorflow"):
         reason = ADAPTER.unsupported_reason(attack, norm, fw, targeted)
         assert reason is not None and EXPECTED_UNSUPPORTED[case] in reason
-    spec = AttackSpec(attack=attack, norm=norm, targeted=targeted,
-                      eps=0.1 if attack in ("fgsm", "fgm", "apgd") else None)
-    req = AttackRequest(model=torch_model, x=image_batch[0][:2], y=image_batch[1][:2],
-                        targets=np.zeros(2, np.int64) if targeted else None,
-                        spec=spec.resolve(), seed=0)
+    spec = AttackSpec(
+        attack=attack, norm=norm, targeted=targeted, eps=0.1 if attack in ("fgsm", "fgm", "apgd") else None
+    )
+    req = AttackRequest(
+        model=torch_model,
+        x=image_batch[0][:2],
+        y=image_batch[1][:2],
+        targets=np.zeros(2, np.int64) if targeted else None,
+        spec=spec.resolve(),
+        seed=0,
+    )
     with pytest.raises(Unsupported) as info:
         ADAPTER.run(req)
     assert info.value.reason == ADAPTER.unsupported_reason(attack, norm, "torch", targeted)
@@ -173,9 +205,9 @@ def test_unsupported_reason_and_run(case: tuple[str, str, bool], torch_model: Wr
 
 
 @pytest.mark.parametrize("class_name", ["LinfFastGradientAttack", "L2FastGradientAttack"])
-def test_foolbox_fast_gradient_rejects_targeted(class_name: str, torch_model: WrappedModel,
-                                                image_batch: tuple[np.ndarray, np.ndarray]
-                                                ) -> None:
+def test_foolbox_fast_gradient_rejects_targeted(
+    class_name: str, torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     import foolbox
     import torch
 
@@ -186,8 +218,9 @@ def test_foolbox_fast_gradient_rejects_targeted(class_name: str, torch_model: Wr
         getattr(foolbox.attacks, class_name)(random_start=False)(fmodel, x, crit, epsilons=0.1)
 
 
-def test_foolbox_deepfool_ignores_target(torch_model: WrappedModel,
-                                         image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_foolbox_deepfool_ignores_target(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """With only the top-2 classes as candidates DeepFool can never reach the least-likely
     target: the criterion is a stop test, not a goal."""
     import foolbox
@@ -196,18 +229,14 @@ def test_foolbox_deepfool_ignores_target(torch_model: WrappedModel,
     x = image_batch[0][:N]
     target = torch_model.predict_logits(x).argmin(1)
     crit = foolbox.criteria.TargetedMisclassification(torch.from_numpy(target))
-    attack = foolbox.attacks.L2DeepFoolAttack(steps=20, candidates=2, overshoot=0.02,
-                                              loss="logits")
-    raw, _, _ = attack(ADAPTER.model_form(torch_model),
-                       torch_model.to_tensor(x), crit, epsilons=None)
+    attack = foolbox.attacks.L2DeepFoolAttack(steps=20, candidates=2, overshoot=0.02, loss="logits")
+    raw, _, _ = attack(ADAPTER.model_form(torch_model), torch_model.to_tensor(x), crit, epsilons=None)
     pred = torch_model.predict(raw.numpy())
     assert np.all(pred != target) and np.any(pred != torch_model.predict(x))
 
 
-def test_escape_hatch(torch_model: WrappedModel,
-                      image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    spec = _spec("pgd", "linf", False,
-                 library_options={"foolbox": {"rel_stepsize": 0.5, "steps": 1}})
+def test_escape_hatch(torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    spec = _spec("pgd", "linf", False, library_options={"foolbox": {"rel_stepsize": 0.5, "steps": 1}})
     out = ADAPTER.run(_request(torch_model, image_batch[0], spec))
     assert out.call.kwargs["rel_stepsize"] == 0.5 and out.call.kwargs["steps"] == 1
     assert any("override: steps=1" in n for n in out.call.notes)
@@ -217,28 +246,34 @@ def test_escape_hatch(torch_model: WrappedModel,
         ADAPTER.run(_request(torch_model, image_batch[0], bad))
 
 
-def test_cw_zero_images_pass_through(torch_model: WrappedModel,
-                                     image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_cw_zero_images_pass_through(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """Too few steps: C&W fails and Foolbox returns all-zero images; the adapter keeps them.
     The direct call repeats the adapter's call (same kwargs, model, process): bit-identical."""
     import foolbox
     import torch
 
-    spec = _spec("cw", "l2", False, steps=2,
-                 params={"binary_search_steps": 1, "c": 0.01, "learning_rate": 0.01})
+    spec = _spec(
+        "cw", "l2", False, steps=2, params={"binary_search_steps": 1, "c": 0.01, "learning_rate": 0.01}
+    )
     req = _request(torch_model, image_batch[0], spec)
     out = ADAPTER.run(req)
     zero = np.abs(out.x_adv).reshape(N, -1).max(1) == 0
     assert zero.sum() >= N // 2, "expected most samples to fail with 2 steps and c=0.01"
     direct, _, _ = foolbox.attacks.L2CarliniWagnerAttack(**out.call.kwargs)(
-        ADAPTER.model_form(torch_model), torch_model.to_tensor(req.x),
-        foolbox.criteria.Misclassification(torch.from_numpy(req.y)), epsilons=None)
+        ADAPTER.model_form(torch_model),
+        torch_model.to_tensor(req.x),
+        foolbox.criteria.Misclassification(torch.from_numpy(req.y)),
+        epsilons=None,
+    )
     np.testing.assert_array_equal(out.x_adv, direct.numpy())
 
 
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
-def test_l0_fmn_overflow_is_real_and_reported(fw: str, request: pytest.FixtureRequest,
-                                              image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_l0_fmn_overflow_is_real_and_reported(
+    fw: str, request: pytest.FixtureRequest, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """A sample that stays non-adversarial until its L0 budget reaches 784 features makes
     L0FMNAttack index past the end (~120 steps with gamma=0.05; gamma=1 doubles it: ~11)."""
     import eagerpy as ep
@@ -246,15 +281,13 @@ def test_l0_fmn_overflow_is_real_and_reported(fw: str, request: pytest.FixtureRe
 
     model = _model(request, fw)
     fmn = {"steps": 30, "max_stepsize": 1e-8, "min_stepsize": 1e-9, "gamma": 1.0}
-    spec = _spec("fmn", "l0", False, steps=30, params={k: v for k, v in fmn.items()
-                                                        if k != "steps"})
+    spec = _spec("fmn", "l0", False, steps=30, params={k: v for k, v in fmn.items() if k != "steps"})
     req = _request(model, image_batch[0][:2], spec)
     xt = model.to_tensor(req.x)
     labels = ep.from_numpy(ep.astensor(xt), req.y).raw
     attack = foolbox.attacks.L0FMNAttack(**fmn, init_attack=None, binary_search_steps=10)
     with pytest.raises(Exception, match="784") as info:  # IndexError / InvalidArgumentError
-        attack(ADAPTER.model_form(model), xt, foolbox.criteria.Misclassification(labels),
-               epsilons=None)
+        attack(ADAPTER.model_form(model), xt, foolbox.criteria.Misclassification(labels), epsilons=None)
     with pytest.raises(Unsupported, match=f"L0FMNAttack crashed \\({type(info.value).__name__}"):
         ADAPTER.run(req)
 
@@ -265,17 +298,18 @@ def test_l2_fmn_projection_is_a_no_op() -> None:
     import foolbox
     import torch
 
-    attack = foolbox.attacks.L2FMNAttack(steps=1, max_stepsize=1.0, min_stepsize=0.01,
-                                         gamma=0.05, init_attack=None, binary_search_steps=1)
+    attack = foolbox.attacks.L2FMNAttack(
+        steps=1, max_stepsize=1.0, min_stepsize=0.01, gamma=0.05, init_attack=None, binary_search_steps=1
+    )
     x0 = ep.astensor(torch.zeros(2, 5))
     x = ep.astensor(torch.ones(2, 5))
     projected = attack.project(x, x0, ep.astensor(torch.full((2,), 0.1)))
     assert torch.equal(projected.raw, x.raw)
 
 
-def test_mim_accumulates_normalised_gradient(torch_model: WrappedModel,
-                                             image_batch: tuple[np.ndarray, np.ndarray],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mim_accumulates_normalised_gradient(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Backs the call-record note: Linf MI-FGSM's momentum buffer receives sign(gradient)."""
     from foolbox.attacks import mi_fgsm
 
@@ -291,8 +325,9 @@ def test_mim_accumulates_normalised_gradient(torch_model: WrappedModel,
     assert received and all(set(np.unique(g)) <= {-1.0, 0.0, 1.0} for g in received)
 
 
-def test_chunks_match_one_batch(torch_model: WrappedModel,
-                                image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_chunks_match_one_batch(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """Chunks round the gradient differently from one batch; L2 steps are continuous in it,
     so the results agree to ~1e-7 (asserted to 1e-6)."""
     spec = _spec("bim", "l2", False)
@@ -302,32 +337,34 @@ def test_chunks_match_one_batch(torch_model: WrappedModel,
     assert any("chunk of 3" in n for n in chunked.call.notes)
 
 
-def test_targeted_without_targets_is_an_error(torch_model: WrappedModel,
-                                              image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_targeted_without_targets_is_an_error(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     req = _request(torch_model, image_batch[0], _spec("pgd", "linf", True))
     with pytest.raises(HarnessError, match="target"):
-        ADAPTER.run(AttackRequest(model=req.model, x=req.x, y=req.y, targets=None,
-                                  spec=req.spec, seed=0))
+        ADAPTER.run(AttackRequest(model=req.model, x=req.x, y=req.y, targets=None, spec=req.spec, seed=0))
 
 
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
-def test_model_form_is_cached_and_counted(fw: str, request: pytest.FixtureRequest,
-                                          image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_model_form_is_cached_and_counted(
+    fw: str, request: pytest.FixtureRequest, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     import foolbox
 
     model = _model(request, fw)
     fmodel = ADAPTER.model_form(model)
     assert fmodel is ADAPTER.model_form(model) and fmodel.bounds == model.bounds
-    assert isinstance(fmodel, {"torch": foolbox.PyTorchModel,
-                               "tensorflow": foolbox.TensorFlowModel}[fw])
+    assert isinstance(fmodel, {"torch": foolbox.PyTorchModel, "tensorflow": foolbox.TensorFlowModel}[fw])
     fmodel(model.to_tensor(to_layout(image_batch[0][:3], model.layout)))
     assert model.counter.read().forward == 3
 
 
 def test_import_is_lazy() -> None:
-    code = ("import sys, advharness.adapters.foolbox.adapter as m; m.FoolboxAdapter().unsupported_reason("
-            "'pgd', 'linf', 'torch', False); print('foolbox' in sys.modules, "
-            "'eagerpy' in sys.modules)")
+    code = (
+        "import sys, advharness.adapters.foolbox.adapter as m; m.FoolboxAdapter().unsupported_reason("
+        "'pgd', 'linf', 'torch', False); print('foolbox' in sys.modules, "
+        "'eagerpy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -30,13 +30,19 @@ def comparable(summary: pd.DataFrame) -> pd.DataFrame:
 def small_grid(name: str, **extra: Any) -> dict[str, Any]:
     """12 cells: two digits MLPs (torch, Keras) x FGSM, PGD with random start x 3 libraries."""
     return {
-        "name": name, "seed": 3, "data": {"dataset": "digits", "n_samples": 24},
-        "models": [{"recipe": "digits_mlp", "framework": "torch"},
-                   {"recipe": "digits_mlp", "framework": "tensorflow"}],
-        "attacks": [{"attack": "fgsm", "eps": 0.1},
-                    {"attack": "pgd", "eps": 0.1, "steps": 5, "step_size": 0.03,
-                     "random_start": True}],
-        **extra}
+        "name": name,
+        "seed": 3,
+        "data": {"dataset": "digits", "n_samples": 24},
+        "models": [
+            {"recipe": "digits_mlp", "framework": "torch"},
+            {"recipe": "digits_mlp", "framework": "tensorflow"},
+        ],
+        "attacks": [
+            {"attack": "fgsm", "eps": 0.1},
+            {"attack": "pgd", "eps": 0.1, "steps": 5, "step_size": 0.03, "random_start": True},
+        ],
+        **extra,
+    }
 
 
 def test_pool_and_inline_give_the_same_table(tmp_path: Path) -> None:
@@ -54,16 +60,29 @@ def test_pool_and_inline_give_the_same_table(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(again.summary, pool.summary)
 
 
-def test_faults_become_rows_and_other_cells_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                   ) -> None:
+def test_faults_become_rows_and_other_cells_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(TESTS))  # faulty.py, for the spawned workers too
-    eps = {0.01: "error", 0.02: "error", 0.03: "timeout", 0.04: "crashed", 0.05: "error",
-           0.06: "error", 0.07: "crashed", 0.1: "ok", 0.2: "ok"}
-    exp = parse_experiment({
-        "name": "faults", "data": {"dataset": "digits", "n_samples": 8}, "time_limit_s": 3,
-        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-        "libraries": ["faulty:FaultyAdapter"],
-        "attacks": [{"attack": "fgsm", "eps": e} for e in eps]})
+    eps = {
+        0.01: "error",
+        0.02: "error",
+        0.03: "timeout",
+        0.04: "crashed",
+        0.05: "error",
+        0.06: "error",
+        0.07: "crashed",
+        0.1: "ok",
+        0.2: "ok",
+    }
+    exp = parse_experiment(
+        {
+            "name": "faults",
+            "data": {"dataset": "digits", "n_samples": 8},
+            "time_limit_s": 3,
+            "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+            "libraries": ["faulty:FaultyAdapter"],
+            "attacks": [{"attack": "fgsm", "eps": e} for e in eps],
+        }
+    )
     res = run_experiment(exp, out_dir=tmp_path / "faults", backend="pool", workers=2)
     got = dict(zip(res.summary["eps"], res.summary["status"], strict=True))
     assert got == eps
@@ -81,16 +100,21 @@ def test_faults_become_rows_and_other_cells_finish(tmp_path: Path, monkeypatch: 
     assert list(logs.glob("worker-*.log")) and (logs / "run.log").is_file()
     assert "faults: 9 cells, 9 to run on pool" in (logs / "run.log").read_text()
     # --retry-failed runs exactly the failed cells again; nothing else
-    again = run_experiment(exp, out_dir=tmp_path / "faults", backend="pool", workers=2,
-                           retry_failed=True)
+    again = run_experiment(exp, out_dir=tmp_path / "faults", backend="pool", workers=2, retry_failed=True)
     assert again.manifest["cells_run_now"] == 7
 
 
 def _cli(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "advharness", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "advharness", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path) -> None:
@@ -98,9 +122,13 @@ def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path) -> Non
 
     from advharness.reporting.results import read_results
 
-    spec = small_grid("resume", attacks=[
-        {"attack": "pgd", "eps": e, "steps": 30, "step_size": 0.01, "random_start": True}
-        for e in (0.05, 0.1, 0.15, 0.2)])
+    spec = small_grid(
+        "resume",
+        attacks=[
+            {"attack": "pgd", "eps": e, "steps": 30, "step_size": 0.01, "random_start": True}
+            for e in (0.05, 0.1, 0.15, 0.2)
+        ],
+    )
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(spec))
     killed = tmp_path / "killed"
@@ -119,10 +147,16 @@ def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path) -> Non
     stored = finished()
     assert 4 <= stored < 24, stored
     assert not (killed / "summary.parquet").exists()
-    assert _cli(["run", str(path), "--out", str(killed), "--workers", "2", "--no-progress"]
-                ).wait(timeout=600) == 0
-    assert _cli(["run", str(path), "--out", str(tmp_path / "whole"), "--workers", "2",
-                 "--no-progress"]).wait(timeout=600) == 0
+    assert (
+        _cli(["run", str(path), "--out", str(killed), "--workers", "2", "--no-progress"]).wait(timeout=600)
+        == 0
+    )
+    assert (
+        _cli(["run", str(path), "--out", str(tmp_path / "whole"), "--workers", "2", "--no-progress"]).wait(
+            timeout=600
+        )
+        == 0
+    )
     resumed, whole = read_results(killed), read_results(tmp_path / "whole")
     assert resumed.manifest["cells_run_now"] == 24 - stored
     pd.testing.assert_frame_equal(comparable(resumed.summary), comparable(whole.summary))
@@ -130,14 +164,29 @@ def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path) -> Non
 
 
 def test_dry_run_lists_cells_with_overrides_and_runs_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(small_grid("dry")))
     out = tmp_path / "dry"
-    assert main(["run", str(path), "--out", str(out), "--dry-run", "attacks.pgd.steps=7",
-                 "seed=0", "seeds=[0,1]", "libraries=[art,foolbox]"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--out",
+                str(out),
+                "--dry-run",
+                "attacks.pgd.steps=7",
+                "seed=0",
+                "seeds=[0,1]",
+                "libraries=[art,foolbox]",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "16 cells, 16 to run on backend 'pool' (dry run: nothing ran)" in text
     assert not out.exists()

@@ -36,8 +36,13 @@ SMALL: dict[str, dict[str, Any]] = {
 #: Canonical parameter -> the ART keyword it must land in (value checked as recorded).
 MAPPED: dict[str, dict[str, str]] = {
     "square": {"p_init": "p_init"},
-    "zoo": {"c": "initial_const", "coordinates": "nb_parallel", "learning_rate": "learning_rate",
-            "binary_search_steps": "binary_search_steps", "confidence": "confidence"},
+    "zoo": {
+        "c": "initial_const",
+        "coordinates": "nb_parallel",
+        "learning_rate": "learning_rate",
+        "binary_search_steps": "binary_search_steps",
+        "confidence": "confidence",
+    },
     "pixel": {"pixels": "th"},
     "boundary": {"spherical_step": "delta", "source_step": "epsilon"},
     "hsj": {"max_evals": "max_eval", "init_evals": "init_eval"},
@@ -49,10 +54,6 @@ def _cases() -> list[Any]:
     return combos(ADAPTER, BLACKBOX_IMPLS)
 
 
-
-
-
-
 def _spec(attack: str, norm: str, targeted: bool) -> AttackSpec:
     kw: dict[str, Any] = {"attack": attack, "norm": norm, "targeted": targeted, **SMALL[attack]}
     if CATALOGUE[attack].kind == "fixed":
@@ -60,8 +61,9 @@ def _spec(attack: str, norm: str, targeted: bool) -> AttackSpec:
     return AttackSpec(**kw)
 
 
-def _request(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray],
-             spec: AttackSpec) -> AttackRequest:
+def _request(
+    model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], spec: AttackSpec
+) -> AttackRequest:
     n = N_BY_ATTACK.get(spec.attack, N)
     x = to_layout(image_batch[0][:n], model.layout)
     pred = model.predict(x)
@@ -70,9 +72,14 @@ def _request(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray],
 
 
 @pytest.mark.parametrize(("attack", "norm", "fw", "targeted"), _cases())
-def test_blackbox_combination(attack: str, norm: str, fw: str, targeted: bool,
-                              get_model: Callable[[str], WrappedModel],
-                              image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_blackbox_combination(
+    attack: str,
+    norm: str,
+    fw: str,
+    targeted: bool,
+    get_model: Callable[[str], WrappedModel],
+    image_batch: tuple[np.ndarray, np.ndarray],
+) -> None:
     import art.attacks.evasion as evasion
 
     np.random.seed(0)
@@ -104,8 +111,14 @@ def test_blackbox_combination(attack: str, norm: str, fw: str, targeted: bool,
     assert set(call.kwargs) == set(params), "every constructor argument is passed explicitly"
     assert call.kwargs[params[0]] == "<estimator>"
     extra = s.options_for("art")
-    expected = {"batch_size": req.batch_size, "targeted": targeted, "max_iter": s.steps,
-                "eps": s.eps, "verbose": False, **extra}
+    expected = {
+        "batch_size": req.batch_size,
+        "targeted": targeted,
+        "max_iter": s.steps,
+        "eps": s.eps,
+        "verbose": False,
+        **extra,
+    }
     if cls_name in ("ZooAttack", "SimBA"):
         expected["batch_size"] = 1
     for key, value in expected.items():
@@ -120,7 +133,8 @@ def test_blackbox_combination(attack: str, norm: str, fw: str, targeted: bool,
 
 
 def test_boundary_step_adaptation_inverted_and_threshold_scale(
-        torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     req = _request(torch_model, image_batch, _spec("boundary", "l2", False))
     with torch_model.with_access("decision-based"):
         out = ADAPTER.run(req)
@@ -136,7 +150,8 @@ def test_boundary_step_adaptation_inverted_and_threshold_scale(
 
 
 def test_simba_estimator_is_softmax_of_the_counted_oracle(
-        torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     from advharness.adapters.art.blackbox import _softmax_estimator
 
     x = image_batch[0][:2]
@@ -158,8 +173,9 @@ def test_every_blackbox_broken_entry_is_geoda() -> None:
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
-def test_geoda_broken_reason_is_still_true(fw: str, get_model: Callable[[str], WrappedModel],
-                                           image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_geoda_broken_reason_is_still_true(
+    fw: str, get_model: Callable[[str], WrappedModel], image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """ART directly (no adapter): GeoDA.generate on numpy 2, and __init__ with a small max_iter."""
     from art.attacks.evasion import GeoDA
 
@@ -181,7 +197,8 @@ def test_geoda_broken_reason_is_still_true(fw: str, get_model: Callable[[str], W
 @pytest.mark.numerics
 @pytest.mark.parametrize("attack", ["hsj", "boundary"])
 def test_unseeded_random_state_is_made_reproducible(
-        attack: str, torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    attack: str, torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """ART seeds these attacks' start from OS entropy; through the adapter, same seed -> same
     output. Directly, the same NumPy seed still gives different starting points. The two runs
     share process, seed and kernels, so the outputs are bit-identical by construction."""
@@ -217,8 +234,10 @@ def test_library_imports_happen_before_the_cell_is_seeded() -> None:
     import subprocess
     import sys
 
-    code = ("import random; random.seed(0); import art.attacks.evasion; "
-            "print(random.random() != (random.seed(0) or random.random()))")
+    code = (
+        "import random; random.seed(0); import art.attacks.evasion; "
+        "print(random.random() != (random.seed(0) or random.random()))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "True"  # the import consumed random numbers
     assert "art.attacks.evasion" in ADAPTER.MODULES["torch"]

@@ -23,13 +23,17 @@ ADAPTER = FoolboxAdapter()
 SPEC_ARGS: dict[str, dict[str, Any]] = {
     "boundary": {"steps": 5},
     "hsj": {"steps": 2, "params": {"init_evals": 10, "max_evals": 20}},
-    "gaussian_blur": {"steps": 20}, "salt_and_pepper": {"steps": 20},
-    "contrast": {"steps": 20}, "blended_noise": {"steps": 20},
+    "gaussian_blur": {"steps": 20},
+    "salt_and_pepper": {"steps": 20},
+    "contrast": {"steps": 20},
+    "blended_noise": {"steps": 20},
 }
 COMBOS = [
     (attack, norm, fw, targeted)
-    for attack, impl in BLACKBOX_IMPLS.items() for norm in impl.norms
-    for fw in impl.frameworks for targeted in (False, True)
+    for attack, impl in BLACKBOX_IMPLS.items()
+    for norm in impl.norms
+    for fw in impl.frameworks
+    for targeted in (False, True)
     if ADAPTER.unsupported_reason(attack, norm, fw, targeted) is None
 ]
 EXPECTED_UNSUPPORTED = {
@@ -59,15 +63,16 @@ def _seed(seed: int = 0) -> None:
 def _request(model: WrappedModel, x_nchw: np.ndarray, spec: AttackSpec) -> AttackRequest:
     """Labels are the model's own predictions (the untrained nets misclassify most images)."""
     x = to_layout(x_nchw[:N], model.layout)
-    return AttackRequest(model=model, x=x, y=model.predict(x), targets=None,
-                         spec=spec.resolve(), seed=0)
-
+    return AttackRequest(model=model, x=x, y=model.predict(x), targets=None, spec=spec.resolve(), seed=0)
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
-def test_supported_combination(combo: tuple[str, str, str, bool], request: pytest.FixtureRequest,
-                               image_batch: tuple[np.ndarray, np.ndarray],
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_supported_combination(
+    combo: tuple[str, str, str, bool],
+    request: pytest.FixtureRequest,
+    image_batch: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     attack, norm, fw, targeted = combo
     model = request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
     spec = AttackSpec(attack=attack, norm=norm, targeted=targeted, **SPEC_ARGS[attack])
@@ -102,8 +107,9 @@ def test_supported_combination(combo: tuple[str, str, str, bool], request: pytes
     assert call.to_json()
 
 
-def test_decision_attacks_find_adversarials(torch_model: WrappedModel,
-                                            image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_decision_attacks_find_adversarials(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """Boundary starts adversarial (the init attack must succeed) and stays so."""
     req = _request(torch_model, image_batch[0], AttackSpec(attack="boundary", steps=5))
     _seed()
@@ -115,30 +121,46 @@ def test_decision_attacks_find_adversarials(torch_model: WrappedModel,
 def test_support_table() -> None:
     supported = {(a, n, fw) for a, n, fw, t in COMBOS}
     assert all(not t for *_, t in COMBOS)
-    assert supported == {(a, n, fw) for a, norms in {
-        "boundary": ("l2",), "hsj": ("l2", "linf"), "gaussian_blur": ("linf",),
-        "salt_and_pepper": ("l2",), "contrast": ("l2",), "blended_noise": ("l2",)}.items()
-        for n in norms for fw in ("torch", "tensorflow")}
+    assert supported == {
+        (a, n, fw)
+        for a, norms in {
+            "boundary": ("l2",),
+            "hsj": ("l2", "linf"),
+            "gaussian_blur": ("linf",),
+            "salt_and_pepper": ("l2",),
+            "contrast": ("l2",),
+            "blended_noise": ("l2",),
+        }.items()
+        for n in norms
+        for fw in ("torch", "tensorflow")
+    }
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_UNSUPPORTED), ids=lambda c: f"{c[0]}-{c[1]}")
-def test_unsupported_targeted(case: tuple[str, str], torch_model: WrappedModel,
-                              image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_unsupported_targeted(
+    case: tuple[str, str], torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     attack, norm = case
     for fw in ("torch", "tensorflow"):
         reason = ADAPTER.unsupported_reason(attack, norm, fw, True)
         assert reason is not None and EXPECTED_UNSUPPORTED[case] in reason
     spec = AttackSpec(attack=attack, norm=norm, targeted=True).resolve()
-    req = AttackRequest(model=torch_model, x=image_batch[0][:2], y=image_batch[1][:2],
-                        targets=np.zeros(2, np.int64), spec=spec, seed=0)
+    req = AttackRequest(
+        model=torch_model,
+        x=image_batch[0][:2],
+        y=image_batch[1][:2],
+        targets=np.zeros(2, np.int64),
+        spec=spec,
+        seed=0,
+    )
     with pytest.raises(Unsupported):
         ADAPTER.run(req)
     assert torch_model.counter.read().forward == 0
 
 
-def test_targeted_boundary_init_fails_in_foolbox(torch_model: WrappedModel,
-                                                 image_batch: tuple[np.ndarray, np.ndarray]
-                                                 ) -> None:
+def test_targeted_boundary_init_fails_in_foolbox(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """Backs NO_TARGETED_INIT: uniform noise rarely hits every target, and Foolbox then raises."""
     import foolbox
     import torch
@@ -146,18 +168,23 @@ def test_targeted_boundary_init_fails_in_foolbox(torch_model: WrappedModel,
     x = image_batch[0][:N]
     target = torch_model.predict_logits(x).argmin(1)
     init = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack(
-        distance=foolbox.distances.l2, directions=5, steps=5)
+        distance=foolbox.distances.l2, directions=5, steps=5
+    )
     attack = foolbox.attacks.BoundaryAttack(init_attack=init, steps=1)
     _seed()
     with torch_model.with_access("decision-based"), pytest.warns(UserWarning):
         with pytest.raises(ValueError, match="init_attack failed"):
-            attack(ADAPTER.model_form(torch_model), torch_model.to_tensor(x),
-                   foolbox.criteria.TargetedMisclassification(torch.from_numpy(target)),
-                   epsilons=None)
+            attack(
+                ADAPTER.model_form(torch_model),
+                torch_model.to_tensor(x),
+                foolbox.criteria.TargetedMisclassification(torch.from_numpy(target)),
+                epsilons=None,
+            )
 
 
-def test_gradient_request_is_a_violation(torch_model: WrappedModel,
-                                         image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_gradient_request_is_a_violation(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     """A Foolbox gradient call on the oracle surfaces as a violation, not a silent zero."""
     import eagerpy as ep
     import foolbox
@@ -174,10 +201,8 @@ def test_gradient_request_is_a_violation(torch_model: WrappedModel,
     assert isinstance(fmodel, foolbox.PyTorchModel)
 
 
-def test_escape_hatch(torch_model: WrappedModel,
-                      image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    spec = AttackSpec(attack="contrast", steps=20,
-                      library_options={"foolbox": {"target": 0.0}})
+def test_escape_hatch(torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    spec = AttackSpec(attack="contrast", steps=20, library_options={"foolbox": {"target": 0.0}})
     with torch_model.with_access("decision-based"):
         out = ADAPTER.run(_request(torch_model, image_batch[0], spec))
     assert out.call.kwargs["target"] == 0.0

@@ -50,13 +50,17 @@ def _pool_cases() -> list[Any]:
                     for targeted in (False, True):
                         if adapter.unsupported_reason(attack, norm, fw, targeted) is None:
                             mode = "targeted" if targeted else "untargeted"
-                            out.append(pytest.param(lib, attack, norm, fw, targeted,
-                                                    id=f"{lib}-{attack}-{norm}-{fw}-{mode}"))
+                            out.append(
+                                pytest.param(
+                                    lib, attack, norm, fw, targeted, id=f"{lib}-{attack}-{norm}-{fw}-{mode}"
+                                )
+                            )
     return out
 
 
-def _inputs(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], n: int,
-            targeted: bool) -> CellInputs:
+def _inputs(
+    model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], n: int, targeted: bool
+) -> CellInputs:
     """The first ``n`` images, labelled with the model's own predictions (all attacked)."""
     x = to_layout(image_batch[0][:n], model.layout)
     pred = model.predict(x)
@@ -65,8 +69,7 @@ def _inputs(model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], n: 
 
 
 def _spec(attack: str, norm: str, targeted: bool, **extra: Any) -> AttackSpec:
-    kw: dict[str, Any] = {"attack": attack, "norm": norm, "targeted": targeted, **LONG[attack],
-                          **extra}
+    kw: dict[str, Any] = {"attack": attack, "norm": norm, "targeted": targeted, **LONG[attack], **extra}
     if CATALOGUE[attack].kind == "fixed":
         kw["eps"] = FIXED_EPS[norm]
     return AttackSpec(**kw)
@@ -77,9 +80,15 @@ def test_every_blackbox_attack_has_a_budget_case() -> None:
 
 
 @pytest.mark.parametrize(("lib", "attack", "norm", "fw", "targeted"), _pool_cases())
-def test_budget_is_never_exceeded(lib: str, attack: str, norm: str, fw: str, targeted: bool,
-                                  get_model: Callable[[str], WrappedModel],
-                                  image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_budget_is_never_exceeded(
+    lib: str,
+    attack: str,
+    norm: str,
+    fw: str,
+    targeted: bool,
+    get_model: Callable[[str], WrappedModel],
+    image_batch: tuple[np.ndarray, np.ndarray],
+) -> None:
     np.random.seed(0)
     model = get_model(fw)
     spec = _spec(attack, norm, targeted, budget=BUDGET).resolve()
@@ -156,24 +165,30 @@ class Attributing:
         return TFModel(net, input_shape=(28, 28, 1), nb_classes=10), seen
 
 
-EXACT = [pytest.param(lib, attack, fw, id=f"{lib}-{attack}-{fw}")
-         for lib, attack, fws in (("art", "square", FRAMEWORKS), ("cleverhans", "spsa", ("torch",)))
-         for fw in fws]
+EXACT = [
+    pytest.param(lib, attack, fw, id=f"{lib}-{attack}-{fw}")
+    for lib, attack, fws in (("art", "square", FRAMEWORKS), ("cleverhans", "spsa", ("torch",)))
+    for fw in fws
+]
 
 
 @pytest.mark.parametrize(("lib", "attack", "fw"), EXACT)
 @pytest.mark.parametrize("budget", [None, 25], ids=["no-budget", "budget-25"])
 def test_counts_match_a_model_that_attributes_rows_itself(
-        lib: str, attack: str, fw: str, budget: int | None,
-        image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    lib: str, attack: str, fw: str, budget: int | None, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     n = 4
     model, seen = getattr(Attributing, fw)(image_batch[0][:n])
     inputs = _inputs(model, image_batch, n, targeted=False)
     seen[:] = 0
     # batch_size 2 < queries per step (SPSA: 2 * 8 mirrored rows): the libraries re-batch.
-    spec = AttackSpec(attack=attack, norm="linf", eps=0.05, budget=budget,
-                      **{"square": {"steps": 40}, "spsa": {"steps": 3, "params": {"samples": 8}}}
-                      [attack]).resolve()
+    spec = AttackSpec(
+        attack=attack,
+        norm="linf",
+        eps=0.05,
+        budget=budget,
+        **{"square": {"steps": 40}, "spsa": {"steps": 3, "params": {"samples": 8}}}[attack],
+    ).resolve()
     res = run_cell(inputs, spec, lib, seed=0, batch_size=2)
     assert res.summary["status"] == "ok", res.summary.get("reason")
     assert res.records is not None
@@ -187,13 +202,20 @@ def test_counts_match_a_model_that_attributes_rows_itself(
 
 
 # -- the ledger itself, on hand-checked numbers ---------------------------------------------
-def _ledger(budget: int | None, *, eps: float | None = None, enforce: bool = False
-            ) -> QueryLedger:
+def _ledger(budget: int | None, *, eps: float | None = None, enforce: bool = False) -> QueryLedger:
     """Two 1-D 'images' [0, 0] and [1, 1]; the model says class 1 iff the first feature > 0.5."""
     x = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)
 
-    return QueryLedger(x=x, y=np.array([0, 1]), targets=None,
-                       bounds=(0.0, 1.0), norm="l2", eps=eps, enforce_eps=enforce, budget=budget)
+    return QueryLedger(
+        x=x,
+        y=np.array([0, 1]),
+        targets=None,
+        bounds=(0.0, 1.0),
+        norm="l2",
+        eps=eps,
+        enforce_eps=enforce,
+        budget=budget,
+    )
 
 
 def _model(rows: np.ndarray) -> np.ndarray:
@@ -258,15 +280,23 @@ def test_budget_is_refused_on_white_box_cells() -> None:
 
 
 def test_head_to_head_has_query_budget_and_violation_columns(
-        torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     from advharness.execution.api import run_attacks
     from advharness.reporting.render import render_text
 
     x = image_batch[0][:3]
     y = torch_model.predict(x)
-    res = run_attacks([torch_model], x, y, [
-        {"attack": "square", "eps": 0.1, "steps": 100, "budget": 20, "query_levels": [5, 20]},
-        {"attack": "fgsm", "eps": 0.1, "threat_model": "score-based"}], ["art"])
+    res = run_attacks(
+        [torch_model],
+        x,
+        y,
+        [
+            {"attack": "square", "eps": 0.1, "steps": 100, "budget": 20, "query_levels": [5, 20]},
+            {"attack": "fgsm", "eps": 0.1, "threat_model": "score-based"},
+        ],
+        ["art"],
+    )
     table = res.table()
     square = table.xs("square", level="attack").iloc[0]
     assert square[("art", "torch", "budget")] == 20

@@ -61,13 +61,13 @@ def test_block_kinds_are_known_and_no_run_is_rare() -> None:
             if lang == "yaml":
                 assert info == "yaml fragment" or (info == "yaml" and _file_name(body)), (
                     f"{path.name}: a yaml block is '# file: NAME' (an experiment) or "
-                    f"'yaml fragment':\n{body[:200]}")
+                    f"'yaml fragment':\n{body[:200]}"
+                )
     assert no_run <= MAX_NO_RUN
 
 
 @pytest.mark.parametrize("path", RUNNABLE, ids=_ids(RUNNABLE))
-def test_python_blocks_run_as_written(path: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_python_blocks_run_as_written(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file's experiment files are written, then its Python blocks run in order."""
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__doc_example__"}
@@ -81,8 +81,7 @@ def test_python_blocks_run_as_written(path: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize("path", DOCS, ids=_ids(DOCS))
-def test_experiment_blocks_validate(path: Path, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_experiment_blocks_validate(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ``# file:`` YAML block is a valid experiment; every fragment is valid YAML."""
     import yaml
 
@@ -167,8 +166,7 @@ def _generic(column: str) -> str:
     return re.sub(r"_q\d+$", "_q<L>", column)
 
 
-def test_data_dictionary_lists_every_column(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_dictionary_lists_every_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run with every kind of row (white-box, minimum-norm at a radius, black-box with a
     budget, transfer, error, unsupported) has no summary or records column that
     docs/results.md does not describe."""
@@ -176,17 +174,26 @@ def test_data_dictionary_lists_every_column(tmp_path: Path,
     from advharness.config.experiment import parse_experiment
 
     monkeypatch.syspath_prepend(str(ROOT / "tests"))  # faulty.py: an adapter that raises
-    exp = parse_experiment({
-        "name": "dictionary", "data": {"dataset": "digits", "n_samples": 8},
-        "models": [{"recipe": "digits_mlp", "framework": ["torch", "tensorflow"]}],
-        "libraries": ["art", "faulty:FaultyAdapter"],
-        "attacks": [
-            {"attack": "fgsm", "eps": 0.01},  # the faulty adapter raises: an error row
-            {"attack": "deepfool", "steps": 5, "eps": 0.5},
-            {"attack": "hsj", "steps": 1, "budget": 20, "query_levels": [10],
-             "params": {"max_evals": 10, "init_evals": 5}},
-            {"attack": "fgsm", "eps": 0.1, "source": "digits_mlp-tensorflow"},
-        ]})
+    exp = parse_experiment(
+        {
+            "name": "dictionary",
+            "data": {"dataset": "digits", "n_samples": 8},
+            "models": [{"recipe": "digits_mlp", "framework": ["torch", "tensorflow"]}],
+            "libraries": ["art", "faulty:FaultyAdapter"],
+            "attacks": [
+                {"attack": "fgsm", "eps": 0.01},  # the faulty adapter raises: an error row
+                {"attack": "deepfool", "steps": 5, "eps": 0.5},
+                {
+                    "attack": "hsj",
+                    "steps": 1,
+                    "budget": 20,
+                    "query_levels": [10],
+                    "params": {"max_evals": 10, "init_evals": 5},
+                },
+                {"attack": "fgsm", "eps": 0.1, "source": "digits_mlp-tensorflow"},
+            ],
+        }
+    )
     res = run_experiment(exp, tmp_path, backend="inline")
     statuses = set(res.summary["status"])
     assert {"ok", "error", "unsupported"} <= statuses, statuses
@@ -228,4 +235,3 @@ def test_readme_python_blocks_use_the_top_level_api() -> None:
     for info, body in blocks(ROOT / "README.md"):
         if info.startswith("python"):
             assert not deep.search(body), body
-

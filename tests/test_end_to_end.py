@@ -17,17 +17,34 @@ from advharness.reporting.results import read_results
 from advharness.reporting.tables import head_to_head
 
 EXP = {
-    "name": "e2e", "seed": 3,
+    "name": "e2e",
+    "seed": 3,
     "data": {"dataset": "digits", "n_samples": 24},
-    "models": [{"recipe": "digits_mlp", "framework": "torch"},
-               {"recipe": "digits_mlp", "framework": "tensorflow"}],
+    "models": [
+        {"recipe": "digits_mlp", "framework": "torch"},
+        {"recipe": "digits_mlp", "framework": "tensorflow"},
+    ],
     "libraries": ["art", "foolbox", "cleverhans"],
     "attacks": [
         {"attack": "fgsm", "eps": 0.1},
-        {"attack": "pgd", "norm": "linf", "eps": 0.1, "steps": 5, "step_size": 0.03,
-         "random_start": True, "restarts": 2},
-        {"attack": "pgd", "norm": "linf", "eps": 0.1, "steps": 5, "step_size": 0.03,
-         "targeted": True, "target_mode": "least_likely"},
+        {
+            "attack": "pgd",
+            "norm": "linf",
+            "eps": 0.1,
+            "steps": 5,
+            "step_size": 0.03,
+            "random_start": True,
+            "restarts": 2,
+        },
+        {
+            "attack": "pgd",
+            "norm": "linf",
+            "eps": 0.1,
+            "steps": 5,
+            "step_size": 0.03,
+            "targeted": True,
+            "target_mode": "least_likely",
+        },
         {"attack": "cw", "steps": 10, "params": {"binary_search_steps": 1}},
         {"attack": "jsma"},
     ],
@@ -58,20 +75,26 @@ def test_run_write_read_show(tmp_path: Path) -> None:
     back = read_results(res.path)
     pd.testing.assert_frame_equal(back.summary, s, check_dtype=False)
     man = back.manifest
-    assert {"adversarial-robustness-toolbox", "foolbox", "cleverhans", "torch", "tensorflow",
-            "numpy"} <= set(man["versions"])
+    assert {"adversarial-robustness-toolbox", "foolbox", "cleverhans", "torch", "tensorflow", "numpy"} <= set(
+        man["versions"]
+    )
     assert len(man["data"]["sha256"]) == 64 and man["seed"] == 3
     assert len(man["resolved_specs"]) == 5
     # the head-to-head table: one row per (attack, norm, eps, targeted), groups per (lib, fw)
     table = head_to_head(s)
     assert len(table) == 5
     assert {(c[0], c[1]) for c in table.columns} == {
-        (lib, fw) for lib in ("art", "foolbox", "cleverhans") for fw in ("torch", "tensorflow")}
+        (lib, fw) for lib in ("art", "foolbox", "cleverhans") for fw in ("torch", "tensorflow")
+    }
     text = render_text(s)
     assert "fgsm linf eps=0.1" in text and "unsupported" in text
     # show from disk prints the same table
-    p = subprocess.run([sys.executable, "-m", "advharness", "show", str(res.path)],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "advharness", "show", str(res.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0 and "fgsm linf eps=0.1" in p.stdout
 
 
@@ -87,8 +110,9 @@ def test_same_seed_same_table(tmp_path: Path) -> None:
 
 
 def test_cli_list_prints_the_matrix() -> None:
-    p = subprocess.run([sys.executable, "-m", "advharness", "list", "--reasons"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "advharness", "list", "--reasons"], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0
     for needle in ("fgsm linf", "jsma l0", "apgd l2", "cleverhans", "Keras 3"):
         assert needle in p.stdout

@@ -24,11 +24,12 @@ from advharness.core.errors import HarnessError
 
 REPO = Path(__file__).resolve().parent.parent
 #: "Billion laughs": 9 levels of 9 aliases, ~600 bytes; fully expanded, 9**9 strings.
-BOMB = "name: bomb\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)) + \
-    "models: *a8\nattacks: [{attack: fgsm, eps: 0.1}]\n"
-GOOD_YAML = "name: x\nmodels: [{recipe: digits_mlp, framework: torch}]\n" \
-            "attacks: [{attack: fgsm, eps: 0.1}]\n"
+BOMB = (
+    "name: bomb\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+    + "models: *a8\nattacks: [{attack: fgsm, eps: 0.1}]\n"
+)
+GOOD_YAML = "name: x\nmodels: [{recipe: digits_mlp, framework: torch}]\nattacks: [{attack: fgsm, eps: 0.1}]\n"
 
 
 def _load(tmp_path: Path, body: str | bytes) -> str:
@@ -52,11 +53,18 @@ def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
     assert "YAML aliases (*a0) are not supported" in msg
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    (GOOD_YAML + "name: y\n", "line 4, column 1: key 'name' is given twice in one mapping"),
-    ("name: x\nmodels: [{recipe: digits_mlp, framework: torch, framework: tensorflow}]\n"
-     "attacks: [{attack: fgsm, eps: 0.1}]\n", "line 2, column 49: key 'framework' is given twice"),
-], ids=["top-level", "nested"])
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (GOOD_YAML + "name: y\n", "line 4, column 1: key 'name' is given twice in one mapping"),
+        (
+            "name: x\nmodels: [{recipe: digits_mlp, framework: torch, framework: tensorflow}]\n"
+            "attacks: [{attack: fgsm, eps: 0.1}]\n",
+            "line 2, column 49: key 'framework' is given twice",
+        ),
+    ],
+    ids=["top-level", "nested"],
+)
 def test_repeated_keys_are_refused(tmp_path: Path, body: str, needle: str) -> None:
     assert needle in _load(tmp_path, body)
 
@@ -70,8 +78,9 @@ def test_non_utf8_file_is_one_line(tmp_path: Path) -> None:
 def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
     """PyYAML reads ``1e-3`` as a string (YAML 1.1); strict numbers would refuse it."""
     p = tmp_path / "exp.yaml"
-    p.write_text(GOOD_YAML.replace("eps: 0.1", "eps: 1e-3, steps: 2E1, attack: pgd")
-                 .replace("attack: fgsm, ", ""))
+    p.write_text(
+        GOOD_YAML.replace("eps: 0.1", "eps: 1e-3, steps: 2E1, attack: pgd").replace("attack: fgsm, ", "")
+    )
     exp = load_experiment(p, ["attacks.pgd.step_size=5e-4"])
     assert [(a.eps, a.steps, a.step_size) for a in exp.attacks] == [(0.001, 20, 0.0005)]
 
@@ -79,52 +88,91 @@ def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
 def test_overrides_use_the_strict_reader() -> None:
     assert errors_of(exp_dict(), ("data={n_samples: 4, n_samples: 8}",)) == [
         "override 'data={n_samples: 4, n_samples: 8}': value is not valid YAML (line 1, "
-        "column 16: key 'n_samples' is given twice in one mapping)"]
+        "column 16: key 'n_samples' is given twice in one mapping)"
+    ]
 
 
 # -- item 3: numbers are numbers -------------------------------------------------------------
-@pytest.mark.parametrize(("entry", "expected"), [
-    ({"attack": "fgsm", "eps": True}, "attacks[2].eps: must be a number, got the boolean True"),
-    ({"attack": "fgsm", "eps": "0.1"}, "attacks[2].eps: must be a number, got the string '0.1'"),
-    ({"attack": "fgsm", "eps": float("nan")}, "attacks[2].eps: must be a finite number"),
-    ({"attack": "pgd", "eps": 0.1, "steps": True},
-     "attacks[2].steps: must be a number, got the boolean True"),
-    ({"attack": "pgd", "eps": 0.1, "step_size": "0.01"},
-     "attacks[2].step_size: must be a number, got the string '0.01'"),
-    ({"attack": "pgd", "eps": 0.1, "random_start": "yes"},
-     "attacks[2].random_start: must be true or false, got 'yes'"),
-    ({"attack": "pgd", "eps": 0.1, "targeted": 1}, "attacks[2].targeted: must be true or false, got 1"),
-    ({"attack": "cw", "params": {"c": "1.0"}}, "attacks[2]: params.c must be a number, got '1.0'"),
-    ({"attack": "cw", "params": {"c": True}}, "attacks[2]: params.c must be a number, got True"),
-    ({"attack": "apgd", "eps": 0.1, "params": {"loss": 1}},
-     "attacks[2]: params.loss must be a string, got 1"),
-], ids=["eps-bool", "eps-string", "eps-nan", "steps-bool", "step-size-string",
-        "random-start-string", "targeted-int", "param-string", "param-bool", "param-number"])
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"attack": "fgsm", "eps": True}, "attacks[2].eps: must be a number, got the boolean True"),
+        ({"attack": "fgsm", "eps": "0.1"}, "attacks[2].eps: must be a number, got the string '0.1'"),
+        ({"attack": "fgsm", "eps": float("nan")}, "attacks[2].eps: must be a finite number"),
+        (
+            {"attack": "pgd", "eps": 0.1, "steps": True},
+            "attacks[2].steps: must be a number, got the boolean True",
+        ),
+        (
+            {"attack": "pgd", "eps": 0.1, "step_size": "0.01"},
+            "attacks[2].step_size: must be a number, got the string '0.01'",
+        ),
+        (
+            {"attack": "pgd", "eps": 0.1, "random_start": "yes"},
+            "attacks[2].random_start: must be true or false, got 'yes'",
+        ),
+        ({"attack": "pgd", "eps": 0.1, "targeted": 1}, "attacks[2].targeted: must be true or false, got 1"),
+        ({"attack": "cw", "params": {"c": "1.0"}}, "attacks[2]: params.c must be a number, got '1.0'"),
+        ({"attack": "cw", "params": {"c": True}}, "attacks[2]: params.c must be a number, got True"),
+        (
+            {"attack": "apgd", "eps": 0.1, "params": {"loss": 1}},
+            "attacks[2]: params.loss must be a string, got 1",
+        ),
+    ],
+    ids=[
+        "eps-bool",
+        "eps-string",
+        "eps-nan",
+        "steps-bool",
+        "step-size-string",
+        "random-start-string",
+        "targeted-int",
+        "param-string",
+        "param-bool",
+        "param-number",
+    ],
+)
 def test_booleans_strings_and_nan_are_not_numbers(entry: dict[str, Any], expected: str) -> None:
     attacks = [{"attack": "fgsm", "eps": 0.1}, {"attack": "pgd", "eps": 0.2}, entry]
     assert errors_of(exp_dict(attacks=attacks)) == [expected]
 
 
-@pytest.mark.parametrize(("changes", "expected"), [
-    ({"seed": True}, "seed: must be a number, got the boolean True"),
-    ({"time_limit_s": "60"}, "time_limit_s: must be a number, got the string '60'"),
-    ({"data": {"dataset": "digits", "n_samples": "8"}},
-     "data.n_samples: must be a number, got the string '8'"),
-    ({"models": [{"recipe": "digits_mlp", "framework": "torch", "epochs": True}]},
-     "models[0].epochs: must be a number, got the boolean True"),
-], ids=["seed", "time-limit", "n-samples", "epochs"])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"seed": True}, "seed: must be a number, got the boolean True"),
+        ({"time_limit_s": "60"}, "time_limit_s: must be a number, got the string '60'"),
+        (
+            {"data": {"dataset": "digits", "n_samples": "8"}},
+            "data.n_samples: must be a number, got the string '8'",
+        ),
+        (
+            {"models": [{"recipe": "digits_mlp", "framework": "torch", "epochs": True}]},
+            "models[0].epochs: must be a number, got the boolean True",
+        ),
+    ],
+    ids=["seed", "time-limit", "n-samples", "epochs"],
+)
 def test_experiment_numbers_are_strict(changes: dict[str, Any], expected: str) -> None:
     assert errors_of(exp_dict(**changes))[0].startswith(expected)
 
 
 def test_python_api_and_overrides_keep_working() -> None:
-    spec = AttackSpec(attack="pgd", eps=np.float32(0.25), steps=np.int64(3), random_start=np.bool_(True),
-                      params={}, budget=None)
+    spec = AttackSpec(
+        attack="pgd",
+        eps=np.float32(0.25),
+        steps=np.int64(3),
+        random_start=np.bool_(True),
+        params={},
+        budget=None,
+    )
     assert (spec.eps, spec.steps, spec.random_start) == (0.25, 3, True)
     assert type(spec.steps) is int and AttackSpec(attack="fgsm", eps=1).eps == 1.0
     assert AttackSpec(attack="cw", params={"c": np.float64(2.0)}).params == {"c": 2.0}
-    exp = parse_experiment(exp_dict(attacks=[{"attack": "pgd", "eps": 0.1}]),
-                           overrides=["attacks.pgd.eps=[0.05, 0.2]", "attacks.pgd.steps=7"])
+    exp = parse_experiment(
+        exp_dict(attacks=[{"attack": "pgd", "eps": 0.1}]),
+        overrides=["attacks.pgd.eps=[0.05, 0.2]", "attacks.pgd.steps=7"],
+    )
     assert [(a.eps, a.steps) for a in exp.attacks] == [(0.05, 7), (0.2, 7)]
 
 
@@ -132,47 +180,69 @@ def test_python_api_and_overrides_keep_working() -> None:
 def test_the_whole_plan_is_capped_and_the_cap_can_be_raised() -> None:
     # 3 entries of 3,000 specs each, x 2 models x 2 libraries: 36,000 cells (each entry
     # alone is far below the old per-entry cap)
-    attacks = [{"attack": "pgd", "eps": [round(0.001 * i, 3) for i in range(1, 101)],
-                "steps": list(range(1, 31)), "norm": norm} for norm in ("linf", "l2")]
-    attacks.append({"attack": "bim", "eps": [round(0.001 * i, 3) for i in range(1, 101)],
-                    "steps": list(range(1, 31))})
-    exp = exp_dict(attacks=attacks, libraries=["art", "foolbox"],
-                   models=[{"recipe": "digits_mlp", "framework": ["torch", "tensorflow"]}])
+    attacks = [
+        {
+            "attack": "pgd",
+            "eps": [round(0.001 * i, 3) for i in range(1, 101)],
+            "steps": list(range(1, 31)),
+            "norm": norm,
+        }
+        for norm in ("linf", "l2")
+    ]
+    attacks.append(
+        {"attack": "bim", "eps": [round(0.001 * i, 3) for i in range(1, 101)], "steps": list(range(1, 31))}
+    )
+    exp = exp_dict(
+        attacks=attacks,
+        libraries=["art", "foolbox"],
+        models=[{"recipe": "digits_mlp", "framework": ["torch", "tensorflow"]}],
+    )
     assert errors_of(exp) == [
         f"<experiment>: the plan has 36,000 cells (2 models x 9,000 attack specs x 2 libraries "
         f"x 1 seeds), more than max_cells = {DEFAULT_MAX_CELLS:,}; shrink the grids, or raise "
-        "max_cells (in the file, or max_cells=N on the command line)"]
+        "max_cells (in the file, or max_cells=N on the command line)"
+    ]
     assert len(parse_experiment(exp, overrides=["max_cells=36000"]).attacks) == 9000
 
 
 def test_grids_are_counted_before_they_are_built() -> None:
     eps = [round(0.001 * i, 3) for i in range(1, 201)]
-    attacks = [{"attack": "pgd", "eps": eps, "steps": list(range(1, 401))},     # 80,000
-               {"attack": "bim", "eps": eps, "steps": list(range(1, 201))},     # 40,000
-               {"attack": "fgsm", "eps": 0.1}]
+    attacks = [
+        {"attack": "pgd", "eps": eps, "steps": list(range(1, 401))},  # 80,000
+        {"attack": "bim", "eps": eps, "steps": list(range(1, 201))},  # 40,000
+        {"attack": "fgsm", "eps": 0.1},
+    ]
     assert errors_of(exp_dict(attacks=attacks, max_cells=10**9)) == [
         "attacks: the attack grids expand to 120,001 specs (largest attacks[0]: 80,000, "
-        f"attacks[1]: 40,000, attacks[2]: 1), at most {MAX_GRID_SPECS:,} in all"]
+        f"attacks[1]: 40,000, attacks[2]: 1), at most {MAX_GRID_SPECS:,} in all"
+    ]
     assert errors_of(exp_dict(attacks=attacks[1:])) == [
         "attacks: the attack grids expand to 40,001 specs (largest attacks[0]: 40,000, "
         f"attacks[1]: 1), more than max_cells = {DEFAULT_MAX_CELLS:,} (each is at least one "
         "cell); shrink the grids, or raise max_cells (in the file, or max_cells=N on the "
-        "command line)"]
+        "command line)"
+    ]
 
 
 # -- item 5: parameters within the input's size ----------------------------------------------
 def test_size_limited_parameters_are_checked_against_the_data() -> None:
-    lines = errors_of(exp_dict(attacks=[
-        {"attack": "fgsm", "eps": 0.1}, {"attack": "zoo"},
-        {"attack": "zoo", "params": {"coordinates": [16, 128]}},
-        {"attack": "pixel", "params": {"pixels": 65}}]))
+    lines = errors_of(
+        exp_dict(
+            attacks=[
+                {"attack": "fgsm", "eps": 0.1},
+                {"attack": "zoo"},
+                {"attack": "zoo", "params": {"coordinates": [16, 128]}},
+                {"attack": "pixel", "params": {"pixels": 65}},
+            ]
+        )
+    )
     assert lines == [
         "attacks[1].params.coordinates: 128 (the default) exceeds the 64 input features of "
         "digits (1x8x8); set params.coordinates <= 64",
         "attacks[2].params.coordinates: 128 (the default) exceeds the 64 input features of "
         "digits (1x8x8); set params.coordinates <= 64 (grid value 128)",
-        "attacks[3].params.pixels: 65 exceeds the 64 input pixels of digits (1x8x8); set "
-        "params.pixels <= 64"]
+        "attacks[3].params.pixels: 65 exceeds the 64 input pixels of digits (1x8x8); set params.pixels <= 64",
+    ]
     ok = parse_experiment(exp_dict(data={"dataset": "mnist"}, attacks=[{"attack": "zoo"}]))
     assert ok.attacks[0].resolve().params["coordinates"] == 128  # 784 features
 
@@ -182,16 +252,23 @@ def test_size_limited_parameters_in_the_python_api() -> None:
 
     x = np.zeros((2, 1, 8, 8), np.float32)
     with pytest.raises(HarnessError) as e:
-        run_attacks([], x, np.zeros(2, np.int64), [{"attack": "fgsm", "eps": 0.1},
-                                                   {"attack": "zoo", "params": {"coordinates": 65}}])
-    assert str(e.value) == ("attacks[1]: params.coordinates 65 exceeds the 64 input features of "
-                            "the inputs (1x8x8); set params.coordinates <= 64")
+        run_attacks(
+            [],
+            x,
+            np.zeros(2, np.int64),
+            [{"attack": "fgsm", "eps": 0.1}, {"attack": "zoo", "params": {"coordinates": 65}}],
+        )
+    assert str(e.value) == (
+        "attacks[1]: params.coordinates 65 exceeds the 64 input features of "
+        "the inputs (1x8x8); set params.coordinates <= 64"
+    )
 
 
 # -- item 4: names, results directories, full disks ------------------------------------------
 def test_long_names_are_refused() -> None:
     assert errors_of(exp_dict(name="x" * 300)) == [
-        f"name: at most {MAX_NAME_LENGTH} characters (it names the results directory), got 300"]
+        f"name: at most {MAX_NAME_LENGTH} characters (it names the results directory), got 300"
+    ]
     assert parse_experiment(exp_dict(name="x" * MAX_NAME_LENGTH)).name == "x" * MAX_NAME_LENGTH
 
 
@@ -203,15 +280,18 @@ def _no_models(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_results_directory_is_checked_before_models_are_built(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from advharness.execution.orchestrate import run_experiment
 
     _no_models(monkeypatch)
     exp = parse_experiment(exp_dict())
     (tmp_path / "file").write_text("")
-    for out, needle in ((tmp_path / "file", "is not a directory"),
-                        (tmp_path / "file" / "run", f"is not a directory ({tmp_path / 'file'} is a file)"),
-                        (Path("/proc/advh-results"), "is not writable")):
+    for out, needle in (
+        (tmp_path / "file", "is not a directory"),
+        (tmp_path / "file" / "run", f"is not a directory ({tmp_path / 'file'} is a file)"),
+        (Path("/proc/advh-results"), "is not writable"),
+    ):
         with pytest.raises(HarnessError) as e:
             run_experiment(exp, out_dir=out, backend="inline")
         assert str(e.value).startswith(f"results directory {out} ") and needle in str(e.value)
@@ -222,13 +302,11 @@ def test_results_directory_is_checked_before_models_are_built(
     monkeypatch.setattr("advharness.execution.orchestrate.os.fsync", full)
     with pytest.raises(HarnessError) as e:
         run_experiment(exp, out_dir=tmp_path / "run", backend="inline")
-    assert str(e.value) == (f"results directory {tmp_path / 'run'} is not writable "
-                            "(No space left on device)")
+    assert str(e.value) == (f"results directory {tmp_path / 'run'} is not writable (No space left on device)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probe left nothing
 
 
-def test_a_disk_filling_up_mid_run_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:
+def test_a_disk_filling_up_mid_run_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from advharness.execution.orchestrate import run_experiment
     from advharness.reporting.store import CellStore
 
@@ -242,12 +320,15 @@ def test_a_disk_filling_up_mid_run_is_one_line(tmp_path: Path, monkeypatch: pyte
         write(self, key, summary, records, *rest)
 
     monkeypatch.setattr(CellStore, "write", fills_up)
-    exp = parse_experiment(exp_dict(libraries=["art", "foolbox"],
-                                    attacks=[{"attack": "fgsm", "eps": [0.1, 0.2]}]))
+    exp = parse_experiment(
+        exp_dict(libraries=["art", "foolbox"], attacks=[{"attack": "fgsm", "eps": [0.1, 0.2]}])
+    )
     with pytest.raises(HarnessError) as e:
         run_experiment(exp, out_dir=tmp_path / "run", backend="inline")
-    assert str(e.value) == (f"{tmp_path / 'run'}: cannot store cell 2 (No space left on "
-                            "device); 2 of 4 cells are stored; make room and run again to resume")
+    assert str(e.value) == (
+        f"{tmp_path / 'run'}: cannot store cell 2 (No space left on "
+        "device); 2 of 4 cells are stored; make room and run again to resume"
+    )
     monkeypatch.setattr(CellStore, "write", write)
     again = run_experiment(exp, out_dir=tmp_path / "run", backend="inline")
     assert again.manifest["cells_run_now"] == 2
@@ -255,18 +336,27 @@ def test_a_disk_filling_up_mid_run_is_one_line(tmp_path: Path, monkeypatch: pyte
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}  # this checkout
-    return subprocess.run([sys.executable, "-m", "advharness", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "advharness", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
 
 
-@pytest.mark.parametrize(("body", "args", "needle"), [
-    (BOMB.encode(), (), "YAML aliases (*a0) are not supported"),
-    (GOOD_YAML.replace("name: x", "name: caf\xe9").encode("latin-1"), (), "not UTF-8 text"),
-    (GOOD_YAML.replace("name: x", "name: " + "x" * 300).encode(), (), "name: at most 100"),
-    (GOOD_YAML.encode(), ("--out", "exp.yaml"), "results directory exp.yaml is not a directory"),
-], ids=["alias-bomb", "not-utf8", "long-name", "out-is-a-file"])
-def test_cli_refuses_with_one_line(tmp_path: Path, body: bytes, args: tuple[str, ...],
-                                   needle: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "args", "needle"),
+    [
+        (BOMB.encode(), (), "YAML aliases (*a0) are not supported"),
+        (GOOD_YAML.replace("name: x", "name: caf\xe9").encode("latin-1"), (), "not UTF-8 text"),
+        (GOOD_YAML.replace("name: x", "name: " + "x" * 300).encode(), (), "name: at most 100"),
+        (GOOD_YAML.encode(), ("--out", "exp.yaml"), "results directory exp.yaml is not a directory"),
+    ],
+    ids=["alias-bomb", "not-utf8", "long-name", "out-is-a-file"],
+)
+def test_cli_refuses_with_one_line(tmp_path: Path, body: bytes, args: tuple[str, ...], needle: str) -> None:
     (tmp_path / "exp.yaml").write_bytes(body)
     p = _cli("run", "exp.yaml", "--no-progress", *args, cwd=tmp_path)
     assert p.returncode == 2, p.stderr
@@ -301,8 +391,14 @@ def scaled_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     (tmp_path / "advh_scaled_net.py").write_text(SCALED_NET)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "advh_scaled_net", raising=False)
-    return {"factory": "advh_scaled_net:digits_255", "framework": "torch", "name": "m255",
-            "input_shape": [1, 8, 8], "nb_classes": 10, "bounds": [0, 255]}
+    return {
+        "factory": "advh_scaled_net:digits_255",
+        "framework": "torch",
+        "name": "m255",
+        "input_shape": [1, 8, 8],
+        "nb_classes": 10,
+        "bounds": [0, 255],
+    }
 
 
 def test_models_bounds_must_match_the_data_scale(scaled_factory: dict[str, Any]) -> None:
@@ -310,48 +406,67 @@ def test_models_bounds_must_match_the_data_scale(scaled_factory: dict[str, Any])
     assert errors_of(exp_dict(models=models)) == [
         "models[1].bounds: [0, 255] differs from data.scale [0, 1]: the model would get pixels "
         "in [0, 1]; set data.scale: [0, 255] (every model) or data.scale: model (each model "
-        "its own bounds)"]
+        "its own bounds)"
+    ]
     assert errors_of(exp_dict(models=models, data={"dataset": "digits", "scale": [0, 255]})) == [
         "models[0].bounds: [0, 1] differs from data.scale [0, 255]: the model would get pixels "
         "in [0, 255]; set data.scale: [0, 1] (every model) or data.scale: model (each model its "
-        "own bounds)"]
-    assert errors_of(exp_dict(models=models, data={"dataset": "digits", "scale": "model"},
-                              attacks=[{"attack": "fgsm", "eps": 0.1, "source": "m255"}])) == [
+        "own bounds)"
+    ]
+    assert errors_of(
+        exp_dict(
+            models=models,
+            data={"dataset": "digits", "scale": "model"},
+            attacks=[{"attack": "fgsm", "eps": 0.1, "source": "m255"}],
+        )
+    ) == [
         "attacks[0].source: 'm255' takes inputs in [0, 255], 'digits_mlp-torch' in other "
-        "bounds: a transfer cell needs models of equal bounds"]
+        "bounds: a transfer cell needs models of equal bounds"
+    ]
     assert errors_of(exp_dict(data={"dataset": "digits", "scale": [1, 0]}))[0].startswith(
-        "data.scale: must be [low, high] (finite, low < high) or 'model', got [1, 0]")
+        "data.scale: must be [low, high] (finite, low < high) or 'model', got [1, 0]"
+    )
 
 
-def test_each_model_gets_the_data_on_its_own_bounds(
-        tmp_path: Path, scaled_factory: dict[str, Any]) -> None:
+def test_each_model_gets_the_data_on_its_own_bounds(tmp_path: Path, scaled_factory: dict[str, Any]) -> None:
     from advharness.execution.orchestrate import run_experiment
 
-    exp = parse_experiment(exp_dict(
-        data={"dataset": "digits", "n_samples": 16, "scale": "model"}, libraries=["art"],
-        models=[{"recipe": "digits_mlp", "framework": "torch"}, scaled_factory],
-        attacks=[{"attack": "fgsm", "eps": 0.1}]))
+    exp = parse_experiment(
+        exp_dict(
+            data={"dataset": "digits", "n_samples": 16, "scale": "model"},
+            libraries=["art"],
+            models=[{"recipe": "digits_mlp", "framework": "torch"}, scaled_factory],
+            attacks=[{"attack": "fgsm", "eps": 0.1}],
+        )
+    )
     s = run_experiment(exp, out_dir=tmp_path / "run", backend="inline").summary.set_index("model")
     # the same network, each given the digits on its own scale: both classify them well
     assert s["clean_accuracy"].min() >= 0.75 and not s["low_clean_accuracy"].any()
 
 
 def test_cells_below_the_clean_accuracy_floor_are_flagged(
-        tmp_path: Path, scaled_factory: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, scaled_factory: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     from advharness.execution.orchestrate import run_experiment
 
     wrong = {**scaled_factory, "bounds": [0, 1]}  # expects [0, 255], declared [0, 1]
-    exp = parse_experiment(exp_dict(
-        data={"dataset": "digits", "n_samples": 16}, libraries=["art"],
-        models=[{"recipe": "digits_mlp", "framework": "torch"}, wrong],
-        attacks=[{"attack": "fgsm", "eps": 0.1}]))
+    exp = parse_experiment(
+        exp_dict(
+            data={"dataset": "digits", "n_samples": 16},
+            libraries=["art"],
+            models=[{"recipe": "digits_mlp", "framework": "torch"}, wrong],
+            attacks=[{"attack": "fgsm", "eps": 0.1}],
+        )
+    )
     with caplog.at_level(logging.WARNING, logger="advharness.execution.orchestrate"):
         s = run_experiment(exp, out_dir=tmp_path / "run", backend="inline").summary
     s = s.set_index("model")
     assert s.loc["m255", "clean_accuracy"] < exp.clean_accuracy_floor
     assert s["low_clean_accuracy"].to_dict() == {"digits_mlp-torch": False, "m255": True}
-    assert any("model m255 classifies" in r.getMessage() and "low_clean_accuracy" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "model m255 classifies" in r.getMessage() and "low_clean_accuracy" in r.getMessage()
+        for r in caplog.records
+    )
     floor = parse_experiment(exp.model_dump(mode="json"), overrides=["clean_accuracy_floor=0"])
     again = run_experiment(floor, out_dir=tmp_path / "run", backend="inline")
     assert again.manifest["cells_run_now"] == 0  # the floor only changes the report
@@ -367,12 +482,19 @@ def test_art_square_l2_on_8x8_images_is_an_unsupported_row(framework: str) -> No
 
     ds = load_dataset("digits", "test", 4)
     model = load_recipe("digits_cnn", framework)
-    res = run_attacks([model], ds.x, ds.y, [{"attack": "square", "norm": "l2", "eps": 1.0,
-                                             "steps": 20},
-                                            {"attack": "square", "norm": "linf", "eps": 0.1,
-                                             "steps": 20}], ["art"])
+    res = run_attacks(
+        [model],
+        ds.x,
+        ds.y,
+        [
+            {"attack": "square", "norm": "l2", "eps": 1.0, "steps": 20},
+            {"attack": "square", "norm": "linf", "eps": 0.1, "steps": 20},
+        ],
+        ["art"],
+    )
     l2, linf = res.summary.to_dict("records")
     assert l2["status"] == "unsupported" and l2["reason"].startswith(
-        "ART's L2 SquareAttack needs images at least 10 pixels high, these are 8: ")
+        "ART's L2 SquareAttack needs images at least 10 pixels high, these are 8: "
+    )
     assert "0/0 = NaN, square_attack.py:287-292" in l2["reason"]
     assert linf["status"] == "ok" and linf["n_nonfinite"] == 0

@@ -68,8 +68,9 @@ def _models():  # type: ignore[no-untyped-def]
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w))
         lin.bias.copy_(torch.from_numpy(b))
-    tm = TorchModel(torch.nn.Sequential(torch.nn.Flatten(), lin), input_shape=(1, H, H),
-                    nb_classes=K, name="linear-torch")
+    tm = TorchModel(
+        torch.nn.Sequential(torch.nn.Flatten(), lin), input_shape=(1, H, H), nb_classes=K, name="linear-torch"
+    )
     dense = keras.layers.Dense(K)
     km = keras.Sequential([keras.Input((H, H, 1)), keras.layers.Flatten(), dense])
     dense.set_weights([w.T, b])
@@ -78,9 +79,11 @@ def _models():  # type: ignore[no-untyped-def]
 
 ATTACKS = {
     "deepfool": {"attack": "deepfool", "norm": "l2", "steps": 50},
-    "cw": {"attack": "cw", "steps": 50,
-           "params": {"c": 0.01, "learning_rate": 0.01, "binary_search_steps": 9,
-                      "confidence": KAPPA}},
+    "cw": {
+        "attack": "cw",
+        "steps": 50,
+        "params": {"c": 0.01, "learning_rate": 0.01, "binary_search_steps": 9, "confidence": KAPPA},
+    },
 }
 MARGIN = {"deepfool": 0.0, "cw": KAPPA}  # the margin each attack is held to
 

@@ -21,9 +21,12 @@ def imported_names(tree: ast.AST, typing: bool = True) -> list[tuple[int, str]]:
     ``typing=False``, not those under ``if TYPE_CHECKING:`` (annotations only)."""
     skip: set[int] = set()
     if not typing:
-        skip = {id(inner) for node in ast.walk(tree)
-                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                for inner in ast.walk(node)}
+        skip = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
     names: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -38,9 +41,12 @@ def imported_names(tree: ast.AST, typing: bool = True) -> list[tuple[int, str]]:
 def test_nothing_imports_the_folders_by_their_own_names() -> None:
     files = [p for d in SOURCES for p in sorted((REPO / d).rglob("*.py"))]
     assert len(files) > 40  # the walk found the sources
-    bad = [f"{p.relative_to(REPO)}:{line}: import {name}"
-           for p in files for line, name in imported_names(ast.parse(p.read_text()))
-           if name.split(".")[0] in ("harness", "adapters")]
+    bad = [
+        f"{p.relative_to(REPO)}:{line}: import {name}"
+        for p in files
+        for line, name in imported_names(ast.parse(p.read_text()))
+        if name.split(".")[0] in ("harness", "adapters")
+    ]
     assert not bad, "import advharness / advharness.adapters instead:\n" + "\n".join(bad)
 
 
@@ -55,8 +61,7 @@ def test_the_import_name_is_advharness() -> None:
 
 
 #: The layers, lowest first: a module imports only from its own layer and the ones before it.
-LAYERS = ("core", "config", "judging", "models", "adapters", "cells", "zoo", "reporting",
-          "execution", "cli")
+LAYERS = ("core", "config", "judging", "models", "adapters", "cells", "zoo", "reporting", "execution", "cli")
 
 
 def layer_of(module: str) -> str | None:
@@ -98,9 +103,12 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_no_module_imports_from_a_higher_layer() -> None:
-    upward = [f"{m} ({layer_of(m)}) imports {t} ({layer_of(t)})"
-              for m, targets in package_graph().items() for t in sorted(targets)
-              if LAYERS.index(layer_of(t) or "cli") > LAYERS.index(layer_of(m) or "cli")]
+    upward = [
+        f"{m} ({layer_of(m)}) imports {t} ({layer_of(t)})"
+        for m, targets in package_graph().items()
+        for t in sorted(targets)
+        if LAYERS.index(layer_of(t) or "cli") > LAYERS.index(layer_of(m) or "cli")
+    ]
     assert not upward, "\n".join(upward)
 
 
@@ -153,16 +161,23 @@ def test_no_private_names_cross_modules() -> None:
             modules = set()  # local names bound to one of the package's modules
             for node in ast.walk(tree):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("advharness"):
-                    private += [f"{path.relative_to(REPO)}:{node.lineno}: {node.module}.{a.name}"
-                                for a in node.names if a.name.startswith("_")]
+                    private += [
+                        f"{path.relative_to(REPO)}:{node.lineno}: {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_")
+                    ]
                     modules |= {a.asname or a.name for a in node.names}
                 elif isinstance(node, ast.Import):
                     modules |= {a.asname or a.name for a in node.names if a.name.startswith("advharness")}
-            private += [f"{path.relative_to(REPO)}:{node.lineno}: {node.value.id}.{node.attr}"
-                        for node in ast.walk(tree)
-                        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                        and node.value.id in modules and node.attr.startswith("_")
-                        and not node.attr.startswith("__")]
+            private += [
+                f"{path.relative_to(REPO)}:{node.lineno}: {node.value.id}.{node.attr}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ]
     assert not private, "\n".join(private)
 
 

@@ -46,8 +46,12 @@ def _nonfinite(framework: str) -> WrappedModel:
         return wrap_model(_InfWhereDark(), input_shape=(1, 4, 4), nb_classes=3, name="nanny")
     import keras
 
-    net = keras.Sequential([keras.Input((16,)), keras.layers.Dense(
-        3, kernel_initializer=keras.initializers.Constant(float("nan")))])
+    net = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(3, kernel_initializer=keras.initializers.Constant(float("nan"))),
+        ]
+    )
     return wrap_model(net, input_shape=(16,), nb_classes=3, name="nanny")
 
 
@@ -57,8 +61,10 @@ def test_nonfinite_outputs_are_refused_naming_the_model(framework: str) -> None:
     dark = int((x[:, 0, 0, 0] < 0.5).sum())
     assert 0 < dark < len(x)  # the torch model is finite on some samples, not all
     model = _nonfinite(framework)
-    for call in (lambda: prepare(model, x, y),
-                 lambda: run_attacks([model], x, y, FGSM, ["art", "foolbox", "cleverhans"])):
+    for call in (
+        lambda: prepare(model, x, y),
+        lambda: run_attacks([model], x, y, FGSM, ["art", "foolbox", "cleverhans"]),
+    ):
         with pytest.raises(HarnessError) as e:
             call()
         msg = str(e.value)
@@ -66,7 +72,7 @@ def test_nonfinite_outputs_are_refused_naming_the_model(framework: str) -> None:
         assert f"for {dark if framework == 'torch' else len(x)} of {len(x)} clean inputs" in msg
 
 
-FACTORY = '''\
+FACTORY = """\
 import torch
 
 
@@ -82,22 +88,35 @@ class InfNet(torch.nn.Module):
 
 def make():
     return InfNet()
-'''
+"""
 
 
-def test_nonfinite_factory_model_refuses_the_experiment(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nonfinite_factory_model_refuses_the_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from advharness.config.experiment import parse_experiment
     from advharness.execution.orchestrate import run_experiment
 
     (tmp_path / "advh_inf_factory.py").write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "advh_inf_factory", raising=False)
-    exp = parse_experiment({
-        "name": "inf", "data": {"dataset": "digits", "n_samples": 4}, "libraries": ["art"],
-        "models": [{"factory": "advh_inf_factory:make", "framework": "torch", "name": "blown",
-                    "input_shape": [1, 8, 8], "nb_classes": 10}],
-        "attacks": FGSM})
+    exp = parse_experiment(
+        {
+            "name": "inf",
+            "data": {"dataset": "digits", "n_samples": 4},
+            "libraries": ["art"],
+            "models": [
+                {
+                    "factory": "advh_inf_factory:make",
+                    "framework": "torch",
+                    "name": "blown",
+                    "input_shape": [1, 8, 8],
+                    "nb_classes": 10,
+                }
+            ],
+            "attacks": FGSM,
+        }
+    )
     with pytest.raises(HarnessError) as e:
         run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
     assert "\n" not in str(e.value) and "model 'blown' returned NaN or inf" in str(e.value)
@@ -112,8 +131,9 @@ def test_torch_network_of_another_dtype_runs_in_it_behind_float32(dtype: torch.d
     seen: list[torch.dtype] = []
     net.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
     model = wrap_model(net, input_shape=(1, 4, 4), nb_classes=3, name="double")
-    res = run_attacks([model], x, y, [*FGSM, {"attack": "pgd", "eps": 0.1, "steps": 3}],
-                      ["art", "foolbox", "cleverhans"])
+    res = run_attacks(
+        [model], x, y, [*FGSM, {"attack": "pgd", "eps": 0.1, "steps": 3}], ["art", "foolbox", "cleverhans"]
+    )
     assert res.summary["status"].tolist() == ["ok"] * 6, res.summary["reason"].tolist()
     assert set(seen) == {dtype} and next(net.parameters()).dtype == dtype
     with torch.no_grad():
@@ -132,17 +152,21 @@ def test_forward_that_raises_is_one_line_naming_the_model() -> None:
 
     x, y = _data()
     with pytest.raises(HarnessError) as e:
-        run_attacks([wrap_model(Broken(), input_shape=(1, 4, 4), nb_classes=3, name="broken")],
-                    x, y, FGSM, ["art"])
-    assert str(e.value) == ("model 'broken': forward pass on the clean inputs failed "
-                            "(RuntimeError: shapes do not match)")
+        run_attacks(
+            [wrap_model(Broken(), input_shape=(1, 4, 4), nb_classes=3, name="broken")], x, y, FGSM, ["art"]
+        )
+    assert str(e.value) == (
+        "model 'broken': forward pass on the clean inputs failed (RuntimeError: shapes do not match)"
+    )
 
 
 def test_empty_batch_is_refused_as_empty() -> None:
     x, y = _data()
     model = wrap_model(_linear(), input_shape=(1, 4, 4), nb_classes=3, name="lin")
-    for call in (lambda: run_attacks([model], x[:0], y[:0], FGSM, ["art"]),
-                 lambda: model.check_outputs(x[:0])):
+    for call in (
+        lambda: run_attacks([model], x[:0], y[:0], FGSM, ["art"]),
+        lambda: model.check_outputs(x[:0]),
+    ):
         with pytest.raises(HarnessError) as e:
             call()
         assert str(e.value) == "inputs for model 'lin' are an empty batch (0 samples)"

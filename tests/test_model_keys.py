@@ -17,7 +17,7 @@ from advharness.models.wrap import wrap_model
 
 HELPER = "SCALE = {scale}\n"
 
-FACTORIES = '''\
+FACTORIES = """\
 import os
 
 import advh_keys_helper
@@ -47,7 +47,7 @@ def keras_net():
         net.load_weights(path)
     net.layers[-1].kernel.assign(net.layers[-1].kernel * advh_keys_helper.SCALE)
     return net
-'''
+"""
 
 
 @pytest.fixture
@@ -68,15 +68,24 @@ def _forget_modules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _exp(framework: str) -> Any:
-    return parse_experiment({
-        "name": "keys", "data": {"dataset": "digits", "n_samples": 6},
-        "libraries": ["foolbox", "cleverhans"],
-        "models": [{"factory": "advh_keys_factories:"
-                               + ("torch_net" if framework == "torch" else "keras_net"),
-                    "framework": framework, "name": "mine",
+    return parse_experiment(
+        {
+            "name": "keys",
+            "data": {"dataset": "digits", "n_samples": 6},
+            "libraries": ["foolbox", "cleverhans"],
+            "models": [
+                {
+                    "factory": "advh_keys_factories:"
+                    + ("torch_net" if framework == "torch" else "keras_net"),
+                    "framework": framework,
+                    "name": "mine",
                     "input_shape": [1, 8, 8] if framework == "torch" else [8, 8, 1],
-                    "nb_classes": 10}],
-        "attacks": [{"attack": "fgsm", "eps": 0.2}]})
+                    "nb_classes": 10,
+                }
+            ],
+            "attacks": [{"attack": "fgsm", "eps": 0.2}],
+        }
+    )
 
 
 def _save_other_weights(framework: str, path: Path) -> None:
@@ -100,7 +109,8 @@ def _save_other_weights(framework: str, path: Path) -> None:
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 def test_weights_loaded_by_the_factory_change_the_keys(
-        zoo: Path, monkeypatch: pytest.MonkeyPatch, framework: str) -> None:
+    zoo: Path, monkeypatch: pytest.MonkeyPatch, framework: str
+) -> None:
     exp, out = _exp(framework), zoo / "out"
     first = run_experiment(exp, out_dir=out, backend="inline")
     _forget_modules(monkeypatch)
@@ -115,8 +125,7 @@ def test_weights_loaded_by_the_factory_change_the_keys(
     assert not np.array_equal(second.records["adv_pred"], first.records["adv_pred"])
 
 
-def test_changed_helper_module_changes_the_keys(zoo: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_changed_helper_module_changes_the_keys(zoo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exp, out = _exp("torch"), zoo / "out"
     first = run_experiment(exp, out_dir=out, backend="inline")
     (zoo / "advh_keys_helper.py").write_text(HELPER.format(scale=3.0))
@@ -138,12 +147,18 @@ def test_dry_run_keys_are_the_run_keys(zoo: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_dry_run_trains_nothing_and_marks_keys_it_cannot_know(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ADVHARNESS_CACHE", str(tmp_path / "cache"))
-    exp = parse_experiment({
-        "name": "untrained", "data": {"dataset": "digits", "n_samples": 4},
-        "libraries": ["art"], "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-        "attacks": [{"attack": "fgsm", "eps": 0.1}]})
+    exp = parse_experiment(
+        {
+            "name": "untrained",
+            "data": {"dataset": "digits", "n_samples": 4},
+            "libraries": ["art"],
+            "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+            "attacks": [{"attack": "fgsm", "eps": 0.1}],
+        }
+    )
     table = plan_table(exp, out_dir=tmp_path / "out")
     assert table[["key", "stored", "will_run"]].values.tolist() == [["?", "?", True]]
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
@@ -155,21 +170,38 @@ def test_parameter_hash_covers_parameters_and_buffers() -> None:
 
     def torch_model() -> Any:
         torch.manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2),
-                                  torch.nn.Flatten(), torch.nn.Linear(72, 3))
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(72, 3)
+        )
         return wrap_model(net, input_shape=(1, 8, 8), nb_classes=3)
 
     def keras_model() -> Any:
         keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.BatchNormalization(),
-                                keras.layers.Flatten(), keras.layers.Dense(3)])
+        net = keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.BatchNormalization(),
+                keras.layers.Flatten(),
+                keras.layers.Dense(3),
+            ]
+        )
         return wrap_model(net, input_shape=(8, 8, 1), nb_classes=3)
 
     for make, tweaks in (
-        (torch_model, (lambda m: m.module[3].bias.data.__setitem__(0, 1e-30),
-                       lambda m: m.module[1].running_mean.data.__setitem__(1, 0.5))),
-        (keras_model, (lambda m: m.model.layers[-1].bias.assign([1e-30, 0, 0]),
-                       lambda m: m.model.layers[0].moving_mean.assign([0.5]))),
+        (
+            torch_model,
+            (
+                lambda m: m.module[3].bias.data.__setitem__(0, 1e-30),
+                lambda m: m.module[1].running_mean.data.__setitem__(1, 0.5),
+            ),
+        ),
+        (
+            keras_model,
+            (
+                lambda m: m.model.layers[-1].bias.assign([1e-30, 0, 0]),
+                lambda m: m.model.layers[0].moving_mean.assign([0.5]),
+            ),
+        ),
     ):
         reference = make().parameter_hash()
         assert make().parameter_hash() == reference  # the same network, built again
@@ -183,21 +215,35 @@ def test_parameter_hash_covers_parameters_and_buffers() -> None:
 
 
 def test_worker_refuses_a_model_other_than_the_planned_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An unseeded factory builds another network in the worker than the one the keys were
     planned with: its cells are error rows saying so, not results of another model."""
     (tmp_path / "advh_keys_unseeded.py").write_text(
         "import torch\n\n\ndef make():\n"
-        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))\n")
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "advh_keys_unseeded", raising=False)
-    exp = parse_experiment({
-        "name": "unseeded", "data": {"dataset": "digits", "n_samples": 4},
-        "libraries": ["foolbox"],
-        "models": [{"factory": "advh_keys_unseeded:make", "framework": "torch",
-                    "name": "drifting", "input_shape": [1, 8, 8], "nb_classes": 10}],
-        "attacks": [{"attack": "fgsm", "eps": 0.1}]})
+    exp = parse_experiment(
+        {
+            "name": "unseeded",
+            "data": {"dataset": "digits", "n_samples": 4},
+            "libraries": ["foolbox"],
+            "models": [
+                {
+                    "factory": "advh_keys_unseeded:make",
+                    "framework": "torch",
+                    "name": "drifting",
+                    "input_shape": [1, 8, 8],
+                    "nb_classes": 10,
+                }
+            ],
+            "attacks": [{"attack": "fgsm", "eps": 0.1}],
+        }
+    )
     res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
     assert res.summary["status"].tolist() == ["error"]
     assert res.summary["reason"][0].startswith(
-        "model 'drifting' (or its source) built in this worker has other parameters")
+        "model 'drifting' (or its source) built in this worker has other parameters"
+    )

@@ -18,17 +18,33 @@ from pathlib import Path
 import pytest
 
 
-def test_numerics_tests_pass_under_the_other_onednn_setting(request: pytest.FixtureRequest,
-                                                             tmp_path: Path) -> None:
+def test_numerics_tests_pass_under_the_other_onednn_setting(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     here = os.environ["TF_ENABLE_ONEDNN_OPTS"]
     assert here in ("0", "1"), f"TF_ENABLE_ONEDNN_OPTS must be 0 or 1 for this suite, not {here!r}"
     other = "0" if here == "1" else "1"
     junit = tmp_path / "numerics.xml"
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "numerics", "-p", "no:cacheprovider",
-         f"--junitxml={junit}", "-o", "junit_family=xunit2"],
-        cwd=request.config.rootpath, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": other},
-        capture_output=True, text=True, timeout=1800, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "numerics",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "-o",
+            "junit_family=xunit2",
+        ],
+        cwd=request.config.rootpath,
+        env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": other},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     log = out.stdout[-4000:] + out.stderr[-2000:]
     assert out.returncode == 0, log
     assert f"\nTF_ENABLE_ONEDNN_OPTS={other}\n" in out.stdout, log  # conftest's header line
@@ -39,6 +55,9 @@ def test_numerics_tests_pass_under_the_other_onednn_setting(request: pytest.Fixt
     assert counts["skipped"] == 0, counts
     ran = {(c.get("classname", "").rsplit(".", 1)[-1], c.get("name")) for c in suite.iter("testcase")}
     # every numerics test this session collected ran there too (the session may be a subset)
-    mine = {(Path(item.path).stem, item.name) for item in request.session.items
-            if item.get_closest_marker("numerics")}
+    mine = {
+        (Path(item.path).stem, item.name)
+        for item in request.session.items
+        if item.get_closest_marker("numerics")
+    }
     assert mine <= ran, sorted(mine - ran)

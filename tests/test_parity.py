@@ -46,8 +46,9 @@ def trained(request):  # type: ignore[no-untyped-def]
     return load_recipe("digits_cnn", request.param)
 
 
-@pytest.mark.parametrize("spec", [{"attack": "fgsm", "eps": 0.1}, {"attack": "fgm", "eps": 1.0}],
-                         ids=["fgsm", "fgm"])
+@pytest.mark.parametrize(
+    "spec", [{"attack": "fgsm", "eps": 0.1}, {"attack": "fgm", "eps": 1.0}], ids=["fgsm", "fgm"]
+)
 def test_single_step_outputs_identical(trained, digits, spec: dict) -> None:  # type: ignore[no-untyped-def]
     x, y = digits
     xm = to_layout(x, trained)
@@ -68,8 +69,7 @@ def test_single_step_outputs_identical(trained, digits, spec: dict) -> None:  # 
         art_step = np.sqrt(((outs["art"] - xm) ** 2).reshape(len(xm), -1).sum(1))
         assert (ch_step[floored] < art_step[floored] - 1e-3).all()
     for a, b in itertools.combinations(LIBS, 2):
-        np.testing.assert_allclose(outs[a][same], outs[b][same], atol=1e-5, rtol=0,
-                                   err_msg=f"{a} vs {b}")
+        np.testing.assert_allclose(outs[a][same], outs[b][same], atol=1e-5, rtol=0, err_msg=f"{a} vs {b}")
     np.testing.assert_allclose(outs["art"], outs["foolbox"], atol=1e-5, rtol=0)
 
 
@@ -84,8 +84,9 @@ def _mean_loss_grad_sq(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:  # ty
 
 
 @pytest.mark.parametrize("norm,eps,step", [("linf", 0.1, 0.01), ("l2", 1.0, 0.1)])
-def test_pgd_no_random_start_same_robust_accuracy(trained, digits, norm: str, eps: float,
-                                                   step: float) -> None:  # type: ignore[no-untyped-def]
+def test_pgd_no_random_start_same_robust_accuracy(
+    trained, digits, norm: str, eps: float, step: float
+) -> None:  # type: ignore[no-untyped-def]
     x, y = digits
     spec = {"attack": "pgd", "norm": norm, "eps": eps, "steps": 20, "step_size": step}
     s = run_attacks([trained], x, y, [spec], LIBS).summary

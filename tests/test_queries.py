@@ -55,8 +55,12 @@ class SelfCounting:
         return TFModel(net, input_shape=(28, 28, 1), nb_classes=10), lambda: int(seen.numpy())
 
 
-CASES = [(lib, fw, attack) for lib in ("art", "foolbox", "cleverhans")
-         for fw in ("torch", "tensorflow") for attack in ("fgsm", "pgd")]
+CASES = [
+    (lib, fw, attack)
+    for lib in ("art", "foolbox", "cleverhans")
+    for fw in ("torch", "tensorflow")
+    for attack in ("fgsm", "pgd")
+]
 
 
 @pytest.mark.parametrize("lib,fw,attack", CASES, ids=["-".join(c) for c in CASES])
@@ -64,8 +68,11 @@ def test_counts_match_the_models_own_count(image_batch, lib: str, fw: str, attac
     model, own_rows = getattr(SelfCounting, fw)()
     x, y = image_batch
     x = x[:8] if fw == "torch" else np.ascontiguousarray(x[:8].transpose(0, 2, 3, 1))
-    spec = AttackSpec(attack=attack, eps=0.1, steps=5, step_size=0.02).resolve() \
-        if attack == "pgd" else AttackSpec(attack=attack, eps=0.1).resolve()
+    spec = (
+        AttackSpec(attack=attack, eps=0.1, steps=5, step_size=0.02).resolve()
+        if attack == "pgd"
+        else AttackSpec(attack=attack, eps=0.1).resolve()
+    )
     before = own_rows()
     model.counter.reset()
     get_adapter(lib).run(AttackRequest(model, x, y[:8], None, spec, seed=0))

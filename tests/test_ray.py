@@ -28,9 +28,15 @@ def _free_port() -> int:
 
 def _ray(*args: str, env: dict[str, str]) -> None:
     """``ray <args>`` with every node address kept on 127.0.0.1 (see ray_loopback.py)."""
-    subprocess.run([sys.executable, str(Path(__file__).with_name("ray_loopback.py")), *args],
-                   check=True, env=env, cwd=REPO, timeout=180,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("ray_loopback.py")), *args],
+        check=True,
+        env=env,
+        cwd=REPO,
+        timeout=180,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +48,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     one) but not for a joining node, which is then refused.
     """
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",  # + faulty.py
-           "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",  # + faulty.py
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray")),
+    }
     before = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"  # this process is the cluster's driver
     common = ["--num-cpus=1", "--object-store-memory=200000000", "--disable-usage-stats"]
     address = f"127.0.0.1:{port}"
     try:
-        _ray("start", "--head", f"--port={port}", "--include-dashboard=false",
-             *common, env=env)
+        _ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common, env=env)
         _ray("start", f"--address={address}", *common, env=env)
         yield address
     finally:
@@ -88,11 +97,16 @@ def test_ray_fault_rows_carry_the_exit_code_or_signal(cluster: str, tmp_path: Pa
     """As on the pool: a cell that kills its process is a crashed row naming the signal or
     exit code; one past its time limit is a timeout row; the other cells finish."""
     eps = {0.03: "timeout", 0.04: "crashed", 0.07: "crashed", 0.1: "ok"}
-    exp = parse_experiment({
-        "name": "ray-faults", "data": {"dataset": "digits", "n_samples": 8}, "time_limit_s": 3,
-        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-        "libraries": ["faulty:FaultyAdapter"],
-        "attacks": [{"attack": "fgsm", "eps": e} for e in eps]})
+    exp = parse_experiment(
+        {
+            "name": "ray-faults",
+            "data": {"dataset": "digits", "n_samples": 8},
+            "time_limit_s": 3,
+            "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+            "libraries": ["faulty:FaultyAdapter"],
+            "attacks": [{"attack": "fgsm", "eps": e} for e in eps],
+        }
+    )
     res = run_experiment(exp, out_dir=tmp_path / "faults", backend="ray", ray_address=cluster)
     assert dict(zip(res.summary["eps"], res.summary["status"], strict=True)) == eps
     reasons = dict(zip(res.summary["eps"], res.summary["reason"], strict=True))

@@ -64,8 +64,9 @@ def trained(cache: Path) -> Trainer:
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", DIGITS)
-def test_digits_recipes_train_accurately(trained: Trainer, digits_test: Dataset, name: str,
-                                         framework: str) -> None:
+def test_digits_recipes_train_accurately(
+    trained: Trainer, digits_test: Dataset, name: str, framework: str
+) -> None:
     """The stored test accuracy is recomputed with the same ``predict`` on the same array in
     the same process (same kernels), so it is compared exactly."""
     model = trained(name, framework)
@@ -87,8 +88,9 @@ def test_digits_recipes_train_accurately(trained: Trainer, digits_test: Dataset,
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_second_load_hits_cache(trained: Trainer, cache: Path, digits_test: Dataset,
-                                framework: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_second_load_hits_cache(
+    trained: Trainer, cache: Path, digits_test: Dataset, framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The cached weights are the trained ones, so their logits are bit-identical (same
     weights, same kernels in one process)."""
     first = trained("digits_mlp", framework)
@@ -106,8 +108,9 @@ def test_second_load_hits_cache(trained: Trainer, cache: Path, digits_test: Data
 
 @pytest.mark.numerics
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_training_is_bit_deterministic(trained: Trainer, tmp_path: Path, digits_test: Dataset,
-                                       framework: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_training_is_bit_deterministic(
+    trained: Trainer, tmp_path: Path, digits_test: Dataset, framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Bit-identical by construction: the same process, seed, data order, thread count and
     deterministic-op flags run the same kernels, so equality is exact, not a tolerance.
     (Across CPUs or oneDNN settings the weights may differ; no test compares those.)
@@ -127,8 +130,7 @@ def test_training_is_bit_deterministic(trained: Trainer, tmp_path: Path, digits_
     x = in_layout(first, digits_test.x)
     np.testing.assert_array_equal(first.predict_logits(x), again.predict_logits(x))
     # training leaves the process's determinism flags and thread count as it found them
-    assert flags == (torch.are_deterministic_algorithms_enabled(),
-                     tf_config.is_op_determinism_enabled())
+    assert flags == (torch.are_deterministic_algorithms_enabled(), tf_config.is_op_determinism_enabled())
     assert torch.get_num_threads() == threads
 
 
@@ -175,8 +177,7 @@ def test_unsafe_pickle_is_refused_not_run(trained: Trainer, tmp_path: Path, how:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_corrupt_weights_or_sidecar_refused(trained: Trainer, tmp_path: Path,
-                                            framework: str) -> None:
+def test_corrupt_weights_or_sidecar_refused(trained: Trainer, tmp_path: Path, framework: str) -> None:
     weights = plant(trained, framework, tmp_path)
     weights.write_bytes(b"\x89HDF\r\n garbage")
     with pytest.raises(HarnessError, match="delete it or pass retrain=True") as err:
@@ -198,17 +199,23 @@ def test_unknown_names_list_known_ones() -> None:
 
 
 def test_cache_name_tracks_hyperparameters_version_and_data(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base, sidecar = cache_paths("digits_mlp", "torch", cache_dir=tmp_path)
     assert base.parent == tmp_path and base.name.startswith("digits_mlp-torch-v1-")
     assert base.suffix == ".pt" and sidecar.suffix == ".json"
     keras_file = cache_paths("digits_mlp", "tensorflow", cache_dir=tmp_path)[0]
     assert keras_file.name.endswith(".weights.h5")
     seen = {base}
-    for change in ({"epochs": 31}, {"lr": 1e-3}, {"seed": 1}, {"batch_size": 64},
-                   {"version": 2}, {"layers": (("flatten",), ("dense", 10))}):
-        monkeypatch.setitem(RECIPES, "digits_mlp",
-                            dataclasses.replace(RECIPES["digits_mlp"], **change))
+    for change in (
+        {"epochs": 31},
+        {"lr": 1e-3},
+        {"seed": 1},
+        {"batch_size": 64},
+        {"version": 2},
+        {"layers": (("flatten",), ("dense", 10))},
+    ):
+        monkeypatch.setitem(RECIPES, "digits_mlp", dataclasses.replace(RECIPES["digits_mlp"], **change))
         seen.add(cache_paths("digits_mlp", "torch", cache_dir=tmp_path)[0])
     assert len(seen) == 7
     # the data: two MNIST directories (official split) that differ in one pixel
@@ -216,8 +223,9 @@ def test_cache_name_tracks_hyperparameters_version_and_data(
         images = np.full((3, 28, 28), 9, np.uint8)
         images[0, 0, 0] = pixel
         write_mnist(tmp_path / f"mnist{i}", images, np.arange(3, dtype=np.uint8))
-    assert (cache_paths("mnist_cnn", "torch", data_path=tmp_path / "mnist0")
-            != cache_paths("mnist_cnn", "torch", data_path=tmp_path / "mnist1"))
+    assert cache_paths("mnist_cnn", "torch", data_path=tmp_path / "mnist0") != cache_paths(
+        "mnist_cnn", "torch", data_path=tmp_path / "mnist1"
+    )
 
 
 def write_mnist(d: Path, images: np.ndarray, labels: np.ndarray) -> Path:
@@ -232,13 +240,15 @@ def write_mnist(d: Path, images: np.ndarray, labels: np.ndarray) -> Path:
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_out_of_range_training_label_is_refused(tmp_path: Path, framework: str) -> None:
-    data = write_mnist(tmp_path / "mnist", np.full((4, 28, 28), 9, np.uint8),
-                       np.array([0, 1, 12, 3], np.uint8))
+    data = write_mnist(
+        tmp_path / "mnist", np.full((4, 28, 28), 9, np.uint8), np.array([0, 1, 12, 3], np.uint8)
+    )
     with pytest.raises(HarnessError) as e:
         load_recipe("mnist_cnn", framework, data_path=data, cache_dir=tmp_path / "cache")
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(
-        "recipe 'mnist_cnn': mnist train labels out of range [0, 9] (min 0, max 12; ")
+        "recipe 'mnist_cnn': mnist train labels out of range [0, 9] (min 0, max 12; "
+    )
     assert not (tmp_path / "cache").exists()  # nothing trained, nothing half-written
 
 
@@ -273,14 +283,15 @@ def test_mnist_cnn_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(RECIPES, "mnist_cnn", dataclasses.replace(RECIPES["mnist_cnn"], epochs=1))
     model = load_recipe("mnist_cnn", framework, cache_dir=tmp_path)
     info = model.recipe_info  # type: ignore[attr-defined]
-    assert info["n_train"] == 8000 and info["n_test"] == 2000 and "re-split" in info[
-        "dataset_source"]
+    assert info["n_train"] == 8000 and info["n_test"] == 2000 and "re-split" in info["dataset_source"]
     assert info["test_accuracy"] >= 0.9
     assert model.input_shape == (1, 28, 28) and model.layout == "NCHW"
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, advharness.zoo.recipes; "
-            "print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))")
+    code = (
+        "import sys, advharness.zoo.recipes; "
+        "print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

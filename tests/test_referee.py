@@ -10,15 +10,34 @@ from advharness.judging.referee import judge, perturbation_norms, summarize
 N, D = 6, 16
 
 
-def _case(x_adv: np.ndarray, adv_pred: np.ndarray, clean_pred: np.ndarray | None = None,
-          eps: float | None = 0.1, enforce: bool = True, targets: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+def _case(
+    x_adv: np.ndarray,
+    adv_pred: np.ndarray,
+    clean_pred: np.ndarray | None = None,
+    eps: float | None = 0.1,
+    enforce: bool = True,
+    targets: np.ndarray | None = None,
+):  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(0)
     x = rng.uniform(0.2, 0.8, size=(N, 1, 4, 4)).astype(np.float32)
     y = np.arange(N) % 3
     clean = y.copy() if clean_pred is None else clean_pred
-    return x, y, judge(x=x, y=y, x_adv=x_adv(x) if callable(x_adv) else x_adv, clean_pred=clean,
-                       adv_pred=adv_pred, bounds=(0.0, 1.0), norm="linf", eps=eps,
-                       enforce_eps=enforce, targets=targets).records
+    return (
+        x,
+        y,
+        judge(
+            x=x,
+            y=y,
+            x_adv=x_adv(x) if callable(x_adv) else x_adv,
+            clean_pred=clean,
+            adv_pred=adv_pred,
+            bounds=(0.0, 1.0),
+            norm="linf",
+            eps=eps,
+            enforce_eps=enforce,
+            targets=targets,
+        ).records,
+    )
 
 
 def test_valid_successes_are_counted() -> None:
@@ -28,8 +47,10 @@ def test_valid_successes_are_counted() -> None:
 
 
 def test_outside_eps_ball_is_not_a_success() -> None:
-    _, _, r = _case(lambda x: x + np.where(np.arange(N)[:, None, None, None] < 2, 0.2, 0.05),
-                    adv_pred=(np.arange(N) + 1) % 3)
+    _, _, r = _case(
+        lambda x: x + np.where(np.arange(N)[:, None, None, None] < 2, 0.2, 0.05),
+        adv_pred=(np.arange(N) + 1) % 3,
+    )
     assert r["eps_violation"].tolist() == [True, True, False, False, False, False]
     assert r["fooled"].all()
     assert r["success"].tolist() == [False, False, True, True, True, True]
@@ -88,8 +109,12 @@ def test_targeted_success_needs_the_target() -> None:
 
 
 def test_minimal_attack_success_at_eps() -> None:
-    _, _, r = _case(lambda x: x + np.where(np.arange(N)[:, None, None, None] < 3, 0.15, 0.05),
-                    adv_pred=(np.arange(N) + 1) % 3, eps=0.1, enforce=False)
+    _, _, r = _case(
+        lambda x: x + np.where(np.arange(N)[:, None, None, None] < 3, 0.15, 0.05),
+        adv_pred=(np.arange(N) + 1) % 3,
+        eps=0.1,
+        enforce=False,
+    )
     assert r["success"].all()
     assert r["success_at_eps"].tolist() == [False] * 3 + [True] * 3
     s = summarize(r, "linf")
@@ -99,8 +124,7 @@ def test_minimal_attack_success_at_eps() -> None:
     assert s["median_l0"] == 16 and s["mean_l2"] == pytest.approx((0.15 + 0.05) / 2 * 4, abs=1e-5)
 
 
-@pytest.mark.parametrize("norm,expected", [("l0", 3.0), ("l1", 0.6), ("l2", np.sqrt(0.14)),
-                                           ("linf", 0.3)])
+@pytest.mark.parametrize("norm,expected", [("l0", 3.0), ("l1", 0.6), ("l2", np.sqrt(0.14)), ("linf", 0.3)])
 def test_norms(norm: str, expected: float) -> None:
     d = np.zeros((1, 2, 3), np.float32)
     d[0, 0, 0], d[0, 1, 1], d[0, 1, 2] = 0.1, -0.2, 0.3
@@ -113,14 +137,16 @@ def test_black_box_beating_white_box_is_flagged() -> None:
     from advharness.judging.referee import flag_gradient_masking
 
     base = {"model": "m", "norm": "linf", "eps": 0.1, "targeted": False, "status": "ok"}
-    s = pd.DataFrame([
-        {**base, "threat_model": "white-box", "success_rate_at_eps": 0.30},
-        {**base, "threat_model": "white-box", "success_rate_at_eps": 0.50},
-        {**base, "threat_model": "score-based", "success_rate_at_eps": 0.60},   # beats both
-        {**base, "threat_model": "decision-based", "success_rate_at_eps": 0.50},  # ties: no
-        {**base, "eps": 0.2, "threat_model": "score-based", "success_rate_at_eps": 0.9},  # no ref
-        {**base, "threat_model": "score-based", "success_rate_at_eps": 0.9, "status": "error"},
-    ])
+    s = pd.DataFrame(
+        [
+            {**base, "threat_model": "white-box", "success_rate_at_eps": 0.30},
+            {**base, "threat_model": "white-box", "success_rate_at_eps": 0.50},
+            {**base, "threat_model": "score-based", "success_rate_at_eps": 0.60},  # beats both
+            {**base, "threat_model": "decision-based", "success_rate_at_eps": 0.50},  # ties: no
+            {**base, "eps": 0.2, "threat_model": "score-based", "success_rate_at_eps": 0.9},  # no ref
+            {**base, "threat_model": "score-based", "success_rate_at_eps": 0.9, "status": "error"},
+        ]
+    )
     assert flag_gradient_masking(s).tolist() == [False, False, True, False, False, False]
 
 
@@ -134,12 +160,30 @@ def test_eps_and_box_tolerances_scale_with_the_inputs_magnitude(norm: str) -> No
     eps = 0.1 if norm == "linf" else 0.4  # l2: 16 coordinates of 0.1
     x_adv = np.clip(x + np.float32(0.1) * step, 0, 255).astype(np.float32)
     y = np.zeros(16, np.int64)
-    v = judge(x=x, y=y, x_adv=x_adv, clean_pred=y, adv_pred=y + 1, bounds=(0.0, 255.0),
-              norm=norm, eps=eps, enforce_eps=True).records
+    v = judge(
+        x=x,
+        y=y,
+        x_adv=x_adv,
+        clean_pred=y,
+        adv_pred=y + 1,
+        bounds=(0.0, 255.0),
+        norm=norm,
+        eps=eps,
+        enforce_eps=True,
+    ).records
     off = np.abs(v[norm].to_numpy() - eps)
     assert off.max() > 1e-6 + 1e-5 * eps  # outside the old absolute tolerance ...
     assert not v["eps_violation"].any() and v["success"].all()  # ... but within the scaled one
     # a real violation is still one
-    far = judge(x=x, y=y, x_adv=np.clip(x + np.float32(0.11) * step, 0, 255), clean_pred=y,
-                adv_pred=y + 1, bounds=(0.0, 255.0), norm=norm, eps=eps, enforce_eps=True)
+    far = judge(
+        x=x,
+        y=y,
+        x_adv=np.clip(x + np.float32(0.11) * step, 0, 255),
+        clean_pred=y,
+        adv_pred=y + 1,
+        bounds=(0.0, 255.0),
+        norm=norm,
+        eps=eps,
+        enforce_eps=True,
+    )
     assert far.records["eps_violation"].all()

@@ -26,11 +26,19 @@ REPO = TESTS.parent
 
 def _experiment(tmp_path: Path, name: str, eps: list[float], seeds: int, **extra: Any) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": name, "data": {"dataset": "digits", "n_samples": 4},
-        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-        "libraries": ["faulty:FaultyAdapter"], "seeds": list(range(seeds)),
-        "attacks": [{"attack": "fgsm", "eps": e} for e in eps], **extra}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "data": {"dataset": "digits", "n_samples": 4},
+                "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+                "libraries": ["faulty:FaultyAdapter"],
+                "seeds": list(range(seeds)),
+                "attacks": [{"attack": "fgsm", "eps": e} for e in eps],
+                **extra,
+            }
+        )
+    )
     return path
 
 
@@ -39,8 +47,14 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     pipes: a worker left behind would hold a pipe open)."""
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"}
     with open(f"{log}.out", "wb") as out, open(f"{log}.err", "wb") as err:
-        return subprocess.Popen([sys.executable, "-m", "advharness", *args], cwd=REPO, env=env,
-                                stdout=out, stderr=err, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "advharness", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
 
 
 def _finish(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> tuple[str, str]:
@@ -92,12 +106,10 @@ def _gone_within(pids: list[int], seconds: float) -> list[int]:
 
 
 @pytest.mark.parametrize("backend", ["pool", "inline"])
-def test_ctrl_c_stops_at_once_keeps_cells_and_says_how_to_resume(tmp_path: Path,
-                                                                backend: str) -> None:
+def test_ctrl_c_stops_at_once_keeps_cells_and_says_how_to_resume(tmp_path: Path, backend: str) -> None:
     path = _experiment(tmp_path, "ctrlc", eps=[0.5], seeds=40)  # 40 cells of 2 s
     out = tmp_path / "ctrlc"
-    args = ["run", str(path), "--out", str(out), "--backend", backend, "--workers", "2",
-            "--no-progress"]
+    args = ["run", str(path), "--out", str(out), "--backend", backend, "--workers", "2", "--no-progress"]
     proc = _start(args, tmp_path / "run")
     _wait_for_cells(proc, out, 2)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C: the whole job
@@ -124,8 +136,7 @@ def test_killing_only_the_main_process_leaves_no_worker_computing(tmp_path: Path
     # per seed: a 2 s cell, then one that hangs for an hour; two workers
     path = _experiment(tmp_path, "orphans", eps=[0.5, 0.03], seeds=4)
     out = tmp_path / "orphans"
-    proc = _start(["run", str(path), "--out", str(out), "--workers", "2", "--no-progress"],
-                  tmp_path / "run")
+    proc = _start(["run", str(path), "--out", str(out), "--workers", "2", "--no-progress"], tmp_path / "run")
     _wait_for_cells(proc, out, 2)  # both workers are inside hanging cells by now
     time.sleep(1)
     workers = _worker_pids(out)
@@ -149,8 +160,7 @@ def test_a_second_run_on_the_same_results_is_refused_naming_the_first(tmp_path: 
     _, err = _finish(second, tmp_path / "second", timeout=300)
     assert first.poll() is None, "the first run should still be running"
     assert second.returncode == 2
-    assert err.startswith(f"advharness: error: {out} is in use by another run "
-                          f"(pid {first.pid} on ")
+    assert err.startswith(f"advharness: error: {out} is in use by another run (pid {first.pid} on ")
     assert len(err.strip().splitlines()) == 1, err
     _finish(first, tmp_path / "first", timeout=300)
     assert first.returncode == 0
@@ -175,19 +185,22 @@ def test_the_run_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
         pass
 
 
-def test_library_exits_are_rows_inline_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_library_exits_are_rows_inline_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In the user's own process (inline backend) a ``sys.exit`` or ``KeyboardInterrupt``
     raised by the attack is that cell's row: no SIGINT arrived, so it is not a Ctrl-C."""
     from advharness.config.experiment import parse_experiment
     from advharness.execution.orchestrate import run_experiment
 
     monkeypatch.syspath_prepend(str(TESTS))
-    exp = parse_experiment({
-        "name": "inline-exits", "data": {"dataset": "digits", "n_samples": 4},
-        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-        "libraries": ["faulty:FaultyAdapter"],
-        "attacks": [{"attack": "fgsm", "eps": e} for e in (0.05, 0.06, 0.1)]})
+    exp = parse_experiment(
+        {
+            "name": "inline-exits",
+            "data": {"dataset": "digits", "n_samples": 4},
+            "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+            "libraries": ["faulty:FaultyAdapter"],
+            "attacks": [{"attack": "fgsm", "eps": e} for e in (0.05, 0.06, 0.1)],
+        }
+    )
     res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
     assert res.summary["status"].tolist() == ["error", "error", "ok"]
     assert res.summary["reason"].str.contains("SystemExit\\(4\\)|KeyboardInterrupt").sum() == 2

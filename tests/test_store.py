@@ -26,12 +26,19 @@ def _spoil(path: Path, how: str) -> None:
         path.write_bytes(b"\x00\xff{not json")
 
 
-@pytest.mark.parametrize(("which", "how"), [
-    ("json", "empty"), ("json", "truncated"), ("json", "garbage"),
-    ("parquet", "empty"), ("parquet", "truncated"),
-])
-def test_unreadable_cell_counts_as_not_stored(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                              which: str, how: str) -> None:
+@pytest.mark.parametrize(
+    ("which", "how"),
+    [
+        ("json", "empty"),
+        ("json", "truncated"),
+        ("json", "garbage"),
+        ("parquet", "empty"),
+        ("parquet", "truncated"),
+    ],
+)
+def test_unreadable_cell_counts_as_not_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, which: str, how: str
+) -> None:
     store = CellStore(tmp_path)
     store.write("k", SUMMARY, RECORDS)
     assert store.status("k") == "ok" and store.done("k")
@@ -48,8 +55,7 @@ def test_unreadable_cell_counts_as_not_stored(tmp_path: Path, caplog: pytest.Log
     assert summary == SUMMARY and records is not None and records.equals(RECORDS)
 
 
-def test_cell_files_and_their_directory_are_fsynced(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cell_files_and_their_directory_are_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
     real = os.fsync
 
@@ -68,16 +74,22 @@ def test_cell_files_and_their_directory_are_fsynced(tmp_path: Path,
     assert synced.index(cells) > 0  # the file before its rename
 
 
-def test_resume_reruns_corrupt_cells_to_the_same_table(tmp_path: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_resume_reruns_corrupt_cells_to_the_same_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from advharness.config.experiment import parse_experiment
     from advharness.execution.orchestrate import run_experiment
 
-    exp = parse_experiment({
-        "name": "spoilt", "seed": 1, "data": {"dataset": "digits", "n_samples": 6},
-        "libraries": ["art", "foolbox", "cleverhans"],
-        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-        "attacks": [{"attack": "fgsm", "eps": 0.1}]})
+    exp = parse_experiment(
+        {
+            "name": "spoilt",
+            "seed": 1,
+            "data": {"dataset": "digits", "n_samples": 6},
+            "libraries": ["art", "foolbox", "cleverhans"],
+            "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+            "attacks": [{"attack": "fgsm", "eps": 0.1}],
+        }
+    )
     first = run_experiment(exp, out_dir=tmp_path, backend="inline")
     keys = first.summary["cell_key"].tolist()
     cells = tmp_path / "cells"
@@ -88,6 +100,8 @@ def test_resume_reruns_corrupt_cells_to_the_same_table(tmp_path: Path,
     assert again.manifest["cells_run_now"] == 2
     assert f"{keys[0]}.json" in caplog.text and f"{keys[1]}.parquet" in caplog.text
     volatile = ["time_s", "worker_pid", "worker_rss_mb"]
-    pd.testing.assert_frame_equal(first.summary.drop(columns=volatile, errors="ignore"),
-                                  again.summary.drop(columns=volatile, errors="ignore"))
+    pd.testing.assert_frame_equal(
+        first.summary.drop(columns=volatile, errors="ignore"),
+        again.summary.drop(columns=volatile, errors="ignore"),
+    )
     pd.testing.assert_frame_equal(first.records, again.records)

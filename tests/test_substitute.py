@@ -39,16 +39,27 @@ def targets() -> dict[str, WrappedModel]:
 
 
 def _substitute(target: WrappedModel, pool: Dataset, framework: str, **kw: Any) -> WrappedModel:
-    return train_substitute(target, pool.x, recipe="digits_cnn", framework=framework,
-                            queries=kw.pop("queries", QUERIES), epochs=kw.pop("epochs", EPOCHS), **kw)
+    return train_substitute(
+        target,
+        pool.x,
+        recipe="digits_cnn",
+        framework=framework,
+        queries=kw.pop("queries", QUERIES),
+        epochs=kw.pop("epochs", EPOCHS),
+        **kw,
+    )
 
 
-@pytest.mark.parametrize(("target_fw", "framework"), [
-    pytest.param("tensorflow", "torch", id="torch-substitute-of-tensorflow-target"),
-    pytest.param("torch", "tensorflow", id="tensorflow-substitute-of-torch-target"),
-])
-def test_cross_framework_substitute(targets: dict[str, WrappedModel], pool: Dataset,
-                                    digits_test: Dataset, target_fw: str, framework: str) -> None:
+@pytest.mark.parametrize(
+    ("target_fw", "framework"),
+    [
+        pytest.param("tensorflow", "torch", id="torch-substitute-of-tensorflow-target"),
+        pytest.param("torch", "tensorflow", id="tensorflow-substitute-of-torch-target"),
+    ],
+)
+def test_cross_framework_substitute(
+    targets: dict[str, WrappedModel], pool: Dataset, digits_test: Dataset, target_fw: str, framework: str
+) -> None:
     target = targets[target_fw]
     model = _substitute(target, pool, framework, eval_x=digits_test.x)
     info = model.substitute_info  # type: ignore[attr-defined]
@@ -57,8 +68,13 @@ def test_cross_framework_substitute(targets: dict[str, WrappedModel], pool: Data
     assert (counts.forward, counts.backward) == (QUERIES, 0)
     assert info["access"] == "decision-based" and info["target_framework"] == target_fw
     assert info["art_class"] == "art.attacks.extraction.CopycatCNN"
-    assert info["kwargs"] == {"batch_size_fit": 64, "batch_size_query": 64, "nb_epochs": EPOCHS,
-                              "nb_stolen": QUERIES, "use_probability": False}
+    assert info["kwargs"] == {
+        "batch_size_fit": 64,
+        "batch_size_query": 64,
+        "nb_epochs": EPOCHS,
+        "nb_stolen": QUERIES,
+        "use_probability": False,
+    }
     assert info["thieved_estimator"]["layout_adapter"] is not None  # layouts differ
     assert model.framework == framework and model.family == "substitute:digits_cnn"
     assert model.name == f"substitute-digits_cnn-{framework}"
@@ -73,9 +89,13 @@ def test_cross_framework_substitute(targets: dict[str, WrappedModel], pool: Data
 
 @pytest.mark.parametrize("labels_only", [True, False], ids=["decision-based", "score-based"])
 @pytest.mark.parametrize("target_fw", ["torch", "tensorflow"], ids=lambda fw: f"{fw}-target")
-def test_victim_answers_match_access(targets: dict[str, WrappedModel], pool: Dataset,
-                                     monkeypatch: pytest.MonkeyPatch, target_fw: str,
-                                     labels_only: bool) -> None:
+def test_victim_answers_match_access(
+    targets: dict[str, WrappedModel],
+    pool: Dataset,
+    monkeypatch: pytest.MonkeyPatch,
+    target_fw: str,
+    labels_only: bool,
+) -> None:
     """Decision-based: every answer CopycatCNN got from the victim is a one-hot row."""
     target = targets[target_fw]
     access: ThreatModel = "decision-based" if labels_only else "score-based"
@@ -102,8 +122,9 @@ def test_victim_answers_match_access(targets: dict[str, WrappedModel], pool: Dat
 
 @pytest.mark.numerics
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
-def test_deterministic(targets: dict[str, WrappedModel], pool: Dataset, digits_test: Dataset,
-                       framework: str) -> None:
+def test_deterministic(
+    targets: dict[str, WrappedModel], pool: Dataset, digits_test: Dataset, framework: str
+) -> None:
     """Same seed, same process, same kernels: bit-identical by construction; another seed
     differs by far more than rounding. Marked ``numerics`` (both oneDNN settings)."""
 
@@ -116,16 +137,21 @@ def test_deterministic(targets: dict[str, WrappedModel], pool: Dataset, digits_t
     assert not np.array_equal(logits(1), first)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"queries": 5000}, "queries (5000) exceed the attacker's pool"),
-    ({"queries": 0}, "queries must be an integer >= 1"),
-    ({"epochs": 0}, "epochs must be an integer >= 1"),
-    ({"method": "jbda"}, "unknown substitute method 'jbda'"),
-    ({"recipe": "resnet"}, "unknown recipe 'resnet'"),
-    ({"framework": "jax"}, "unknown framework 'jax'"),
-], ids=["queries-over-pool", "zero-queries", "zero-epochs", "method", "recipe", "framework"])
-def test_bad_input(targets: dict[str, WrappedModel], pool: Dataset, kwargs: dict[str, Any],
-                   message: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"queries": 5000}, "queries (5000) exceed the attacker's pool"),
+        ({"queries": 0}, "queries must be an integer >= 1"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"method": "jbda"}, "unknown substitute method 'jbda'"),
+        ({"recipe": "resnet"}, "unknown recipe 'resnet'"),
+        ({"framework": "jax"}, "unknown framework 'jax'"),
+    ],
+    ids=["queries-over-pool", "zero-queries", "zero-epochs", "method", "recipe", "framework"],
+)
+def test_bad_input(
+    targets: dict[str, WrappedModel], pool: Dataset, kwargs: dict[str, Any], message: str
+) -> None:
     target = targets["torch"]
     target.counter.reset()
     args: dict[str, Any] = {"recipe": "digits_cnn", "framework": "torch", "queries": 10, **kwargs}
@@ -133,4 +159,3 @@ def test_bad_input(targets: dict[str, WrappedModel], pool: Dataset, kwargs: dict
         train_substitute(target, pool.x, **args)
     assert "\n" not in str(e.value)
     assert target.counter.read().forward == 0  # refused before any query
-

@@ -21,9 +21,10 @@ from advharness.reporting.render import render_text, to_csv, to_latex, to_markdo
 from advharness.reporting.results import read_results
 from advharness.reporting.tables import head_to_head, table_rows
 
-GRID = [{"attack": "pgd", "eps": 0.1, "steps": [2, 5], "step_size": 0.05},
-        {"attack": "cw", "steps": 3,
-         "params": {"binary_search_steps": 1, "learning_rate": [0.01, 0.05]}}]
+GRID = [
+    {"attack": "pgd", "eps": 0.1, "steps": [2, 5], "step_size": 0.05},
+    {"attack": "cw", "steps": 3, "params": {"binary_search_steps": 1, "learning_rate": [0.01, 0.05]}},
+]
 
 
 def _run(tmp_path: Path, **changes: Any) -> Any:
@@ -45,8 +46,12 @@ def test_every_grid_cell_has_its_own_row(seeded: Any) -> None:
     assert {"steps", "param_learning_rate"} <= set(table.index.names)
     assert (table[("art", "torch", "n_seeds")] == 3).all()
     text = render_text(s)
-    for label in ("pgd linf eps=0.1 steps=2", "pgd linf eps=0.1 steps=5",
-                  "cw l2 learning_rate=0.01", "cw l2 learning_rate=0.05"):
+    for label in (
+        "pgd linf eps=0.1 steps=2",
+        "pgd linf eps=0.1 steps=5",
+        "cw l2 learning_rate=0.01",
+        "cw l2 learning_rate=0.05",
+    ):
         assert label in text, text
     assert "n=3" in text and "±" in text
     # the table read back from disk is the same table
@@ -71,8 +76,19 @@ def test_seed_rows_are_mean_sd_and_n_or_apart(seeded: Any) -> None:
 
 def test_flat_spec_columns_and_record_identity(seeded: Any) -> None:
     s = seeded.summary
-    for col in ("steps", "step_size", "restarts", "random_start", "target_mode", "budget",
-                "param_learning_rate", "param_c", "kind", "cell_key", "data_sha256"):
+    for col in (
+        "steps",
+        "step_size",
+        "restarts",
+        "random_start",
+        "target_mode",
+        "budget",
+        "param_learning_rate",
+        "param_c",
+        "kind",
+        "cell_key",
+        "data_sha256",
+    ):
         assert col in s, col
     assert s["eps"].dtype == np.float64
     assert s.loc[s["attack"] == "cw", "eps"].isna().all()
@@ -86,11 +102,28 @@ def test_flat_spec_columns_and_record_identity(seeded: Any) -> None:
 
 
 def _fake(**changes: Any) -> dict[str, Any]:
-    row = {"library": "art", "framework": "torch", "model": "m", "family": "f", "attack": "pgd",
-           "kind": "fixed", "norm": "linf", "eps": 0.1, "targeted": False, "steps": 10,
-           "threat_model": "white-box", "status": "ok", "reason": "", "success_rate": 0.5,
-           "robust_accuracy": 0.5, "median_norm": 0.1, "time_s": 1.0,
-           "queries_per_sample": 20.0, "run_seed": 0, "cell_key": "k"}
+    row = {
+        "library": "art",
+        "framework": "torch",
+        "model": "m",
+        "family": "f",
+        "attack": "pgd",
+        "kind": "fixed",
+        "norm": "linf",
+        "eps": 0.1,
+        "targeted": False,
+        "steps": 10,
+        "threat_model": "white-box",
+        "status": "ok",
+        "reason": "",
+        "success_rate": 0.5,
+        "robust_accuracy": 0.5,
+        "median_norm": 0.1,
+        "time_s": 1.0,
+        "queries_per_sample": 20.0,
+        "run_seed": 0,
+        "cell_key": "k",
+    }
     return {**row, **changes}
 
 
@@ -101,8 +134,7 @@ def test_a_duplicate_row_key_is_a_bug_and_raises() -> None:
 
 
 def test_two_models_of_one_family_in_one_framework_get_rows_of_their_own() -> None:
-    s = pd.DataFrame([_fake(model="small", robust_accuracy=0.1),
-                      _fake(model="wide", robust_accuracy=0.9)])
+    s = pd.DataFrame([_fake(model="small", robust_accuracy=0.1), _fake(model="wide", robust_accuracy=0.9)])
     table = head_to_head(s)
     assert len(table) == 2
     assert sorted(table[("art", "torch", "robust_accuracy")]) == [0.1, 0.9]
@@ -120,8 +152,13 @@ def test_fields_that_do_not_vary_within_an_attack_stay_out_of_the_label() -> Non
 def test_show_reads_every_stored_cell_filters_and_formats(tmp_path: Path) -> None:
     first = _run(tmp_path, attacks=[{"attack": "pgd", "eps": 0.1, "steps": 2, "step_size": 0.05}])
     # a second run of the same experiment with another setting (as an override would)
-    second = _run(tmp_path, attacks=[{"attack": "pgd", "eps": 0.1, "steps": 5, "step_size": 0.05},
-                                     {"attack": "fgsm", "eps": 0.1}])
+    second = _run(
+        tmp_path,
+        attacks=[
+            {"attack": "pgd", "eps": 0.1, "steps": 5, "step_size": 0.05},
+            {"attack": "fgsm", "eps": 0.1},
+        ],
+    )
     assert second.manifest["cells_run_now"] == 2
     assert len(second.summary) == 3  # the first run's cell is kept
     back = read_results(first.path)
@@ -129,8 +166,12 @@ def test_show_reads_every_stored_cell_filters_and_formats(tmp_path: Path) -> Non
     assert len(pd.read_parquet(first.path / "summary.parquet")) == 3
 
     def show(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "advharness", "show", str(first.path), *args],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "advharness", "show", str(first.path), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     p = show()
     assert p.returncode == 0, p.stderr

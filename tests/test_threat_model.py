@@ -12,22 +12,27 @@ LIBS = ["art", "foolbox", "cleverhans"]
 
 
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
-@pytest.mark.parametrize("attack", [{"attack": "fgsm", "eps": 0.1},
-                                    {"attack": "pgd", "eps": 0.1, "steps": 3, "step_size": 0.05}],
-                         ids=["fgsm", "pgd"])
+@pytest.mark.parametrize(
+    "attack",
+    [{"attack": "fgsm", "eps": 0.1}, {"attack": "pgd", "eps": 0.1, "steps": 3, "step_size": 0.05}],
+    ids=["fgsm", "pgd"],
+)
 def test_gradient_attack_in_score_based_cell_is_a_violation(
-    request: pytest.FixtureRequest, image_batch, fw: str, attack: dict  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest,
+    image_batch,
+    fw: str,
+    attack: dict,  # type: ignore[no-untyped-def]
 ) -> None:
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
     x, _ = image_batch
     y = model.predict(x[:8] if fw == "torch" else np.ascontiguousarray(x[:8].transpose(0, 2, 3, 1)))
     # white-box first, so any cached library state (ART estimators, CleverHans' tf.function
     # traces) exists before the score-based cell reuses the same model
-    specs = [attack, {**attack, "threat_model": "score-based"},
-             {**attack, "threat_model": "decision-based"}]
+    specs = [attack, {**attack, "threat_model": "score-based"}, {**attack, "threat_model": "decision-based"}]
     s = run_attacks([model], x[:8], y, specs, LIBS).summary
-    white, score, decision = (s[s["threat_model"] == t] for t in
-                              ("white-box", "score-based", "decision-based"))
+    white, score, decision = (
+        s[s["threat_model"] == t] for t in ("white-box", "score-based", "decision-based")
+    )
     assert (white["status"] == "ok").all(), white[["library", "reason"]]
     for rows in (score, decision):
         assert rows["status"].tolist() == ["violation"] * 3, rows[["library", "status", "reason"]]
@@ -36,8 +41,11 @@ def test_gradient_attack_in_score_based_cell_is_a_violation(
 
 
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
-def test_decision_based_oracle_reveals_only_the_label(request: pytest.FixtureRequest, image_batch,  # type: ignore[no-untyped-def]
-                                                      fw: str) -> None:
+def test_decision_based_oracle_reveals_only_the_label(
+    request: pytest.FixtureRequest,
+    image_batch,  # type: ignore[no-untyped-def]
+    fw: str,
+) -> None:
     from advharness.adapters import get_adapter
 
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
@@ -56,8 +64,11 @@ def test_decision_based_oracle_reveals_only_the_label(request: pytest.FixtureReq
 
 
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
-def test_score_based_oracle_gives_scores_not_gradients(request: pytest.FixtureRequest, image_batch,  # type: ignore[no-untyped-def]
-                                                       fw: str) -> None:
+def test_score_based_oracle_gives_scores_not_gradients(
+    request: pytest.FixtureRequest,
+    image_batch,  # type: ignore[no-untyped-def]
+    fw: str,
+) -> None:
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
     x, _ = image_batch
     x = x[:4] if fw == "torch" else np.ascontiguousarray(x[:4].transpose(0, 2, 3, 1))
@@ -79,8 +90,11 @@ def test_score_based_oracle_gives_scores_not_gradients(request: pytest.FixtureRe
 
 
 @pytest.mark.parametrize("access", ["score-based", "decision-based"])
-def test_tf_oracle_paths_answer_and_count_alike(tf_model, image_batch,  # type: ignore[no-untyped-def]
-                                                access: str) -> None:
+def test_tf_oracle_paths_answer_and_count_alike(
+    tf_model,
+    image_batch,  # type: ignore[no-untyped-def]
+    access: str,
+) -> None:
     """Under a ledger the TF oracle answers eagerly in Python, after ART's compiled pass, or
     through tf.py_function (in a graph, under a tape): same answers, every row counted."""
     import tensorflow as tf

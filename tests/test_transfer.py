@@ -31,21 +31,23 @@ def _twins() -> tuple[WrappedModel, WrappedModel]:
     torch.manual_seed(0)
     lin = torch.nn.Linear(28 * 28, 10)
     net_t = torch.nn.Sequential(torch.nn.Flatten(), lin)
-    net_k = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Reshape((28 * 28,)),
-                              keras.layers.Dense(10)])
-    net_k.layers[-1].set_weights([lin.weight.detach().numpy().T.copy(),
-                                  lin.bias.detach().numpy().copy()])
+    net_k = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Reshape((28 * 28,)), keras.layers.Dense(10)]
+    )
+    net_k.layers[-1].set_weights([lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()])
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
     ref = net_t(torch.from_numpy(x)).detach().numpy()
-    np.testing.assert_allclose(net_k(tf.constant(x.transpose(0, 2, 3, 1))).numpy(), ref,
-                               rtol=1e-4, atol=1e-4)
-    return (TorchModel(net_t, input_shape=(1, 28, 28), nb_classes=10, name="twin-torch"),
-            TFModel(net_k, input_shape=(28, 28, 1), nb_classes=10, name="twin-tf"))
+    np.testing.assert_allclose(net_k(tf.constant(x.transpose(0, 2, 3, 1))).numpy(), ref, rtol=1e-4, atol=1e-4)
+    return (
+        TorchModel(net_t, input_shape=(1, 28, 28), nb_classes=10, name="twin-torch"),
+        TFModel(net_k, input_shape=(28, 28, 1), nb_classes=10, name="twin-tf"),
+    )
 
 
 @pytest.mark.numerics
 def test_transfer_between_identical_twins_equals_white_box(
-        image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    image_batch: tuple[np.ndarray, np.ndarray],
+) -> None:
     """Same weights in both frameworks: a transferred FGSM is the target's own white-box FGSM,
     so the layout conversion and the refereeing on the target must reproduce it.
 
@@ -61,14 +63,16 @@ def test_transfer_between_identical_twins_equals_white_box(
     attacks: list[dict[str, Any]] = [
         {"attack": "fgsm", "eps": 0.05},
         {"attack": "fgsm", "eps": 0.05, "source": "twin-torch"},
-        {"attack": "fgsm", "eps": 0.05, "source": "twin-tf"}]
+        {"attack": "fgsm", "eps": 0.05, "source": "twin-tf"},
+    ]
     res = run_attacks([twin_t, twin_k], x, y, attacks, LIBS)
     s = res.summary
     assert set(s["status"]) == {"ok"}, s[["library", "status", "reason"]]
     transfer = s[s["threat_model"] == "transfer"]
     # one row per library per target: torch->tf and tf->torch
     assert sorted(zip(transfer["source_model"], transfer["model"], strict=True)) == sorted(
-        [("twin-torch", "twin-tf"), ("twin-tf", "twin-torch")] * len(LIBS))
+        [("twin-torch", "twin-tf"), ("twin-tf", "twin-torch")] * len(LIBS)
+    )
     assert np.all(transfer["n_eps_violations"] == 0)
     assert np.all(transfer["queries_per_sample"] == 0)  # the target answers no query
     assert np.all(transfer["source_queries_per_sample"] >= 1)
@@ -81,12 +85,14 @@ def test_transfer_between_identical_twins_equals_white_box(
         assert row["success_rate"] > 0
         assert row["success_rate"] == pytest.approx(own["success_rate"], abs=1 / len(x) + 1e-9)
         assert row["source_success_rate"] == pytest.approx(
-            white.loc[(row["library"], row["source_model"])]["success_rate"])
+            white.loc[(row["library"], row["source_model"])]["success_rate"]
+        )
         assert pd.isna(row["substitute_queries"])  # an independent source, not a substitute
 
 
-def test_transfer_specs_are_validated(torch_model: WrappedModel,
-                                      image_batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_transfer_specs_are_validated(
+    torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
     from pydantic import ValidationError
 
     from advharness.config.spec import AttackSpec
@@ -104,26 +110,46 @@ def test_transfer_refuses_different_input_sizes(torch_model: WrappedModel) -> No
     from advharness.models.layout import convert
     from advharness.models.torch_model import TorchModel
 
-    small = TorchModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
-                       input_shape=(1, 8, 8), nb_classes=10, name="small")
+    small = TorchModel(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        name="small",
+    )
     with pytest.raises(HarnessError, match="input shapes"):
         convert(np.zeros((1, 1, 28, 28), np.float32), torch_model, small)
 
 
-@pytest.mark.parametrize(("target_fw", "substitute_fw"), [("tensorflow", "torch"),
-                                                          ("torch", "tensorflow")],
-                         ids=["keras-target-torch-substitute", "torch-target-keras-substitute"])
+@pytest.mark.parametrize(
+    ("target_fw", "substitute_fw"),
+    [("tensorflow", "torch"), ("torch", "tensorflow")],
+    ids=["keras-target-torch-substitute", "torch-target-keras-substitute"],
+)
 def test_substitute_transfer_experiment(target_fw: str, substitute_fw: str, tmp_path: Path) -> None:
     """End to end: a substitute trained from the target's labels, then FGSM transferred."""
-    exp = parse_experiment({
-        "name": "subst", "data": {"dataset": "digits", "n_samples": 40},
-        "models": [{"recipe": "digits_cnn", "framework": target_fw},
-                   {"recipe": "digits_cnn", "framework": substitute_fw, "queries": 600,
-                    "substitute_of": f"digits_cnn-{target_fw}"}],
-        "libraries": ["art", "cleverhans"],
-        "attacks": [{"attack": "fgsm", "eps": 0.3,
-                     "source": f"substitute-digits_cnn-{substitute_fw}-of-digits_cnn-{target_fw}"}],
-    })
+    exp = parse_experiment(
+        {
+            "name": "subst",
+            "data": {"dataset": "digits", "n_samples": 40},
+            "models": [
+                {"recipe": "digits_cnn", "framework": target_fw},
+                {
+                    "recipe": "digits_cnn",
+                    "framework": substitute_fw,
+                    "queries": 600,
+                    "substitute_of": f"digits_cnn-{target_fw}",
+                },
+            ],
+            "libraries": ["art", "cleverhans"],
+            "attacks": [
+                {
+                    "attack": "fgsm",
+                    "eps": 0.3,
+                    "source": f"substitute-digits_cnn-{substitute_fw}-of-digits_cnn-{target_fw}",
+                }
+            ],
+        }
+    )
     res = run_experiment(exp, out_dir=tmp_path / "subst", backend="inline")
     s = res.summary
     assert list(s["status"]) == ["ok", "ok"]
@@ -138,24 +164,60 @@ def test_substitute_transfer_experiment(target_fw: str, substitute_fw: str, tmp_
     assert "train" in info["pool"] and info["agreement"] > 0.7
 
 
-@pytest.mark.parametrize(("patch", "message"), [
-    ({"attacks": [{"attack": "fgsm", "eps": 0.1, "source": "ghost"}]},
-     "attacks[0].source: 'ghost' is not one of the models"),
-    ({"models": [{"recipe": "digits_cnn", "framework": "torch"},
-                 {"recipe": "digits_cnn", "framework": "torch", "name": "s",
-                  "substitute_of": "ghost", "queries": 10}]},
-     "models[1].substitute_of: 'ghost' is not one of the recipe models"),
-    ({"models": [{"recipe": "digits_cnn", "framework": "torch", "queries": 10}]},
-     "queries is only for substitute models"),
-    ({"models": [{"recipe": "digits_cnn", "framework": "torch"},
-                 {"recipe": "digits_cnn", "framework": "torch", "name": "s",
-                  "substitute_of": "digits_cnn-torch"}]},
-     "a substitute model needs queries"),
-], ids=["unknown-source", "unknown-substitute-target", "queries-without-substitute",
-        "substitute-without-queries"])
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (
+            {"attacks": [{"attack": "fgsm", "eps": 0.1, "source": "ghost"}]},
+            "attacks[0].source: 'ghost' is not one of the models",
+        ),
+        (
+            {
+                "models": [
+                    {"recipe": "digits_cnn", "framework": "torch"},
+                    {
+                        "recipe": "digits_cnn",
+                        "framework": "torch",
+                        "name": "s",
+                        "substitute_of": "ghost",
+                        "queries": 10,
+                    },
+                ]
+            },
+            "models[1].substitute_of: 'ghost' is not one of the recipe models",
+        ),
+        (
+            {"models": [{"recipe": "digits_cnn", "framework": "torch", "queries": 10}]},
+            "queries is only for substitute models",
+        ),
+        (
+            {
+                "models": [
+                    {"recipe": "digits_cnn", "framework": "torch"},
+                    {
+                        "recipe": "digits_cnn",
+                        "framework": "torch",
+                        "name": "s",
+                        "substitute_of": "digits_cnn-torch",
+                    },
+                ]
+            },
+            "a substitute model needs queries",
+        ),
+    ],
+    ids=[
+        "unknown-source",
+        "unknown-substitute-target",
+        "queries-without-substitute",
+        "substitute-without-queries",
+    ],
+)
 def test_bad_transfer_experiments_get_located_messages(patch: dict[str, Any], message: str) -> None:
-    base: dict[str, Any] = {"name": "e", "models": [{"recipe": "digits_cnn", "framework": "torch"}],
-                            "attacks": [{"attack": "fgsm", "eps": 0.1}]}
+    base: dict[str, Any] = {
+        "name": "e",
+        "models": [{"recipe": "digits_cnn", "framework": "torch"}],
+        "attacks": [{"attack": "fgsm", "eps": 0.1}],
+    }
     with pytest.raises(HarnessError) as err:
         parse_experiment({**base, **patch})
     assert message in str(err.value)

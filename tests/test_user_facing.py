@@ -70,20 +70,34 @@ def test_advh_keeps_the_callers_directory(tmp_path: Path) -> None:
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake)}
-    run = subprocess.run([str(repo / "advh"), "run", "exp.yaml"], cwd=elsewhere, env=env,
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [str(repo / "advh"), "run", "exp.yaml"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"cwd={elsewhere}" in run.stdout.splitlines(), run.stdout + run.stderr
     assert "args run exp.yaml" in run.stdout
     assert (repo / ".venv" / "bin" / "advharness").is_file() and not (elsewhere / ".venv").exists()
     # the test suite too: the repo's tests and config, from the caller's directory
-    test = subprocess.run([str(repo / "advh"), "test"], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, check=True)
+    test = subprocess.run(
+        [str(repo / "advh"), "test"], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
+    )
     assert f"cwd={elsewhere}" in test.stdout.splitlines()
     assert f"python -m pytest --rootdir {repo} -c {repo}/pyproject.toml {repo}/tests" in test.stdout
 
 
-@pytest.mark.parametrize("argv", [["-v", "run", "x.yaml"], ["run", "x.yaml", "-v"],
-                                  ["run", "--verbose", "x.yaml", "a.b=1"], ["list", "-v"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-v", "run", "x.yaml"],
+        ["run", "x.yaml", "-v"],
+        ["run", "--verbose", "x.yaml", "a.b=1"],
+        ["list", "-v"],
+    ],
+)
 def test_verbose_before_or_after_the_subcommand(argv: list[str]) -> None:
     from advharness.cli import build_parser
 
@@ -102,9 +116,14 @@ def test_cli_accepts_verbose_after_the_subcommand(capsys: pytest.CaptureFixture[
 def small_experiment(path: Path, **extra: object) -> Path:
     import yaml
 
-    exp = {"name": "ux", "data": {"dataset": "digits", "n_samples": 8},
-           "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-           "libraries": ["art", "foolbox"], "attacks": [{"attack": "fgsm", "eps": 0.1}], **extra}
+    exp = {
+        "name": "ux",
+        "data": {"dataset": "digits", "n_samples": 8},
+        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+        "libraries": ["art", "foolbox"],
+        "attacks": [{"attack": "fgsm", "eps": 0.1}],
+        **extra,
+    }
     path.write_text(yaml.safe_dump(exp))
     return path
 
@@ -116,8 +135,16 @@ def test_manifest_records_command_overrides_git_and_wall_time(tmp_path: Path) ->
     from advharness.reporting.results import git_commit
 
     exp = small_experiment(tmp_path / "ux.yaml")
-    argv = ["run", str(exp), "attacks.fgsm.eps=0.2", "--backend", "inline", "--no-progress",
-            "--out", str(tmp_path / "out")]
+    argv = [
+        "run",
+        str(exp),
+        "attacks.fgsm.eps=0.2",
+        "--backend",
+        "inline",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert shlex.split(manifest["command"]) == ["advharness", *argv]
@@ -137,13 +164,19 @@ def test_git_commit_of_a_checkout_and_of_a_plain_directory(tmp_path: Path) -> No
     assert git_commit(tmp_path) is None  # not a checkout: None, no error
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     (repo / "f").write_text("1")
     for cmd in (["init", "-q"], ["add", "f"], ["commit", "-qm", "c"]):
         subprocess.run(["git", "-C", str(repo), *cmd], check=True, env=env)
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert git_commit(repo) == {"commit": head, "dirty": False}
     (repo / "f").write_text("2")
     assert git_commit(repo) == {"commit": head, "dirty": True}
@@ -174,8 +207,7 @@ def make():
 '''
 
 
-def test_error_cells_keep_traceback_and_library_call(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_error_cells_keep_traceback_and_library_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     from advharness.config.experiment import load_experiment
@@ -183,10 +215,21 @@ def test_error_cells_keep_traceback_and_library_call(tmp_path: Path,
 
     (tmp_path / "boom_factory.py").write_text(BOOM)
     monkeypatch.syspath_prepend(str(tmp_path))
-    exp = load_experiment(small_experiment(
-        tmp_path / "ux.yaml", libraries=["art"],
-        models=[{"factory": "boom_factory:make", "framework": "torch", "name": "boom",
-                 "input_shape": [1, 8, 8], "nb_classes": 10}]))
+    exp = load_experiment(
+        small_experiment(
+            tmp_path / "ux.yaml",
+            libraries=["art"],
+            models=[
+                {
+                    "factory": "boom_factory:make",
+                    "framework": "torch",
+                    "name": "boom",
+                    "input_shape": [1, 8, 8],
+                    "nb_classes": 10,
+                }
+            ],
+        )
+    )
     res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
     row = res.summary.iloc[0]
     assert row["status"] == "error" and "boom in forward" in row["reason"]
@@ -200,8 +243,7 @@ def test_error_cells_keep_traceback_and_library_call(tmp_path: Path,
     assert "boom in forward" in log and "Traceback" in log
 
 
-def test_save_adversarials_stores_each_cell_and_the_api_returns_them(
-        tmp_path: Path, umask_022: None) -> None:
+def test_save_adversarials_stores_each_cell_and_the_api_returns_them(tmp_path: Path, umask_022: None) -> None:
     import numpy as np
 
     from advharness.config.experiment import load_experiment
@@ -227,14 +269,14 @@ def test_save_adversarials_stores_each_cell_and_the_api_returns_them(
     from advharness.zoo.data import load_dataset
 
     ds = load_dataset("digits", "test", 8)
-    api = run_attacks([net], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}], ["art", "foolbox"],
-                      return_adversarials=True)
+    api = run_attacks(
+        [net], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}], ["art", "foolbox"], return_adversarials=True
+    )
     assert sorted(api.adversarials or {}) == [0, 1]
     for cell, x_adv in (api.adversarials or {}).items():
         rec = api.records[api.records["cell"] == cell].sort_values("sample")
         assert np.array_equal(net.predict(x_adv), rec["adv_pred"].to_numpy())
-    assert run_attacks([net], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}], ["art"]
-                       ).adversarials is None
+    assert run_attacks([net], ds.x, ds.y, [{"attack": "fgsm", "eps": 0.1}], ["art"]).adversarials is None
 
 
 def test_save_adversarials_on_a_stored_run_fills_them_in(tmp_path: Path) -> None:
@@ -245,8 +287,9 @@ def test_save_adversarials_on_a_stored_run_fills_them_in(tmp_path: Path) -> None
     path = small_experiment(tmp_path / "ux.yaml")
     first = run_experiment(load_experiment(path), out_dir=tmp_path / "out", backend="inline")
     assert read_adversarials(tmp_path / "out") == {}
-    again = run_experiment(load_experiment(path, ["save_adversarials=true"]),
-                           out_dir=tmp_path / "out", backend="inline")
+    again = run_experiment(
+        load_experiment(path, ["save_adversarials=true"]), out_dir=tmp_path / "out", backend="inline"
+    )
     assert again.manifest["cells_run_now"] == len(first.summary)
     assert sorted(read_adversarials(tmp_path / "out")) == sorted(first.summary["cell"])
 
@@ -258,15 +301,20 @@ def test_run_attacks_expands_grids_like_experiment_files() -> None:
     from advharness.zoo.data import load_dataset
     from advharness.zoo.recipes import load_recipe
 
-    grid = {"attack": "pgd", "eps": [0.05, 0.1], "steps": [2, 3], "step_size": 0.02,
-            "params": {}}
-    exp = parse_experiment({"name": "g", "models": [{"recipe": "digits_mlp", "framework": "torch"}],
-                            "attacks": [grid]})
+    grid = {"attack": "pgd", "eps": [0.05, 0.1], "steps": [2, 3], "step_size": 0.02, "params": {}}
+    exp = parse_experiment(
+        {"name": "g", "models": [{"recipe": "digits_mlp", "framework": "torch"}], "attacks": [grid]}
+    )
     want = [a.resolve() for a in exp.attacks]
     assert len(want) == 4 and resolve_specs([grid]) == want
     ds = load_dataset("digits", "test", 4)
-    res = run_attacks([load_recipe("digits_mlp", "torch")], ds.x, ds.y,
-                      [grid, {"attack": "fgsm", "eps": [0.1, 0.1]}], ["foolbox"])
+    res = run_attacks(
+        [load_recipe("digits_mlp", "torch")],
+        ds.x,
+        ds.y,
+        [grid, {"attack": "fgsm", "eps": [0.1, 0.1]}],
+        ["foolbox"],
+    )
     got = sorted(zip(res.summary["attack"], res.summary["eps"], strict=True))
     assert got == [("fgsm", 0.1), ("pgd", 0.05), ("pgd", 0.05), ("pgd", 0.1), ("pgd", 0.1)]
     assert set(res.summary["status"]) == {"ok"}
@@ -301,8 +349,11 @@ def test_layout_errors_name_the_fix_in_the_users_shapes() -> None:
     # a Keras model states its own input shape: the message says which layout it expects
     nhwc = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     for layout in (None, "NCHW"):
-        with pytest.raises(HarnessError, match=r"the model expects NHWC: set input_shape: "
-                                               r"\[8, 8, 1\] and layout: NHWC"):
+        with pytest.raises(
+            HarnessError,
+            match=r"the model expects NHWC: set input_shape: "
+            r"\[8, 8, 1\] and layout: NHWC",
+        ):
             wrap_model(nhwc, input_shape=(1, 8, 8), nb_classes=10, layout=layout, name="k")
     assert prepare(wrap_model(nhwc, input_shape=(8, 8, 1), nb_classes=10, name="k"), x, y)
 
@@ -333,8 +384,18 @@ def test_training_on_first_use_says_so_on_the_terminal(tmp_path: Path) -> None:
 
     exp = small_experiment(tmp_path / "ux.yaml")
     env = {**os.environ, "ADVHARNESS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "advharness", "run", str(exp), "--backend", "inline",
-           "--no-progress", "--out", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "advharness",
+        "run",
+        str(exp),
+        "--backend",
+        "inline",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     first = subprocess.run([*cmd, "-v"], env=env, capture_output=True, text=True, check=True)
     lines = [s for s in first.stderr.splitlines() if "training recipe" in s]
     assert len(lines) == 1, first.stderr  # once, also with -v
@@ -347,8 +408,19 @@ def test_training_on_first_use_says_so_on_the_terminal(tmp_path: Path) -> None:
 
 #: What must not reach the terminal: TensorFlow's native banner and cuInit error, absl's
 #: preamble, multiprocessing's leaked-semaphore warning, Ray's token notice, ART's own verdict.
-NOISE = ("absl", "I0000", "E0000", "W0000", "cuInit", "oneDNN", "cuda", "cpu_feature_guard",
-         "leaked semaphore", "Token authentication", "Success rate of")
+NOISE = (
+    "absl",
+    "I0000",
+    "E0000",
+    "W0000",
+    "cuInit",
+    "oneDNN",
+    "cuda",
+    "cpu_feature_guard",
+    "leaked semaphore",
+    "Token authentication",
+    "Success rate of",
+)
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
@@ -364,13 +436,32 @@ def test_cli_run_is_quiet(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    exp = small_experiment(tmp_path / "ux.yaml", libraries=["art"], models=[
-        {"recipe": "digits_mlp", "framework": "torch"},
-        {"recipe": "digits_mlp", "framework": "tensorflow"}],
-        attacks=[{"attack": "fgm", "eps": 0.0001}])  # ART logs "Success rate ... 0.00%"
-    run = subprocess.run([sys.executable, "-m", "advharness", "run", str(exp), "--workers", "2",
-                          "--out", str(tmp_path / "out")], env=clean_env(tmp_path),
-                         capture_output=True, text=True, check=True)
+    exp = small_experiment(
+        tmp_path / "ux.yaml",
+        libraries=["art"],
+        models=[
+            {"recipe": "digits_mlp", "framework": "torch"},
+            {"recipe": "digits_mlp", "framework": "tensorflow"},
+        ],
+        attacks=[{"attack": "fgm", "eps": 0.0001}],
+    )  # ART logs "Success rate ... 0.00%"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advharness",
+            "run",
+            str(exp),
+            "--workers",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "head-to-head" in run.stdout
     assert noise(run.stdout + run.stderr) == [], run.stderr
     logs = "".join(p.read_text() for p in (tmp_path / "out" / "logs").glob("*.log"))
@@ -392,8 +483,14 @@ def test_python_api_is_quiet(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-c", API_SCRIPT], env=clean_env(tmp_path), cwd=tmp_path,
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", API_SCRIPT],
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "statuses ['ok']" in run.stdout
     assert noise(run.stdout + run.stderr) == [], run.stderr
 
@@ -415,8 +512,13 @@ def test_interrupted_pool_leaves_no_leaked_semaphore_warning(tmp_path: Path) -> 
     from advharness.execution.backends import PoolBackend
 
     assert "quiet_resource_tracker()" in inspect.getsource(PoolBackend.run)
-    run = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], env=clean_env(tmp_path),
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", LEAK_SCRIPT],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "leaked semaphore" not in run.stderr, run.stderr
     assert "PYTHONWARNINGS" not in os.environ
 
@@ -431,13 +533,15 @@ def test_ray_token_notice_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> N
         ray_log.warning(RAY_TOKEN_NOTICE + ". Set RAY_AUTH_MODE=disabled to opt out.")
         ray_log.warning("something else")
     assert [(r.name, r.levelname) for r in caplog.records] == [
-        ("advharness.core.quiet", "INFO"), ("ray._private.authentication.authentication_token_setup",
-                                    "WARNING")]
+        ("advharness.core.quiet", "INFO"),
+        ("ray._private.authentication.authentication_token_setup", "WARNING"),
+    ]
     assert not ray_log.filters
 
 
 def test_native_log_lines_go_to_the_log_and_the_rest_to_the_terminal(
-        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     from advharness.core.quiet import native_logs_to_log

@@ -21,13 +21,28 @@ from advharness.core.errors import HarnessError
 
 SOURCE = "fuzz.yaml"
 VALID: dict[str, Any] = {
-    "name": "fuzz", "seed": 0, "data": {"dataset": "digits", "split": "test", "n_samples": 8},
-    "models": [{"recipe": "digits_mlp", "framework": "torch"},
-               {"recipe": "digits_cnn", "framework": ["torch", "tensorflow"]},
-               {"recipe": "digits_mlp", "framework": "tensorflow", "queries": 100,
-                "substitute_of": "digits_mlp-torch"},
-               {"factory": "collections:OrderedDict", "framework": "torch", "name": "fac",
-                "input_shape": [64], "nb_classes": 10, "bounds": [0, 1], "layout": "flat"}],
+    "name": "fuzz",
+    "seed": 0,
+    "data": {"dataset": "digits", "split": "test", "n_samples": 8},
+    "models": [
+        {"recipe": "digits_mlp", "framework": "torch"},
+        {"recipe": "digits_cnn", "framework": ["torch", "tensorflow"]},
+        {
+            "recipe": "digits_mlp",
+            "framework": "tensorflow",
+            "queries": 100,
+            "substitute_of": "digits_mlp-torch",
+        },
+        {
+            "factory": "collections:OrderedDict",
+            "framework": "torch",
+            "name": "fac",
+            "input_shape": [64],
+            "nb_classes": 10,
+            "bounds": [0, 1],
+            "layout": "flat",
+        },
+    ],
     "libraries": ["art", "foolbox"],
     "attacks": [
         {"attack": "pgd", "eps": [0.1, 0.2], "steps": 10, "norm": ["linf", "l2"]},
@@ -37,35 +52,119 @@ VALID: dict[str, Any] = {
     ],
     "batch_size": 64,
 }
-NAMES = ["pgd", "nope", "art", "advertorch", "digits_mlp", "resnet", "torch", "jax", "linf",
-         "l0", "random", "score-based", "telepathy", "digits_mlp-torch", "", "x" * 40, "fac",
-         "os:nothing", "os:sep", "advh_no_such_module:make", "not-an-import-path", "NHWC",
-         "/nonexistent/weights.pt", "probabilities"]
-FIELDS = ["weights", "factory", "recipe", "seeds", "seed", "time_limit_s", "workers", "params",
-          "eps", "steps", "step_size", "norm", "framework", "name", "substitute_of", "queries", "bounds",
-          "layout", "input_shape", "nb_classes", "source", "target_models", "budget"]
+NAMES = [
+    "pgd",
+    "nope",
+    "art",
+    "advertorch",
+    "digits_mlp",
+    "resnet",
+    "torch",
+    "jax",
+    "linf",
+    "l0",
+    "random",
+    "score-based",
+    "telepathy",
+    "digits_mlp-torch",
+    "",
+    "x" * 40,
+    "fac",
+    "os:nothing",
+    "os:sep",
+    "advh_no_such_module:make",
+    "not-an-import-path",
+    "NHWC",
+    "/nonexistent/weights.pt",
+    "probabilities",
+]
+FIELDS = [
+    "weights",
+    "factory",
+    "recipe",
+    "seeds",
+    "seed",
+    "time_limit_s",
+    "workers",
+    "params",
+    "eps",
+    "steps",
+    "step_size",
+    "norm",
+    "framework",
+    "name",
+    "substitute_of",
+    "queries",
+    "bounds",
+    "layout",
+    "input_shape",
+    "nb_classes",
+    "source",
+    "target_models",
+    "budget",
+]
 KEYS = st.one_of(st.from_regex(r"[a-z_][a-z0-9_]{0,7}", fullmatch=True), st.sampled_from(FIELDS))
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**6), 10**6),
-    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([-1, -0.5, 0, 1e308 * 10]),
-    st.text(max_size=6), st.sampled_from(NAMES))
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([-1, -0.5, 0, 1e308 * 10]),
+    st.text(max_size=6),
+    st.sampled_from(NAMES),
+)
 VALUES = st.one_of(
-    SCALARS, st.lists(SCALARS, max_size=3), st.builds(list),
-    st.dictionaries(KEYS, SCALARS, max_size=2), st.builds(dict))
-OVERRIDE_PATHS = ["seed", "seeds", "name", "data.n_samples", "data", "attacks.pgd.steps",
-                  "attacks.zzz.steps", "attacks[1].eps", "attacks[9].eps", "attacks.cw.params.c",
-                  "models[0].framework", "models.framework", "libraries", "time_limit_s",
-                  "workers", "a..b", "name.x", "attacks.pgd", ""]
-OVERRIDE_VALUES = ["3", "-1", ".nan", "[0, 1]", "[]", "{}", "[0,", "art", "null", "1e400",
-                   "[0.1, -1]", "'x: y'"]
+    SCALARS,
+    st.lists(SCALARS, max_size=3),
+    st.builds(list),
+    st.dictionaries(KEYS, SCALARS, max_size=2),
+    st.builds(dict),
+)
+OVERRIDE_PATHS = [
+    "seed",
+    "seeds",
+    "name",
+    "data.n_samples",
+    "data",
+    "attacks.pgd.steps",
+    "attacks.zzz.steps",
+    "attacks[1].eps",
+    "attacks[9].eps",
+    "attacks.cw.params.c",
+    "models[0].framework",
+    "models.framework",
+    "libraries",
+    "time_limit_s",
+    "workers",
+    "a..b",
+    "name.x",
+    "attacks.pgd",
+    "",
+]
+OVERRIDE_VALUES = [
+    "3",
+    "-1",
+    ".nan",
+    "[0, 1]",
+    "[]",
+    "{}",
+    "[0,",
+    "art",
+    "null",
+    "1e400",
+    "[0.1, -1]",
+    "'x: y'",
+]
 OVERRIDES = st.one_of(
-    st.builds(lambda p, v: f"{p}={v}", st.sampled_from(OVERRIDE_PATHS),
-              st.sampled_from(OVERRIDE_VALUES)),
-    st.text(alphabet="abcxyz.[]=019 ", max_size=12))
+    st.builds(lambda p, v: f"{p}={v}", st.sampled_from(OVERRIDE_PATHS), st.sampled_from(OVERRIDE_VALUES)),
+    st.text(alphabet="abcxyz.[]=019 ", max_size=12),
+)
 
 QUOTED = r"('[^']*'|\"[^\"]*\")"
-LOCATION = (rf"(<experiment>|override {QUOTED}"
-            rf"|([A-Za-z0-9_-]+|\[{QUOTED}\])(\.[A-Za-z0-9_-]+|\[\d+\]|\[{QUOTED}\])*)")
+LOCATION = (
+    rf"(<experiment>|override {QUOTED}"
+    rf"|([A-Za-z0-9_-]+|\[{QUOTED}\])(\.[A-Za-z0-9_-]+|\[\d+\]|\[{QUOTED}\])*)"
+)
 LINE = re.compile(rf"^{re.escape(SOURCE)}: {LOCATION}: \S.*$")
 
 
@@ -103,8 +202,16 @@ def mutated(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
         elif op == "empty" and isinstance(node, list | dict):
             node.clear()
         elif op == "append" and isinstance(node, list):
-            node.append(draw(st.one_of(VALUES, st.fixed_dictionaries(
-                {"attack": st.sampled_from(NAMES), "eps": st.lists(SCALARS, max_size=2)}))))
+            node.append(
+                draw(
+                    st.one_of(
+                        VALUES,
+                        st.fixed_dictionaries(
+                            {"attack": st.sampled_from(NAMES), "eps": st.lists(SCALARS, max_size=2)}
+                        ),
+                    )
+                )
+            )
     overrides = draw(st.lists(OVERRIDES, max_size=2)) if draw(st.booleans()) else []
     return doc, overrides
 
@@ -123,8 +230,12 @@ def _check(doc: dict[str, Any], overrides: list[str]) -> None:
     assert repr(doc) == repr(before)  # the caller's mapping is never changed
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=1000,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(mutated())
 def test_malformed_experiments_get_located_messages(case: tuple[dict[str, Any], list[str]]) -> None:
     _check(*case)
@@ -137,8 +248,18 @@ def test_overrides_alone_never_raise_anything_else(overrides: list[str]) -> None
 
 
 #: The documented expansion order of the grid fields (params follow, in the order given).
-ORDER = ("norm", "eps", "steps", "step_size", "random_start", "restarts", "targeted",
-         "target_mode", "threat_model", "budget")
+ORDER = (
+    "norm",
+    "eps",
+    "steps",
+    "step_size",
+    "random_start",
+    "restarts",
+    "targeted",
+    "target_mode",
+    "threat_model",
+    "budget",
+)
 
 
 def _unique(elements: st.SearchStrategy[Any], max_size: int = 3) -> st.SearchStrategy[list[Any]]:
@@ -149,18 +270,27 @@ def _unique(elements: st.SearchStrategy[Any], max_size: int = 3) -> st.SearchStr
 def valid_grids(draw: st.DrawFn) -> tuple[dict[str, Any], list[list[tuple[Any, ...]]], int]:
     """A valid experiment with grids, each entry's expected expansion, and the model count."""
     pgd: dict[str, Any] = {
-        "attack": "pgd", "norm": draw(_unique(st.sampled_from(["linf", "l2"]))),
+        "attack": "pgd",
+        "norm": draw(_unique(st.sampled_from(["linf", "l2"]))),
         "eps": draw(_unique(st.floats(0, 1, allow_nan=False), 4)),
         "steps": draw(_unique(st.integers(1, 100))),
-        "random_start": draw(_unique(st.booleans())), "targeted": draw(_unique(st.booleans()))}
+        "random_start": draw(_unique(st.booleans())),
+        "targeted": draw(_unique(st.booleans())),
+    }
     cw: dict[str, Any] = {
-        "attack": "cw", "steps": draw(_unique(st.integers(1, 100))),
-        "params": {"c": draw(_unique(st.floats(0.01, 100, allow_nan=False))),
-                   "confidence": draw(_unique(st.floats(0, 10, allow_nan=False)))}}
+        "attack": "cw",
+        "steps": draw(_unique(st.integers(1, 100))),
+        "params": {
+            "c": draw(_unique(st.floats(0.01, 100, allow_nan=False))),
+            "confidence": draw(_unique(st.floats(0, 10, allow_nan=False))),
+        },
+    }
     square: dict[str, Any] = {
-        "attack": "square", "eps": 0.1,
+        "attack": "square",
+        "eps": 0.1,
         "threat_model": draw(_unique(st.sampled_from(["score-based", "decision-based"]))),
-        "budget": draw(_unique(st.integers(1, 10**6)))}
+        "budget": draw(_unique(st.integers(1, 10**6))),
+    }
     entries = draw(st.permutations([pgd, cw, square]))[: draw(st.integers(1, 3))]
     expected = []
     for e in entries:
@@ -168,15 +298,20 @@ def valid_grids(draw: st.DrawFn) -> tuple[dict[str, Any], list[list[tuple[Any, .
         axes += list(e.get("params", {}).values())
         expected.append(list(itertools.product(*axes)))
     frameworks = draw(_unique(st.sampled_from(["torch", "tensorflow"])))
-    doc = {"name": "grid", "models": [{"recipe": "digits_mlp", "framework": frameworks}],
-           "attacks": entries, "seeds": draw(_unique(st.integers(0, 2**31), 3))}
+    doc = {
+        "name": "grid",
+        "models": [{"recipe": "digits_mlp", "framework": frameworks}],
+        "attacks": entries,
+        "seeds": draw(_unique(st.integers(0, 2**31), 3)),
+    }
     return doc, expected, len(frameworks)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(valid_grids())
-def test_valid_grids_parse_to_the_product(case: tuple[dict[str, Any], list[list[tuple[Any, ...]]],
-                                                      int]) -> None:
+def test_valid_grids_parse_to_the_product(
+    case: tuple[dict[str, Any], list[list[tuple[Any, ...]]], int],
+) -> None:
     doc, expected, n_models = case
     exp = parse_experiment(doc, SOURCE)
     assert Experiment.model_validate_json(exp.model_dump_json()) == exp

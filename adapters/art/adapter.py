@@ -16,8 +16,7 @@ class ArtAdapter(Adapter):
 
     name = "art"
     package = "adversarial-robustness-toolbox"
-    MODULES = {fw: ("art.attacks.evasion", "art.estimators.classification")
-               for fw in ("torch", "tensorflow")}
+    MODULES = {fw: ("art.attacks.evasion", "art.estimators.classification") for fw in ("torch", "tensorflow")}
     #: White-box attacks in adapters/art/whitebox.py, score-/decision-based ones in
     #: adapters/art/blackbox.py (tests/test_blackbox_art.py).
     IMPLS: dict[str, Impl] = {**WHITEBOX_IMPLS, **BLACKBOX_IMPLS}

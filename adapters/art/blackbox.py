@@ -22,10 +22,12 @@ from advharness.models.base import WrappedModel
 _NORMS: dict[str, float] = {"linf": np.inf, "l2": 2}
 
 
-UNSEEDED_RNG = ("ART draws the starting point from an unseeded np.random.RandomState() (OS "
-                "entropy: {where}), so its results are not reproducible; for the call, an "
-                "unseeded RandomState takes its seed from NumPy's global generator, which the "
-                "harness seeds per cell")
+UNSEEDED_RNG = (
+    "ART draws the starting point from an unseeded np.random.RandomState() (OS "
+    "entropy: {where}), so its results are not reproducible; for the call, an "
+    "unseeded RandomState takes its seed from NumPy's global generator, which the "
+    "harness seeds per cell"
+)
 
 
 @contextmanager
@@ -51,6 +53,7 @@ def _softmax_estimator(model: WrappedModel) -> Any:
     Queries still go through ``model.counted`` (counted; under a score-based threat model
     it is the same gradient-refusing oracle); only the scores' form changes.
     """
+
     def build() -> Any:
         if model.framework == "torch":
             import torch
@@ -79,15 +82,19 @@ def square_unsupported(layout: str, shape: tuple[int, ...], norm: str) -> str | 
     """Why ART's ``SquareAttack`` cannot attack inputs of ``shape`` (one batch, in the
     model's ``layout``) in ``norm``, or None."""
     if layout not in ("NCHW", "NHWC"):
-        return ("ART's SquareAttack needs image inputs (N, C, H, W) or (N, H, W, C); this "
-                "model takes flat vectors")
+        return (
+            "ART's SquareAttack needs image inputs (N, C, H, W) or (N, H, W, C); this "
+            "model takes flat vectors"
+        )
     height = shape[2] if layout == "NCHW" else shape[1]
     if norm == "l2" and height < SQUARE_L2_MIN_HEIGHT:
-        return (f"ART's L2 SquareAttack needs images at least {SQUARE_L2_MIN_HEIGHT} pixels "
-                f"high, these are {height}: its initialisation tiles the image 5 x 5 with "
-                f"tiles height // 5 = {height // 5} pixel(s) high and normalises each tile's "
-                "perturbation by its norm, which is 0 for a 1-pixel tile (0/0 = NaN, "
-                "square_attack.py:287-292): the attack would start from, or skip, a NaN step")
+        return (
+            f"ART's L2 SquareAttack needs images at least {SQUARE_L2_MIN_HEIGHT} pixels "
+            f"high, these are {height}: its initialisation tiles the image 5 x 5 with "
+            f"tiles height // 5 = {height // 5} pixel(s) high and normalises each tile's "
+            "perturbation by its norm, which is 0 for a 1-pixel tile (0/0 = NaN, "
+            "square_attack.py:287-292): the attack would start from, or skip, a NaN step"
+        )
     return None
 
 
@@ -97,28 +104,57 @@ def _square(request: AttackRequest) -> AttackOutput:
     reason = square_unsupported(request.model.layout, request.x.shape, s.norm)
     if reason:
         raise Unsupported(reason)
-    kwargs = {"norm": _NORMS[s.norm], "adv_criterion": None, "loss": None, "max_iter": s.steps,
-              "eps": s.eps, "p_init": float(s.params["p_init"]), "nb_restarts": 1,
-              "batch_size": request.batch_size, "verbose": False}
-    return generate(request, "SquareAttack", kwargs,
-                     ["adv_criterion=None/loss=None: ART's untargeted argmax criterion and "
-                      "margin loss on the scores", "nb_restarts=1 (restarts are the harness's)"])
+    kwargs = {
+        "norm": _NORMS[s.norm],
+        "adv_criterion": None,
+        "loss": None,
+        "max_iter": s.steps,
+        "eps": s.eps,
+        "p_init": float(s.params["p_init"]),
+        "nb_restarts": 1,
+        "batch_size": request.batch_size,
+        "verbose": False,
+    }
+    return generate(
+        request,
+        "SquareAttack",
+        kwargs,
+        [
+            "adv_criterion=None/loss=None: ART's untargeted argmax criterion and margin loss on the scores",
+            "nb_restarts=1 (restarts are the harness's)",
+        ],
+    )
 
 
 def _zoo(request: AttackRequest) -> AttackOutput:
     """ZOO: ``ZooAttack`` (coordinate-wise finite differences, C&W loss, Adam)."""
     s, p = request.spec, request.spec.params
-    kwargs = {"confidence": float(p["confidence"]), "targeted": s.targeted,
-              "learning_rate": float(p["learning_rate"]), "max_iter": s.steps,
-              "binary_search_steps": int(p["binary_search_steps"]),
-              "initial_const": float(p["c"]), "abort_early": False, "use_resize": False,
-              "use_importance": False, "nb_parallel": int(p["coordinates"]),
-              "batch_size": 1, "variable_h": 1e-4, "verbose": False}
-    return generate(request, "ZooAttack", kwargs,
-                     ["c -> initial_const; coordinates -> nb_parallel (coordinates estimated "
-                      "per step); batch_size=1 (ART's ZOO optimises one sample at a time)",
-                      "abort_early/use_resize/use_importance off; variable_h=1e-4 (ART's "
-                      "finite-difference step, no canonical counterpart)"])
+    kwargs = {
+        "confidence": float(p["confidence"]),
+        "targeted": s.targeted,
+        "learning_rate": float(p["learning_rate"]),
+        "max_iter": s.steps,
+        "binary_search_steps": int(p["binary_search_steps"]),
+        "initial_const": float(p["c"]),
+        "abort_early": False,
+        "use_resize": False,
+        "use_importance": False,
+        "nb_parallel": int(p["coordinates"]),
+        "batch_size": 1,
+        "variable_h": 1e-4,
+        "verbose": False,
+    }
+    return generate(
+        request,
+        "ZooAttack",
+        kwargs,
+        [
+            "c -> initial_const; coordinates -> nb_parallel (coordinates estimated "
+            "per step); batch_size=1 (ART's ZOO optimises one sample at a time)",
+            "abort_early/use_resize/use_importance off; variable_h=1e-4 (ART's "
+            "finite-difference step, no canonical counterpart)",
+        ],
+    )
 
 
 def _threshold(request: AttackRequest) -> AttackOutput:
@@ -128,26 +164,45 @@ def _threshold(request: AttackRequest) -> AttackOutput:
     assert s.eps is not None
     th = int(np.floor(s.eps / (hi - lo) * 255.0 + 1e-6))
     if th < 1:
-        raise ValueError(f"ThresholdAttack: eps={s.eps:g} is below one 0-255 grey level "
-                         f"({(hi - lo) / 255:g} in input units); ART needs th >= 1")
+        raise ValueError(
+            f"ThresholdAttack: eps={s.eps:g} is below one 0-255 grey level "
+            f"({(hi - lo) / 255:g} in input units); ART needs th >= 1"
+        )
     kwargs = {"th": th, "es": 1, "max_iter": s.steps, "targeted": s.targeted, "verbose": False}
-    return generate(request, "ThresholdAttack", kwargs,
-                     [f"ART rescales inputs to 0-255: eps={s.eps:g} -> th=floor(eps/"
-                      f"(hi-lo)*255)={th} grey levels (rounded down, stays in the eps-ball)",
-                      "es=1: differential evolution (ART's default es=0 is CMA-ES, which needs "
-                      "the optional 'cma' package, not installed)",
-                      "samples not fooled are returned unchanged"])
+    return generate(
+        request,
+        "ThresholdAttack",
+        kwargs,
+        [
+            f"ART rescales inputs to 0-255: eps={s.eps:g} -> th=floor(eps/"
+            f"(hi-lo)*255)={th} grey levels (rounded down, stays in the eps-ball)",
+            "es=1: differential evolution (ART's default es=0 is CMA-ES, which needs "
+            "the optional 'cma' package, not installed)",
+            "samples not fooled are returned unchanged",
+        ],
+    )
 
 
 def _pixel(request: AttackRequest) -> AttackOutput:
     """Pixel attack: ``PixelAttack``; ``th`` is the number of pixels changed (differential evolution)."""
     s = request.spec
-    kwargs = {"th": int(s.params["pixels"]), "es": 1, "max_iter": s.steps,
-              "targeted": s.targeted, "verbose": False}
-    return generate(request, "PixelAttack", kwargs,
-                     ["pixels -> th (number of pixels changed; all channels of a pixel change)",
-                      "es=1: differential evolution (ART's PixelAttack default)",
-                      "samples not fooled are returned unchanged"])
+    kwargs = {
+        "th": int(s.params["pixels"]),
+        "es": 1,
+        "max_iter": s.steps,
+        "targeted": s.targeted,
+        "verbose": False,
+    }
+    return generate(
+        request,
+        "PixelAttack",
+        kwargs,
+        [
+            "pixels -> th (number of pixels changed; all channels of a pixel change)",
+            "es=1: differential evolution (ART's PixelAttack default)",
+            "samples not fooled are returned unchanged",
+        ],
+    )
 
 
 def _boundary(request: AttackRequest) -> AttackOutput:
@@ -155,19 +210,31 @@ def _boundary(request: AttackRequest) -> AttackOutput:
     s, p = request.spec, request.spec.params
     adapt = float(p["step_adaptation"])
     if adapt <= 1.0:
-        raise ValueError(f"step_adaptation must be > 1 (ART's step_adapt = 1/step_adaptation "
-                         f"must lie in (0, 1)), got {adapt:g}")
-    kwargs = {"batch_size": request.batch_size, "targeted": s.targeted,
-              "delta": float(p["spherical_step"]), "epsilon": float(p["source_step"]),
-              "step_adapt": 1.0 / adapt, "max_iter": s.steps,
-              "num_trial": 25, "sample_size": 20, "init_size": 100, "min_epsilon": 0.0,
-              "verbose": False}
-    notes = ["spherical_step -> delta, source_step -> epsilon, 1/step_adaptation -> step_adapt "
-             "(ART multiplies the steps by it when too few trials succeed and divides when many "
-             "do; 1.5 -> 0.667, ART's default)",
-             "num_trial=25, sample_size=20, init_size=100, min_epsilon=0: ART's values, no "
-             "canonical counterpart", "ART's BoundaryAttack defaults to targeted=True; passed "
-             "explicitly", UNSEEDED_RNG.format(where="boundary.py:389")]
+        raise ValueError(
+            f"step_adaptation must be > 1 (ART's step_adapt = 1/step_adaptation "
+            f"must lie in (0, 1)), got {adapt:g}"
+        )
+    kwargs = {
+        "batch_size": request.batch_size,
+        "targeted": s.targeted,
+        "delta": float(p["spherical_step"]),
+        "epsilon": float(p["source_step"]),
+        "step_adapt": 1.0 / adapt,
+        "max_iter": s.steps,
+        "num_trial": 25,
+        "sample_size": 20,
+        "init_size": 100,
+        "min_epsilon": 0.0,
+        "verbose": False,
+    }
+    notes = [
+        "spherical_step -> delta, source_step -> epsilon, 1/step_adaptation -> step_adapt "
+        "(ART multiplies the steps by it when too few trials succeed and divides when many "
+        "do; 1.5 -> 0.667, ART's default)",
+        "num_trial=25, sample_size=20, init_size=100, min_epsilon=0: ART's values, no canonical counterpart",
+        "ART's BoundaryAttack defaults to targeted=True; passed explicitly",
+        UNSEEDED_RNG.format(where="boundary.py:389"),
+    ]
     with seeded_random_state():
         return generate(request, "BoundaryAttack", kwargs, notes)
 
@@ -175,13 +242,22 @@ def _boundary(request: AttackRequest) -> AttackOutput:
 def _hsj(request: AttackRequest) -> AttackOutput:
     """HopSkipJump: ``HopSkipJump`` (L2 or L-inf)."""
     s, p = request.spec, request.spec.params
-    kwargs = {"batch_size": request.batch_size, "targeted": s.targeted, "norm": _NORMS[s.norm],
-              "max_iter": s.steps, "max_eval": int(p["max_evals"]),
-              "init_eval": int(p["init_evals"]), "init_size": 100, "verbose": False}
-    notes = ["max_evals -> max_eval, init_evals -> init_eval; init_size=100 (ART's value: "
-             "random starts tried to find an initial adversarial)",
-             "ART's HopSkipJump has no gamma parameter (fixed theta); canonical gamma unused",
-             UNSEEDED_RNG.format(where="hop_skip_jump.py:295")]
+    kwargs = {
+        "batch_size": request.batch_size,
+        "targeted": s.targeted,
+        "norm": _NORMS[s.norm],
+        "max_iter": s.steps,
+        "max_eval": int(p["max_evals"]),
+        "init_eval": int(p["init_evals"]),
+        "init_size": 100,
+        "verbose": False,
+    }
+    notes = [
+        "max_evals -> max_eval, init_evals -> init_eval; init_size=100 (ART's value: "
+        "random starts tried to find an initial adversarial)",
+        "ART's HopSkipJump has no gamma parameter (fixed theta); canonical gamma unused",
+        UNSEEDED_RNG.format(where="hop_skip_jump.py:295"),
+    ]
     with seeded_random_state():
         return generate(request, "HopSkipJump", kwargs, notes)
 
@@ -189,40 +265,74 @@ def _hsj(request: AttackRequest) -> AttackOutput:
 def _simba(request: AttackRequest) -> AttackOutput:
     """SimBA: ``SimBA`` on softmax scores (ART refuses logits)."""
     s, p = request.spec, request.spec.params
-    kwargs = {"attack": str(p["basis"]), "max_iter": s.steps, "order": "random",
-              "epsilon": float(p["epsilon"]), "freq_dim": 4, "stride": 1,
-              "targeted": s.targeted, "batch_size": 1, "verbose": False}
-    notes = ["ART SimBA requires probability outputs: its estimator wraps softmax(model.counted "
-             "(x)) (same counted score oracle, separate cached estimator)",
-             "basis -> attack ('px' pixel or 'dct' basis); order='random', freq_dim=4, stride=1 "
-             "(ART's values; freq_dim/stride only used by 'dct')",
-             "batch_size=1: ART's SimBA has no batch processing"]
-    return generate(request, "SimBA", kwargs, notes,
-                     estimator=_softmax_estimator(request.model))
+    kwargs = {
+        "attack": str(p["basis"]),
+        "max_iter": s.steps,
+        "order": "random",
+        "epsilon": float(p["epsilon"]),
+        "freq_dim": 4,
+        "stride": 1,
+        "targeted": s.targeted,
+        "batch_size": 1,
+        "verbose": False,
+    }
+    notes = [
+        "ART SimBA requires probability outputs: its estimator wraps softmax(model.counted "
+        "(x)) (same counted score oracle, separate cached estimator)",
+        "basis -> attack ('px' pixel or 'dct' basis); order='random', freq_dim=4, stride=1 "
+        "(ART's values; freq_dim/stride only used by 'dct')",
+        "batch_size=1: ART's SimBA has no batch processing",
+    ]
+    return generate(request, "SimBA", kwargs, notes, estimator=_softmax_estimator(request.model))
 
 
 def _signopt(request: AttackRequest) -> AttackOutput:
     """Sign-OPT (untargeted): ``SignOPTAttack`` with ART's recommended untargeted settings."""
     s = request.spec
-    kwargs = {"targeted": False, "epsilon": 0.001, "num_trial": 100, "max_iter": s.steps,
-              "query_limit": 20000, "k": 200, "alpha": 0.2, "beta": 0.001,
-              "eval_perform": False, "batch_size": request.batch_size, "verbose": False}
-    return generate(request, "SignOPTAttack", kwargs,
-                     ["epsilon/num_trial/query_limit/k/alpha/beta = ART's untargeted values, no "
-                      "canonical counterpart; query_limit caps queries per sample",
-                      "targeted=False explicit (ART defaults to True)"])
+    kwargs = {
+        "targeted": False,
+        "epsilon": 0.001,
+        "num_trial": 100,
+        "max_iter": s.steps,
+        "query_limit": 20000,
+        "k": 200,
+        "alpha": 0.2,
+        "beta": 0.001,
+        "eval_perform": False,
+        "batch_size": request.batch_size,
+        "verbose": False,
+    }
+    return generate(
+        request,
+        "SignOPTAttack",
+        kwargs,
+        [
+            "epsilon/num_trial/query_limit/k/alpha/beta = ART's untargeted values, no "
+            "canonical counterpart; query_limit caps queries per sample",
+            "targeted=False explicit (ART defaults to True)",
+        ],
+    )
 
 
-_GEODA = ("GeoDA.generate fails on numpy 2: '`np.mat` was removed in the NumPy 2.0 release' "
-          "(geometric_decision_based_attack.py:160)")
+_GEODA = (
+    "GeoDA.generate fails on numpy 2: '`np.mat` was removed in the NumPy 2.0 release' "
+    "(geometric_decision_based_attack.py:160)"
+)
 
 
 def _geoda(request: AttackRequest) -> AttackOutput:
     """GeoDA: ``GeoDA``; marked broken (numpy 2), kept so the broken check runs the real call."""
     s = request.spec
-    kwargs = {"batch_size": request.batch_size, "norm": _NORMS[s.norm], "sub_dim": 10,
-              "max_iter": s.steps, "bin_search_tol": 0.1, "lambda_param": 0.6,
-              "sigma": 0.0002, "verbose": False}
+    kwargs = {
+        "batch_size": request.batch_size,
+        "norm": _NORMS[s.norm],
+        "sub_dim": 10,
+        "max_iter": s.steps,
+        "bin_search_tol": 0.1,
+        "lambda_param": 0.6,
+        "sigma": 0.0002,
+        "verbose": False,
+    }
     return generate(request, "GeoDA", kwargs, ["untargeted only; y = labels"])
 
 
@@ -230,17 +340,30 @@ _BOTH = ("linf", "l2")
 _NO_TARGET = "ART's {} has no targeted mode"
 
 BLACKBOX_IMPLS: dict[str, Impl] = {
-    "square": Impl(_BOTH, _square, targeted=False,
-                   why_not_targeted=_NO_TARGET.format("SquareAttack") + " (no targeted flag)"),
+    "square": Impl(
+        _BOTH,
+        _square,
+        targeted=False,
+        why_not_targeted=_NO_TARGET.format("SquareAttack") + " (no targeted flag)",
+    ),
     "zoo": Impl(("l2",), _zoo),
     "threshold": Impl(("linf",), _threshold),
     "pixel": Impl(("l0",), _pixel),
     "boundary": Impl(("l2",), _boundary),
     "hsj": Impl(_BOTH, _hsj),
     "simba": Impl(("l2",), _simba),
-    "signopt": Impl(("l2",), _signopt, targeted=False,
-                    why_not_targeted="ART's targeted SignOPTAttack needs x_init (samples of "
-                                     "each target class), which the harness does not supply"),
-    "geoda": Impl(("l2",), _geoda, targeted=False, broken={"torch": _GEODA, "tensorflow": _GEODA},
-                  why_not_targeted=_NO_TARGET.format("GeoDA")),
+    "signopt": Impl(
+        ("l2",),
+        _signopt,
+        targeted=False,
+        why_not_targeted="ART's targeted SignOPTAttack needs x_init (samples of "
+        "each target class), which the harness does not supply",
+    ),
+    "geoda": Impl(
+        ("l2",),
+        _geoda,
+        targeted=False,
+        broken={"torch": _GEODA, "tensorflow": _GEODA},
+        why_not_targeted=_NO_TARGET.format("GeoDA"),
+    ),
 }

@@ -19,9 +19,11 @@ def torch_estimator(model: WrappedModel, net: Any = None) -> Any:
     from art.estimators.classification import PyTorchClassifier
 
     return PyTorchClassifier(
-        model=model.counted if net is None else net, loss=torch.nn.CrossEntropyLoss(),
+        model=model.counted if net is None else net,
+        loss=torch.nn.CrossEntropyLoss(),
         input_shape=model.input_shape,
-        nb_classes=model.nb_classes, clip_values=model.bounds,
+        nb_classes=model.nb_classes,
+        clip_values=model.bounds,
         channels_first=(model.layout == "NCHW"),
         device_type="cpu" if model.device == "cpu" else "gpu",
     )
@@ -32,10 +34,12 @@ def tf_estimator(model: WrappedModel, net: Any = None) -> Any:
     from art.estimators.classification import TensorFlowV2Classifier
 
     est = TensorFlowV2Classifier(
-        model=model.counted if net is None else net, nb_classes=model.nb_classes,
+        model=model.counted if net is None else net,
+        nb_classes=model.nb_classes,
         input_shape=model.input_shape,
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=model.bounds, channels_first=False,
+        clip_values=model.bounds,
+        channels_first=False,
     )
     if net is None and model.access != "white-box":
         # a query-only oracle: keep ART's compiled model call, but let the oracle's ledger
@@ -45,7 +49,8 @@ def tf_estimator(model: WrappedModel, net: Any = None) -> Any:
 
 
 CONVERTERS: dict[str, Callable[..., Any]] = {
-    "torch": torch_estimator, "tensorflow": tf_estimator,
+    "torch": torch_estimator,
+    "tensorflow": tf_estimator,
 }
 
 
@@ -67,8 +72,13 @@ def one_hot(labels: np.ndarray, nb_classes: int) -> np.ndarray:
 
 
 def generate(
-    request: AttackRequest, cls_name: str, kwargs: dict[str, Any], notes: list[str],
-    *, pass_y: bool = True, estimator: Any = None,
+    request: AttackRequest,
+    cls_name: str,
+    kwargs: dict[str, Any],
+    notes: list[str],
+    *,
+    pass_y: bool = True,
+    estimator: Any = None,
 ) -> AttackOutput:
     """Build ``art.attacks.evasion.<cls_name>(estimator, **kwargs)``, run it and record it.
 
@@ -100,10 +110,14 @@ def generate(
         y = one_hot(labels, model.nb_classes)
         call_kwargs = {"y": "targets" if spec.targeted else "labels"}
         notes = [*notes, "y passed one-hot (float32)"]
-    call = request.announce(LibraryCall(
-        callable=f"art.attacks.evasion.{cls_name}",
-        kwargs={est_name: "<estimator>", **kwargs}, call_kwargs=call_kwargs, notes=notes,
-    ))
+    call = request.announce(
+        LibraryCall(
+            callable=f"art.attacks.evasion.{cls_name}",
+            kwargs={est_name: "<estimator>", **kwargs},
+            call_kwargs=call_kwargs,
+            notes=notes,
+        )
+    )
     with quiet_tf(model.framework):
         x_adv = attack.generate(x=x, y=y)
     return AttackOutput(np.asarray(x_adv, dtype=np.float32), call)

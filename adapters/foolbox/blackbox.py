@@ -28,8 +28,13 @@ CLASSES: dict[str, str] = {
     "blended_noise": "LinearSearchBlendedUniformNoiseAttack",
 }
 NORMS: dict[str, tuple[str, ...]] = {
-    "boundary": ("l2",), "hsj": ("l2", "linf"), "gaussian_blur": ("linf",),
-    "salt_and_pepper": ("l2",), "contrast": ("l2",), "blended_noise": ("l2",)}
+    "boundary": ("l2",),
+    "hsj": ("l2", "linf"),
+    "gaussian_blur": ("linf",),
+    "salt_and_pepper": ("l2",),
+    "contrast": ("l2",),
+    "blended_noise": ("l2",),
+}
 
 #: The init attack Foolbox itself falls back to (boundary_attack.py:112, hop_skip_jump.py:113).
 INIT_DIRECTIONS, INIT_STEPS = 1000, 50
@@ -38,12 +43,15 @@ NO_TARGETED_INIT = (
     "raises ValueError('init_attack failed ...') unless all of them are adversarial "
     "(boundary_attack.py:127-133, hop_skip_jump.py:126-132); the only init attack is uniform "
     "noise, which lands in a given target class by chance, and the adapter has no "
-    "target-class images to pass as starting_points")
+    "target-class images to pass as starting_points"
+)
 NO_TARGETED_LINE_SEARCH = (
     "the criterion is only the stop test of a line search along a fixed direction "
-    "({what}), which never aims at the target class")
-INIT_MUST_SUCCEED = ("Foolbox raises ValueError if its init attack leaves any sample "
-                     "non-adversarial; that error is not caught")
+    "({what}), which never aims at the target class"
+)
+INIT_MUST_SUCCEED = (
+    "Foolbox raises ValueError if its init attack leaves any sample non-adversarial; that error is not caught"
+)
 
 
 def _channel_axis(model: WrappedModel) -> int | None:
@@ -61,82 +69,112 @@ def _init_attack(norm: str) -> tuple[Any, str]:
 
     kwargs = {"distance": _distance(norm), "directions": INIT_DIRECTIONS, "steps": INIT_STEPS}
     attack = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack(**kwargs)
-    return attack, (f"init_attack=LinearSearchBlendedUniformNoiseAttack(distance={norm}, "
-                    f"directions={INIT_DIRECTIONS}, steps={INIT_STEPS}): Foolbox's own "
-                    "fallback made explicit; its queries are counted; " + INIT_MUST_SUCCEED)
+    return attack, (
+        f"init_attack=LinearSearchBlendedUniformNoiseAttack(distance={norm}, "
+        f"directions={INIT_DIRECTIONS}, steps={INIT_STEPS}): Foolbox's own "
+        "fallback made explicit; its queries are counted; " + INIT_MUST_SUCCEED
+    )
 
 
 def _boundary(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
     p = spec.params
     init, note = _init_attack(spec.norm)
-    kwargs = {"init_attack": init, "steps": int(spec.steps or 0),
-              "spherical_step": float(p["spherical_step"]), "source_step": float(p["source_step"]),
-              "source_step_convergance": 1e-7, "step_adaptation": float(p["step_adaptation"]),
-              "tensorboard": False, "update_stats_every_k": 10}
-    return kwargs, [note, "source_step_convergance=1e-7 and update_stats_every_k=10 are "
-                    "Foolbox's values, stated explicitly (no canonical parameter)",
-                    "all samples stop once every source step is below source_step_convergance"]
+    kwargs = {
+        "init_attack": init,
+        "steps": int(spec.steps or 0),
+        "spherical_step": float(p["spherical_step"]),
+        "source_step": float(p["source_step"]),
+        "source_step_convergance": 1e-7,
+        "step_adaptation": float(p["step_adaptation"]),
+        "tensorboard": False,
+        "update_stats_every_k": 10,
+    }
+    return kwargs, [
+        note,
+        "source_step_convergance=1e-7 and update_stats_every_k=10 are "
+        "Foolbox's values, stated explicitly (no canonical parameter)",
+        "all samples stop once every source step is below source_step_convergance",
+    ]
 
 
 def _hsj(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
     p = spec.params
     init, note = _init_attack(spec.norm)
-    kwargs = {"init_attack": init, "steps": int(spec.steps or 0),
-              "initial_gradient_eval_steps": int(p["init_evals"]),
-              "max_gradient_eval_steps": int(p["max_evals"]),
-              "stepsize_search": "geometric_progression", "gamma": float(p["gamma"]),
-              "tensorboard": False, "constraint": spec.norm}
-    return kwargs, [note, "init_evals -> initial_gradient_eval_steps, max_evals -> "
-                    "max_gradient_eval_steps; gradient-estimation evals grow as "
-                    "init_evals*sqrt(step+1) up to max_evals",
-                    f"norm -> constraint={spec.norm!r}"]
+    kwargs = {
+        "init_attack": init,
+        "steps": int(spec.steps or 0),
+        "initial_gradient_eval_steps": int(p["init_evals"]),
+        "max_gradient_eval_steps": int(p["max_evals"]),
+        "stepsize_search": "geometric_progression",
+        "gamma": float(p["gamma"]),
+        "tensorboard": False,
+        "constraint": spec.norm,
+    }
+    return kwargs, [
+        note,
+        "init_evals -> initial_gradient_eval_steps, max_evals -> "
+        "max_gradient_eval_steps; gradient-estimation evals grow as "
+        "init_evals*sqrt(step+1) up to max_evals",
+        f"norm -> constraint={spec.norm!r}",
+    ]
 
 
 def _blur(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
     axis = _channel_axis(model)
     if axis is None:
-        raise Unsupported("foolbox gaussian_blur needs image inputs (NCHW or NHWC); "
-                          f"model {model.name!r} has layout {model.layout}")
+        raise Unsupported(
+            "foolbox gaussian_blur needs image inputs (NCHW or NHWC); "
+            f"model {model.name!r} has layout {model.layout}"
+        )
     h, w = model.input_shape[1:3] if axis == 1 else model.input_shape[0:2]
-    kwargs = {"distance": _distance("linf"), "steps": int(spec.steps or 0),
-              "channel_axis": axis, "max_sigma": float(max(h, w))}
-    return kwargs, ["line search over sigma in [0, max_sigma] with max_sigma=max(H, W) "
-                    "(Foolbox's own rule, stated explicitly); distance=linf picks the "
-                    "least-blurred adversarial"]
+    kwargs = {
+        "distance": _distance("linf"),
+        "steps": int(spec.steps or 0),
+        "channel_axis": axis,
+        "max_sigma": float(max(h, w)),
+    }
+    return kwargs, [
+        "line search over sigma in [0, max_sigma] with max_sigma=max(H, W) "
+        "(Foolbox's own rule, stated explicitly); distance=linf picks the "
+        "least-blurred adversarial"
+    ]
 
 
 def _salt_and_pepper(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
     axis = _channel_axis(model)
-    kwargs = {"steps": int(spec.steps or 0), "across_channels": axis is not None,
-              "channel_axis": axis}
-    return kwargs, ["noise probability grows linearly over `steps`; Foolbox keeps the "
-                    "smallest-L2 adversarial (saltandpepper.py:95)",
-                    "across_channels: one noise mask shared by all channels of a pixel"
-                    if axis is not None else "flat inputs: noise drawn per feature"]
+    kwargs = {"steps": int(spec.steps or 0), "across_channels": axis is not None, "channel_axis": axis}
+    return kwargs, [
+        "noise probability grows linearly over `steps`; Foolbox keeps the "
+        "smallest-L2 adversarial (saltandpepper.py:95)",
+        "across_channels: one noise mask shared by all channels of a pixel"
+        if axis is not None
+        else "flat inputs: noise drawn per feature",
+    ]
 
 
 def _contrast(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
     return {"distance": _distance("l2"), "steps": int(spec.steps or 0), "target": 0.5}, [
-        "linear search blending toward mid-grey (target=0.5 of the bounds range)"]
+        "linear search blending toward mid-grey (target=0.5 of the bounds range)"
+    ]
 
 
 def _blended_noise(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
-    return {"distance": _distance("l2"), "directions": INIT_DIRECTIONS,
-            "steps": int(spec.steps or 0)}, [
+    return {"distance": _distance("l2"), "directions": INIT_DIRECTIONS, "steps": int(spec.steps or 0)}, [
         f"directions={INIT_DIRECTIONS} uniform-noise draws to find an adversarial one, then a "
         "linear search of `steps` blends; Foolbox only warns when no draw is adversarial and "
-        "returns the input for those samples"]
+        "returns the input for those samples"
+    ]
 
 
-def _run(request: AttackRequest,
-         translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes]) -> AttackOutput:
+def _run(
+    request: AttackRequest, translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes]
+) -> AttackOutput:
     """Translate the spec (the model's layout matters for blur/noise) and run it."""
     kwargs, notes = translate(request.spec, request.model)
     return run_foolbox(request, CLASSES[request.spec.attack], kwargs, notes)
 
 
-def _impl(attack: str, translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes],
-          **kw: Any) -> Impl:
+def _impl(attack: str, translate: Callable[[ResolvedSpec, WrappedModel], KwargsAndNotes], **kw: Any) -> Impl:
     return Impl(norms=NORMS[attack], run=partial(_run, translate=translate), **kw)
 
 
@@ -149,9 +187,7 @@ BLACKBOX_IMPLS: dict[str, Impl] = {
     "boundary": _impl("boundary", _boundary, targeted=False, why_not_targeted=NO_TARGETED_INIT),
     "hsj": _impl("hsj", _hsj, targeted=False, why_not_targeted=NO_TARGETED_INIT),
     "gaussian_blur": _impl("gaussian_blur", _blur, **_line("more Gaussian blur")),
-    "salt_and_pepper": _impl("salt_and_pepper", _salt_and_pepper,
-                             **_line("more salt-and-pepper noise")),
+    "salt_and_pepper": _impl("salt_and_pepper", _salt_and_pepper, **_line("more salt-and-pepper noise")),
     "contrast": _impl("contrast", _contrast, **_line("less contrast")),
-    "blended_noise": _impl("blended_noise", _blended_noise,
-                           **_line("toward one uniform-noise image")),
+    "blended_noise": _impl("blended_noise", _blended_noise, **_line("toward one uniform-noise image")),
 }

@@ -14,28 +14,34 @@ from advharness.models.base import WrappedModel
 KwargsAndNotes = tuple[dict[str, Any], list[str]]
 
 
-L0_FMN_OVERFLOW = ("foolbox fmn on {framework} is broken in the installed version for this run: "
-                   "L0FMNAttack crashed ({error}): its L0 projection indexes column `epsilon` "
-                   "(fast_minimum_norm.py:501), which overflows once a sample stays "
-                   "non-adversarial until its L0 budget reaches the number of input features "
-                   "(about 120 consecutive steps for 784 features with gamma=0.05); use fewer "
-                   "steps or a smaller gamma")
+L0_FMN_OVERFLOW = (
+    "foolbox fmn on {framework} is broken in the installed version for this run: "
+    "L0FMNAttack crashed ({error}): its L0 projection indexes column `epsilon` "
+    "(fast_minimum_norm.py:501), which overflows once a sample stays "
+    "non-adversarial until its L0 budget reaches the number of input features "
+    "(about 120 consecutive steps for 784 features with gamma=0.05); use fewer "
+    "steps or a smaller gamma"
+)
 
 
 def index_errors(framework: str) -> tuple[type[BaseException], ...]:
     """The exception types an out-of-range index raises in each framework."""
+
     def tf_errors() -> tuple[type[BaseException], ...]:
         import tensorflow as tf
 
         return (tf.errors.InvalidArgumentError,)
 
     by_framework: dict[str, Callable[[], tuple[type[BaseException], ...]]] = {
-        "torch": lambda: (IndexError,), "tensorflow": tf_errors}
+        "torch": lambda: (IndexError,),
+        "tensorflow": tf_errors,
+    }
     return by_framework[framework]()
 
 
-def run_foolbox(request: AttackRequest, class_name: str, kwargs: dict[str, Any],
-                notes: list[str]) -> AttackOutput:
+def run_foolbox(
+    request: AttackRequest, class_name: str, kwargs: dict[str, Any], notes: list[str]
+) -> AttackOutput:
     """Build ``foolbox.attacks.<class_name>(**kwargs)`` + escape hatch, run it in chunks, record it.
 
     Fixed-budget specs are called with ``epsilons=eps`` and return ``clipped``; minimum-norm
@@ -59,14 +65,22 @@ def run_foolbox(request: AttackRequest, class_name: str, kwargs: dict[str, Any],
     if spec.targeted:
         if request.targets is None:
             raise HarnessError(f"{spec.label}: a targeted attack needs target classes")
-        criterion_cls, classes, criterion = (foolbox.criteria.TargetedMisclassification,
-                                             request.targets, "TargetedMisclassification(targets)")
+        criterion_cls, classes, criterion = (
+            foolbox.criteria.TargetedMisclassification,
+            request.targets,
+            "TargetedMisclassification(targets)",
+        )
     else:
-        criterion_cls, classes, criterion = (foolbox.criteria.Misclassification, request.y,
-                                             "Misclassification(labels)")
-    notes.append("returned Foolbox's `clipped` output (perturbation projected onto the eps ball)"
-                 if fixed else "epsilons=None: Foolbox was not asked to clip to eps; returned "
-                 "`raw`, the harness measures norms")
+        criterion_cls, classes, criterion = (
+            foolbox.criteria.Misclassification,
+            request.y,
+            "Misclassification(labels)",
+        )
+    notes.append(
+        "returned Foolbox's `clipped` output (perturbation projected onto the eps ball)"
+        if fixed
+        else "epsilons=None: Foolbox was not asked to clip to eps; returned `raw`, the harness measures norms"
+    )
     if model.access != "white-box":
         notes.append(f"run under the {model.access} oracle the harness granted")
 
@@ -74,9 +88,14 @@ def run_foolbox(request: AttackRequest, class_name: str, kwargs: dict[str, Any],
     batch = max(1, int(request.batch_size))
     if len(request.x) > batch:
         notes.append(f"called once per chunk of {batch} samples (Foolbox does not mini-batch)")
-    call = request.announce(LibraryCall(
-        callable=f"foolbox.attacks.{class_name}", kwargs=kwargs,
-        call_kwargs={"epsilons": epsilons, "criterion": criterion}, notes=notes))
+    call = request.announce(
+        LibraryCall(
+            callable=f"foolbox.attacks.{class_name}",
+            kwargs=kwargs,
+            call_kwargs={"epsilons": epsilons, "criterion": criterion},
+            notes=notes,
+        )
+    )
     outs = []
     for i in range(0, len(request.x), batch):
         xt = model.to_tensor(request.x[i : i + batch])
@@ -86,8 +105,9 @@ def run_foolbox(request: AttackRequest, class_name: str, kwargs: dict[str, Any],
         except index_errors(model.framework) as e:
             if class_name != "L0FMNAttack":
                 raise
-            raise Unsupported(L0_FMN_OVERFLOW.format(
-                framework=model.framework, error=f"{type(e).__name__}: {e}")) from e
+            raise Unsupported(
+                L0_FMN_OVERFLOW.format(framework=model.framework, error=f"{type(e).__name__}: {e}")
+            ) from e
         outs.append(ep.astensor(clipped if fixed else raw).numpy())
     x_adv = np.concatenate(outs) if outs else request.x.copy()
     return AttackOutput(x_adv=x_adv.astype(np.float32, copy=False), call=call)
@@ -99,8 +119,9 @@ def torch_model(model: WrappedModel) -> Any:
     from advharness.models.torch_model import TorchModel
 
     assert isinstance(model, TorchModel)
-    return foolbox.PyTorchModel(model.counted, bounds=model.bounds, device=model.torch_device,
-                                preprocessing=None)
+    return foolbox.PyTorchModel(
+        model.counted, bounds=model.bounds, device=model.torch_device, preprocessing=None
+    )
 
 
 def tf_model(model: WrappedModel) -> Any:
@@ -109,9 +130,7 @@ def tf_model(model: WrappedModel) -> Any:
 
     # Foolbox's own default calls the deprecated tf.test.is_gpu_available(); decide here.
     device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
-    return foolbox.TensorFlowModel(model.counted, bounds=model.bounds, device=device,
-                                   preprocessing=None)
+    return foolbox.TensorFlowModel(model.counted, bounds=model.bounds, device=device, preprocessing=None)
 
 
-CONVERTERS: dict[str, Callable[[WrappedModel], Any]] = {
-    "torch": torch_model, "tensorflow": tf_model}
+CONVERTERS: dict[str, Callable[[WrappedModel], Any]] = {"torch": torch_model, "tensorflow": tf_model}

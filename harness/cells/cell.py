@@ -48,8 +48,13 @@ class CellResult:
 
 
 def attack_batch(
-    adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int, batch_size: int,
-    base: dict[str, Any], on_call: Callable[[LibraryCall], None] | None = None,
+    adapter: Any,
+    inputs: CellInputs,
+    spec: ResolvedSpec,
+    seed: int,
+    batch_size: int,
+    base: dict[str, Any],
+    on_call: Callable[[LibraryCall], None] | None = None,
 ) -> CellResult:
     """Attack ``inputs.model`` (all restarts) and referee the result on it (``on_call``:
     given each library call as the adapter announces it, before the library runs)."""
@@ -63,9 +68,16 @@ def attack_batch(
     for restart in range(spec.restarts):
         seed_everything(seed + restart)
         model.counter.reset()
-        request = AttackRequest(model=model, x=inputs.x, y=inputs.y, targets=inputs.targets,
-                                spec=spec, seed=seed + restart, batch_size=batch_size,
-                                on_call=on_call)
+        request = AttackRequest(
+            model=model,
+            x=inputs.x,
+            y=inputs.y,
+            targets=inputs.targets,
+            spec=spec,
+            seed=seed + restart,
+            batch_size=batch_size,
+            on_call=on_call,
+        )
         t0 = time.perf_counter()
         if ledger is None:
             out = adapter.run(request)
@@ -79,9 +91,15 @@ def attack_batch(
         # With a budget the result is the best adversarial the oracle answered within it.
         x_out = ledger.best_within_budget() if ledger is not None and spec.budget else out.x_adv
         verdict = judge(
-            x=inputs.x, y=inputs.y, x_adv=x_out, clean_pred=inputs.clean_pred,
-            adv_pred=model.predict(np.nan_to_num(x_out)), bounds=model.bounds,
-            norm=spec.norm, eps=spec.eps, enforce_eps=spec.kind == "fixed",
+            x=inputs.x,
+            y=inputs.y,
+            x_adv=x_out,
+            clean_pred=inputs.clean_pred,
+            adv_pred=model.predict(np.nan_to_num(x_out)),
+            bounds=model.bounds,
+            norm=spec.norm,
+            eps=spec.eps,
+            enforce_eps=spec.kind == "fixed",
             targets=inputs.targets,
         ).records
         if x_best is None or records is None:
@@ -89,37 +107,53 @@ def attack_batch(
         else:  # keep each sample's first success; otherwise take the newest attempt
             take = ~records["success"].to_numpy()
             x_best[take] = x_out[take]
-            records = (pd.concat([records[~take], verdict[take]])
-                       .sort_values("sample").reset_index(drop=True))
+            records = pd.concat([records[~take], verdict[take]]).sort_values("sample").reset_index(drop=True)
     assert records is not None and call is not None
     n = max(len(inputs.x), 1)
     summary = {
-        **base, "status": "ok", "reason": "",
+        **base,
+        "status": "ok",
+        "reason": "",
         **summarize(records, spec.norm),
-        "time_s": elapsed, "forward_per_sample": fwd / n, "backward_per_sample": bwd / n,
-        "queries_per_sample": (fwd + bwd) / n, "restarts": spec.restarts,
+        "time_s": elapsed,
+        "forward_per_sample": fwd / n,
+        "backward_per_sample": bwd / n,
+        "queries_per_sample": (fwd + bwd) / n,
+        "restarts": spec.restarts,
         "library_call": call.to_json(),
     }
     if ledger is not None:
         records = records.assign(**ledger.columns(spec.query_levels))
         summary.update(query_summary(records, spec))
     if summary["n_nonfinite"]:  # a fault, not just failed samples: the row says so
-        summary.update(status="error", reason=(
-            f"the library returned NaN/inf for {summary['n_nonfinite']} of {len(inputs.x)} "
-            "samples (refereed as failures)"))
+        summary.update(
+            status="error",
+            reason=(
+                f"the library returned NaN/inf for {summary['n_nonfinite']} of {len(inputs.x)} "
+                "samples (refereed as failures)"
+            ),
+        )
     return CellResult(summary, records, x_best)
 
 
 def make_ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:
     """The per-sample ledger of a black-box cell on ``inputs``."""
     model = inputs.model
-    return QueryLedger(x=inputs.x, y=inputs.y, targets=inputs.targets,
-                       bounds=model.bounds, norm=spec.norm,
-                       eps=spec.eps, enforce_eps=spec.kind == "fixed", budget=spec.budget)
+    return QueryLedger(
+        x=inputs.x,
+        y=inputs.y,
+        targets=inputs.targets,
+        bounds=model.bounds,
+        norm=spec.norm,
+        eps=spec.eps,
+        enforce_eps=spec.kind == "fixed",
+        budget=spec.budget,
+    )
 
 
-def run_per_sample(adapter: Any, request: AttackRequest, ledger: QueryLedger,
-                   clean_pred: np.ndarray) -> AttackOutput:
+def run_per_sample(
+    adapter: Any, request: AttackRequest, ledger: QueryLedger, clean_pred: np.ndarray
+) -> AttackOutput:
     """Call the library once per sample, so the ledger attributes every query exactly.
 
     Samples the model already misclassifies are not attacked (0 queries; they never count
@@ -127,8 +161,7 @@ def run_per_sample(adapter: Any, request: AttackRequest, ledger: QueryLedger,
     some attacks take from the attacker's own images).
     """
     spec = request.spec
-    reason = adapter.unsupported_reason(spec.attack, spec.norm, request.model.framework,
-                                        spec.targeted)
+    reason = adapter.unsupported_reason(spec.attack, spec.norm, request.model.framework, spec.targeted)
     if reason:
         raise Unsupported(reason)
     x_adv = np.array(request.x, dtype=np.float32, copy=True)
@@ -141,9 +174,14 @@ def run_per_sample(adapter: Any, request: AttackRequest, ledger: QueryLedger,
     todo = np.flatnonzero(clean_pred == request.y)
     for i in todo:
         one = slice(int(i), int(i) + 1)
-        sub = replace(request, x=request.x[one], y=request.y[one], pool=request.x,
-                      targets=None if request.targets is None else request.targets[one],
-                      on_call=record)
+        sub = replace(
+            request,
+            x=request.x[one],
+            y=request.y[one],
+            pool=request.x,
+            targets=None if request.targets is None else request.targets[one],
+            on_call=record,
+        )
         ledger.begin(int(i))
         try:
             x_adv[i] = adapter.run(sub).x_adv[0]
@@ -156,15 +194,23 @@ def run_per_sample(adapter: Any, request: AttackRequest, ledger: QueryLedger,
             ledger.end()
     call = calls[-1] if calls else None
     if call is None:
-        call = LibraryCall(callable="(not called)", kwargs={},
-                           notes=["no sample was classified correctly: nothing to attack"])
-    call.notes = [*call.notes, f"one library call per sample ({len(todo)} of {len(x_adv)} "
-                  "attacked; samples the model already misclassifies are skipped) so every "
-                  "query is attributed to its sample exactly"]
+        call = LibraryCall(
+            callable="(not called)",
+            kwargs={},
+            notes=["no sample was classified correctly: nothing to attack"],
+        )
+    call.notes = [
+        *call.notes,
+        f"one library call per sample ({len(todo)} of {len(x_adv)} "
+        "attacked; samples the model already misclassifies are skipped) so every "
+        "query is attributed to its sample exactly",
+    ]
     if spec.budget is not None:
-        call.notes.append(f"budget {spec.budget} queries per sample, enforced by the oracle: "
-                          "a query past it stops the attack on that sample; the result is the "
-                          "best valid adversarial the oracle answered within the budget")
+        call.notes.append(
+            f"budget {spec.budget} queries per sample, enforced by the oracle: "
+            "a query past it stops the attack on that sample; the result is the "
+            "best valid adversarial the oracle answered within the budget"
+        )
     return AttackOutput(x_adv, call)
 
 

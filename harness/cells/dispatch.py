@@ -15,17 +15,21 @@ from advharness.core.interrupts import describe, from_user
 from advharness.models.base import ThreatModelViolation
 
 
-def run_cell(
-    inputs: CellInputs, spec: ResolvedSpec, library: str, seed: int, batch_size: int
-) -> CellResult:
+def run_cell(inputs: CellInputs, spec: ResolvedSpec, library: str, seed: int, batch_size: int) -> CellResult:
     """Attack ``inputs`` with ``library``'s ``spec`` and referee the result."""
     model = inputs.model
     adapter = get_adapter(library)
     base: dict[str, Any] = {
-        **spec.columns(), "library": library, "library_version": adapter.version_hint(),
-        "framework": model.framework, "model": model.name, "family": model.family,
-        "seed": seed, "n": len(inputs.x),
-        "bounds_low": float(model.bounds[0]), "bounds_high": float(model.bounds[1]),
+        **spec.columns(),
+        "library": library,
+        "library_version": adapter.version_hint(),
+        "framework": model.framework,
+        "model": model.name,
+        "family": model.family,
+        "seed": seed,
+        "n": len(inputs.x),
+        "bounds_low": float(model.bounds[0]),
+        "bounds_high": float(model.bounds[1]),
     }
     if inputs.source is not None:
         base.update(threat_model="transfer", source_model=inputs.source.model.name)
@@ -34,11 +38,9 @@ def run_cell(
     try:
         with attacked.with_access(spec.threat_model):
             if inputs.source is None:
-                result = attack_batch(adapter, inputs, spec, seed, batch_size, base,
-                                      on_call=calls.append)
+                result = attack_batch(adapter, inputs, spec, seed, batch_size, base, on_call=calls.append)
             else:
-                result = run_transfer(adapter, inputs, spec, seed, batch_size, base,
-                                      on_call=calls.append)
+                result = run_transfer(adapter, inputs, spec, seed, batch_size, base, on_call=calls.append)
             if attacked.violation:  # the library caught our exception and carried on
                 raise ThreatModelViolation(attacked.violation)
             return result
@@ -48,18 +50,26 @@ def run_cell(
         tb = traceback.format_exc()
         log.warning("cell %s/%s: %s", library, spec.label, describe(e))
         log.info("cell %s/%s on %s failed:\n%s", library, spec.label, model.name, tb)
-        return CellResult({**base, "status": "error", "reason": describe(e), "traceback": tb,
-                           **({"library_call": calls[-1].to_json()} if calls else {})},
-                          None, None)
+        return CellResult(
+            {
+                **base,
+                "status": "error",
+                "reason": describe(e),
+                "traceback": tb,
+                **({"library_call": calls[-1].to_json()} if calls else {}),
+            },
+            None,
+            None,
+        )
     except Unsupported as e:
         return CellResult({**base, "status": "unsupported", "reason": e.reason}, None, None)
     except Exception as e:  # a row with its evidence: the traceback and the library call
         tb = traceback.format_exc()
         log.info("cell %s/%s on %s failed:\n%s", library, spec.label, model.name, tb)
-        evidence = {"traceback": tb,
-                    **({"library_call": calls[-1].to_json()} if calls else {})}
+        evidence = {"traceback": tb, **({"library_call": calls[-1].to_json()} if calls else {})}
         if attacked.violation:  # whatever the library turned our exception into
-            return CellResult({**base, "status": "violation", "reason": attacked.violation,
-                               **evidence}, None, None)
+            return CellResult(
+                {**base, "status": "violation", "reason": attacked.violation, **evidence}, None, None
+            )
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         return CellResult({**base, "status": "error", "reason": msg, **evidence}, None, None)

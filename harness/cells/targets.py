@@ -7,9 +7,7 @@ import numpy as np
 from advharness.core.errors import HarnessError
 
 
-def choose_targets(
-    y: np.ndarray, clean_logits: np.ndarray, mode: str, seed: int
-) -> np.ndarray:
+def choose_targets(y: np.ndarray, clean_logits: np.ndarray, mode: str, seed: int) -> np.ndarray:
     """One target class per sample, never the true label.
 
     ``random``: uniform over the other classes, from a generator seeded with ``seed``.

@@ -20,8 +20,15 @@ if TYPE_CHECKING:
     from advharness.config.spec import ResolvedSpec
 
 
-def run_transfer(adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int,
-                 batch_size: int, base: dict[str, Any], on_call: Any = None) -> CellResult:
+def run_transfer(
+    adapter: Any,
+    inputs: CellInputs,
+    spec: ResolvedSpec,
+    seed: int,
+    batch_size: int,
+    base: dict[str, Any],
+    on_call: Any = None,
+) -> CellResult:
     """Attack ``inputs.source`` white-box with ``adapter``; referee the result on ``inputs.model``."""
     source, target = inputs.source, inputs.model
     assert source is not None
@@ -32,15 +39,26 @@ def run_transfer(adapter: Any, inputs: CellInputs, spec: ResolvedSpec, seed: int
     assert crafted.x_adv is not None
     x_adv = convert(crafted.x_adv, source.model, target)
     records = judge(
-        x=inputs.x, y=inputs.y, x_adv=x_adv, clean_pred=inputs.clean_pred,
-        adv_pred=target.predict(np.nan_to_num(x_adv)), bounds=target.bounds, norm=spec.norm,
-        eps=spec.eps, enforce_eps=spec.kind == "fixed", targets=inputs.targets).records
+        x=inputs.x,
+        y=inputs.y,
+        x_adv=x_adv,
+        clean_pred=inputs.clean_pred,
+        adv_pred=target.predict(np.nan_to_num(x_adv)),
+        bounds=target.bounds,
+        norm=spec.norm,
+        eps=spec.eps,
+        enforce_eps=spec.kind == "fixed",
+        targets=inputs.targets,
+    ).records
     on_source = crafted.summary
     info = getattr(source.model, "substitute_info", None) or {}
     summary = {
-        **on_source, **summarize(records, spec.norm),
+        **on_source,
+        **summarize(records, spec.norm),
         # the target answered no query; the source's are reported apart
-        "forward_per_sample": 0.0, "backward_per_sample": 0.0, "queries_per_sample": 0.0,
+        "forward_per_sample": 0.0,
+        "backward_per_sample": 0.0,
+        "queries_per_sample": 0.0,
         "source_queries_per_sample": on_source["queries_per_sample"],
         "source_success_rate": on_source["success_rate"],
         "source_clean_accuracy": on_source["clean_accuracy"],

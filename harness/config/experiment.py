@@ -52,9 +52,12 @@ class DataConfig(BaseModel):
     def _scale(cls, v: Any) -> Any:
         if isinstance(v, str) and v == "model":
             return v
-        if (isinstance(v, list | tuple) and len(v) == 2
-                and all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
-                        for b in v) and v[0] < v[1]):
+        if (
+            isinstance(v, list | tuple)
+            and len(v) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in v)
+            and v[0] < v[1]
+        ):
             return (float(v[0]), float(v[1]))
         raise ValueError(f"must be [low, high] (finite, low < high) or 'model', got {v!r}")
 
@@ -125,22 +128,18 @@ class ModelConfig(BaseModel):
         if self.recipe is not None and self.factory is not None:
             raise ValueError("give recipe or factory, not both")
         if self.recipe is None and self.factory is None:
-            raise ValueError("a model needs recipe (a built-in) or factory "
-                             "('package.module:function')")
+            raise ValueError("a model needs recipe (a built-in) or factory ('package.module:function')")
         if self.substitute_of is not None and self.recipe is None:
             raise ValueError("a substitute model needs recipe (the architecture it trains)")
         if self.substitute_of is not None and self.queries is None:
-            raise ValueError("a substitute model needs queries (how many target answers it "
-                             "is trained from)")
+            raise ValueError("a substitute model needs queries (how many target answers it is trained from)")
         if self.substitute_of is None and self.queries is not None:
             raise ValueError("queries is only for substitute models (substitute_of)")
         if self.recipe is not None:
             # not model_fields_set: a dumped experiment (defaults written out) must load again
-            extra = [f for f in FACTORY_FIELDS
-                     if getattr(self, f) != type(self).model_fields[f].default]
+            extra = [f for f in FACTORY_FIELDS if getattr(self, f) != type(self).model_fields[f].default]
             if extra:
-                raise ValueError(f"{', '.join(extra)}: only for factory models (a recipe "
-                                 "states its own)")
+                raise ValueError(f"{', '.join(extra)}: only for factory models (a recipe states its own)")
             return self
         missing = [f for f in ("name", "input_shape", "nb_classes") if getattr(self, f) is None]
         if missing:
@@ -148,11 +147,11 @@ class ModelConfig(BaseModel):
         assert self.input_shape is not None
         dims = len(self.input_shape)
         if dims not in (1, 3):
-            raise ValueError(f"input_shape must be (C, H, W), (H, W, C) or (features,), "
-                             f"got {list(self.input_shape)}")
+            raise ValueError(
+                f"input_shape must be (C, H, W), (H, W, C) or (features,), got {list(self.input_shape)}"
+            )
         if self.layout is not None and (self.layout == "flat") != (dims == 1):
-            raise ValueError(f"layout {self.layout} does not fit input_shape "
-                             f"{list(self.input_shape)}")
+            raise ValueError(f"layout {self.layout} does not fit input_shape {list(self.input_shape)}")
         return self
 
     @property
@@ -211,8 +210,9 @@ class Experiment(BaseModel):
         if not _NAME.match(v):
             raise ValueError("must be letters, digits, '_', '-' or '.', starting with a letter or digit")
         if len(v) > MAX_NAME_LENGTH:
-            raise ValueError(f"at most {MAX_NAME_LENGTH} characters (it names the results "
-                             f"directory), got {len(v)}")
+            raise ValueError(
+                f"at most {MAX_NAME_LENGTH} characters (it names the results directory), got {len(v)}"
+            )
         return v
 
     @field_validator("libraries")
@@ -229,8 +229,10 @@ class Experiment(BaseModel):
                 if not isinstance(adapter_class, type):
                     raise ValueError(f"library {lib!r} is not a class (an Adapter subclass)")
             elif lib not in LIBRARIES:
-                raise ValueError(f"unknown library {lib!r}; known: {', '.join(LIBRARIES)} "
-                                 "(or module:Class for an Adapter subclass)")
+                raise ValueError(
+                    f"unknown library {lib!r}; known: {', '.join(LIBRARIES)} "
+                    "(or module:Class for an Adapter subclass)"
+                )
         if len(set(v)) != len(v):
             raise ValueError("libraries are listed more than once")
         return v
@@ -255,18 +257,26 @@ class Experiment(BaseModel):
         problems += scale_problems(self)
         for i, m in enumerate(self.models):
             if m.substitute_of is not None and m.substitute_of not in plain:
-                problems.append((("models", i, "substitute_of"),
-                                 f"{m.substitute_of!r} is not one of the recipe models "
-                                 f"({', '.join(plain)})"))
+                problems.append(
+                    (
+                        ("models", i, "substitute_of"),
+                        f"{m.substitute_of!r} is not one of the recipe models ({', '.join(plain)})",
+                    )
+                )
         problems += param_size_problems(self)
         for i, a in enumerate(self.attacks):
             if a.source is not None and a.source not in keys:
-                problems.append((("attacks", i, "source"),
-                                 f"{a.source!r} is not one of the models ({', '.join(keys)})"))
+                problems.append(
+                    (("attacks", i, "source"), f"{a.source!r} is not one of the models ({', '.join(keys)})")
+                )
             for j, name in enumerate(a.target_models or ()):
                 if name not in keys or name == a.source:
-                    problems.append((("attacks", i, "target_models", j),
-                                     f"{name!r} is not one of the models other than the source"))
+                    problems.append(
+                        (
+                            ("attacks", i, "target_models", j),
+                            f"{name!r} is not one of the models other than the source",
+                        )
+                    )
         too_many = plan_too_large(self)
         if too_many:
             problems.append(((), too_many))
@@ -290,8 +300,10 @@ def _located(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationErr
     """A ValidationError whose entries carry their own locations (cross-field checks)."""
     from pydantic_core import InitErrorDetails, PydanticCustomError
 
-    details = [InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
-               for loc, msg in problems]
+    details = [
+        InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
+        for loc, msg in problems
+    ]
     return ValidationError.from_exception_data("Experiment", details)
 
 
@@ -334,15 +346,18 @@ def _problems(err: ValidationError, expansion: Expansion) -> list[Problem]:
         loc = tuple(e["loc"])
         if e["type"] == "too_short" and len(loc) == 1 and loc[0] in expansion.dropped:
             continue  # its entries had grid problems, reported already
-        if ("models" in expansion.dropped and e["type"] == "value_error" and len(loc) >= 3
-                and (loc[0], loc[2]) in _CROSS_REFERENCES):
+        if (
+            "models" in expansion.dropped
+            and e["type"] == "value_error"
+            and len(loc) >= 3
+            and (loc[0], loc[2]) in _CROSS_REFERENCES
+        ):
             continue  # may name a model left out
         out.append((loc, _message(e["msg"])))
     return out
 
 
-def parse_experiment(data: Any, source: str = "experiment",
-                     overrides: Sequence[str] = ()) -> Experiment:
+def parse_experiment(data: Any, source: str = "experiment", overrides: Sequence[str] = ()) -> Experiment:
     """Validate a mapping (e.g. parsed YAML) into an :class:`Experiment`.
 
     ``overrides`` (``path=value``, see :func:`advharness.config.grid.apply_overrides`) are applied

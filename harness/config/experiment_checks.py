@@ -31,11 +31,15 @@ def plan_too_large(exp: Experiment) -> str | None:
     cells = len(exp.models) * specs * len(exp.libraries) * len(exp.run_seeds)
     if cells <= exp.max_cells:
         return None
-    counts = (f"{len(exp.models):,} models x {specs:,} attack specs x "
-              f"{len(exp.libraries)} libraries x {len(exp.run_seeds)} seeds")
-    return (f"the plan has {cells:,} cells ({counts}), more than max_cells = "
-            f"{exp.max_cells:,}; shrink the grids, or raise max_cells (in the file, or "
-            "max_cells=N on the command line)")
+    counts = (
+        f"{len(exp.models):,} models x {specs:,} attack specs x "
+        f"{len(exp.libraries)} libraries x {len(exp.run_seeds)} seeds"
+    )
+    return (
+        f"the plan has {cells:,} cells ({counts}), more than max_cells = "
+        f"{exp.max_cells:,}; shrink the grids, or raise max_cells (in the file, or "
+        "max_cells=N on the command line)"
+    )
 
 
 def scale_problems(exp: Experiment) -> list[Problem]:
@@ -46,26 +50,44 @@ def scale_problems(exp: Experiment) -> list[Problem]:
     bounds = {m.key: tuple(m.bounds) for m in exp.models}
     for i, m in enumerate(exp.models):
         if scale != "model" and tuple(m.bounds) != scale:
-            out.append((("models", i, "bounds"), (
-                f"{_span(m.bounds)} differs from data.scale {_span(scale)}: the model "
-                f"would get pixels in {_span(scale)}; set data.scale: {_span(m.bounds)} "
-                "(every model) or data.scale: model (each model its own bounds)")))
+            out.append(
+                (
+                    ("models", i, "bounds"),
+                    (
+                        f"{_span(m.bounds)} differs from data.scale {_span(scale)}: the model "
+                        f"would get pixels in {_span(scale)}; set data.scale: {_span(m.bounds)} "
+                        "(every model) or data.scale: model (each model its own bounds)"
+                    ),
+                )
+            )
         target = bounds.get(m.substitute_of or "")
         if target is not None and target != tuple(m.bounds):
-            out.append((("models", i, "substitute_of"), (
-                f"{m.substitute_of!r} takes inputs in {_span(target)}, the substitute "
-                f"recipe in {_span(m.bounds)}: a substitute learns from its target's "
-                "answers to the same images")))
+            out.append(
+                (
+                    ("models", i, "substitute_of"),
+                    (
+                        f"{m.substitute_of!r} takes inputs in {_span(target)}, the substitute "
+                        f"recipe in {_span(m.bounds)}: a substitute learns from its target's "
+                        "answers to the same images"
+                    ),
+                )
+            )
     for i, a in enumerate(exp.attacks):
         if a.source is None or a.source not in bounds:
             continue
         others = [k for k in (a.target_models or bounds) if k != a.source]
         differ = [k for k in others if bounds.get(k, bounds[a.source]) != bounds[a.source]]
         if differ:
-            out.append((("attacks", i, "source"), (
-                f"{a.source!r} takes inputs in {_span(bounds[a.source])}, "
-                f"{', '.join(map(repr, differ))} in other bounds: a transfer cell needs "
-                "models of equal bounds")))
+            out.append(
+                (
+                    ("attacks", i, "source"),
+                    (
+                        f"{a.source!r} takes inputs in {_span(bounds[a.source])}, "
+                        f"{', '.join(map(repr, differ))} in other bounds: a transfer cell needs "
+                        "models of equal bounds"
+                    ),
+                )
+            )
     return out
 
 
@@ -73,8 +95,11 @@ def param_size_problems(exp: Experiment) -> list[Problem]:
     """Attack parameters larger than the dataset's inputs allow (e.g. ZOO ``coordinates``
     above the number of features), known before anything is loaded."""
     shape = INPUT_SHAPES[exp.data.dataset]
-    return [(("attacks", i, "params", param), msg) for i, a in enumerate(exp.attacks)
-            for param, msg in size_problems(a, shape, exp.data.dataset)]
+    return [
+        (("attacks", i, "params", param), msg)
+        for i, a in enumerate(exp.attacks)
+        for param, msg in size_problems(a, shape, exp.data.dataset)
+    ]
 
 
 def _span(bounds: Sequence[float]) -> str:

@@ -26,8 +26,18 @@ from advharness.config.yaml_loader import error_text, loads
 from advharness.core.errors import HarnessError
 
 #: Attack-entry fields that may be written as a list (a grid), in expansion order.
-GRID_FIELDS: tuple[str, ...] = ("norm", "eps", "steps", "step_size", "random_start", "restarts",
-                                "targeted", "target_mode", "threat_model", "budget")
+GRID_FIELDS: tuple[str, ...] = (
+    "norm",
+    "eps",
+    "steps",
+    "step_size",
+    "random_start",
+    "restarts",
+    "targeted",
+    "target_mode",
+    "threat_model",
+    "budget",
+)
 #: At most this many specs from the attack entries together, whatever ``max_cells`` says.
 MAX_GRID_SPECS = 100_000
 #: The default plan cap (``max_cells``): models x attack specs x libraries x seeds.
@@ -71,8 +81,9 @@ def _value_problem(path: Loc, x: Any) -> str | None:
 
 def _attack_axes(entry: dict[Any, Any], i: int) -> tuple[list[tuple[Loc, list[Any]]], list[Problem]]:
     """The listed fields of an attack entry (in expansion order), and its grid problems."""
-    axes: list[tuple[Loc, list[Any]]] = [((f,), entry[f]) for f in GRID_FIELDS
-                                         if isinstance(entry.get(f), list)]
+    axes: list[tuple[Loc, list[Any]]] = [
+        ((f,), entry[f]) for f in GRID_FIELDS if isinstance(entry.get(f), list)
+    ]
     checked: list[tuple[Loc, Any]] = [(("step_size",), entry.get("step_size"))]
     params = entry.get("params")
     if isinstance(params, dict):
@@ -80,17 +91,20 @@ def _attack_axes(entry: dict[Any, Any], i: int) -> tuple[list[tuple[Loc, list[An
         checked += [(("params", k), v) for k, v in params.items()]
     problems: list[Problem] = []
     for path, v in checked:
-        found = [(msg, x) for x in (v if isinstance(v, list) else [v])
-                 if (msg := _value_problem(path, x)) is not None]
+        found = [
+            (msg, x)
+            for x in (v if isinstance(v, list) else [v])
+            if (msg := _value_problem(path, x)) is not None
+        ]
         if found:
             msg, x = found[0]
-            problems.append((("attacks", i, *path),
-                             msg + (f" (grid value {x!r})" if isinstance(v, list) else "")))
+            problems.append(
+                (("attacks", i, *path), msg + (f" (grid value {x!r})" if isinstance(v, list) else ""))
+            )
     problems += [(("attacks", i, *path), "an empty grid") for path, vals in axes if not vals]
     size = grid_size(axes)
     if size > MAX_GRID_SPECS:
-        problems.append((("attacks", i), f"the grid has {size:,} specs; at most "
-                         f"{MAX_GRID_SPECS:,} in all"))
+        problems.append((("attacks", i), f"the grid has {size:,} specs; at most {MAX_GRID_SPECS:,} in all"))
     return axes, problems
 
 
@@ -103,8 +117,13 @@ def _too_many_specs(entries: Sequence[Any], max_cells: int) -> Problem | None:
     """The attack entries together would expand past ``max_cells`` (each spec is at least
     one cell) or :data:`MAX_GRID_SPECS`, counted before any is built (each entry's own grid
     problems aside): a problem naming the largest entries."""
-    sizes = {i: grid_size(axes) for i, e in enumerate(entries) if isinstance(e, dict)
-             for axes, problems in [_attack_axes(e, i)] if not problems}
+    sizes = {
+        i: grid_size(axes)
+        for i, e in enumerate(entries)
+        if isinstance(e, dict)
+        for axes, problems in [_attack_axes(e, i)]
+        if not problems
+    }
     total = sum(sizes.values()) + sum(not isinstance(e, dict) for e in entries)
     if total <= min(max_cells, MAX_GRID_SPECS):
         return None
@@ -113,15 +132,17 @@ def _too_many_specs(entries: Sequence[Any], max_cells: int) -> Problem | None:
     if total > MAX_GRID_SPECS:
         limit = f"at most {MAX_GRID_SPECS:,} in all"
     else:
-        limit = (f"more than max_cells = {max_cells:,} (each is at least one cell); shrink "
-                 "the grids, or raise max_cells (in the file, or max_cells=N on the command "
-                 "line)")
-    return (("attacks",), f"the attack grids expand to {total:,} specs (largest {largest}), "
-            f"{limit}")
+        limit = (
+            f"more than max_cells = {max_cells:,} (each is at least one cell); shrink "
+            "the grids, or raise max_cells (in the file, or max_cells=N on the command "
+            "line)"
+        )
+    return (("attacks",), f"the attack grids expand to {total:,} specs (largest {largest}), {limit}")
 
 
-def expand_attack(entry: dict[Any, Any], i: int = 0) -> tuple[list[tuple[dict[Any, Any], Origin]],
-                                                              list[Problem]]:
+def expand_attack(
+    entry: dict[Any, Any], i: int = 0
+) -> tuple[list[tuple[dict[Any, Any], Origin]], list[Problem]]:
     """One entry of ``attacks`` as concrete entries (no lists left), or its grid problems."""
     axes, problems = _attack_axes(entry, i)
     if problems:
@@ -136,13 +157,13 @@ def expand_attack(entry: dict[Any, Any], i: int = 0) -> tuple[list[tuple[dict[An
                 concrete["params"][path[1]] = v
             else:
                 concrete[path[0]] = v
-        out.append((concrete, Origin(i, tuple((p, v) for (p, _), v in zip(axes, values,
-                                                                        strict=True)))))
+        out.append((concrete, Origin(i, tuple((p, v) for (p, _), v in zip(axes, values, strict=True)))))
     return out, []
 
 
-def expand_model(entry: dict[Any, Any], i: int = 0) -> tuple[list[tuple[dict[Any, Any], Origin]],
-                                                             list[Problem]]:
+def expand_model(
+    entry: dict[Any, Any], i: int = 0
+) -> tuple[list[tuple[dict[Any, Any], Origin]], list[Problem]]:
     """One entry of ``models`` as one entry per framework, or its grid problems."""
     frameworks = entry.get("framework")
     if not isinstance(frameworks, list):
@@ -151,8 +172,13 @@ def expand_model(entry: dict[Any, Any], i: int = 0) -> tuple[list[tuple[dict[Any
     if not frameworks:
         problems.append((("models", i, "framework"), "an empty grid"))
     if entry.get("name") is not None:
-        problems.append((("models", i, "name"), "one name cannot name one model per framework: "
-                         "drop name (keys are <recipe>-<framework>) or list one framework"))
+        problems.append(
+            (
+                ("models", i, "name"),
+                "one name cannot name one model per framework: "
+                "drop name (keys are <recipe>-<framework>) or list one framework",
+            )
+        )
     if problems:
         return [], problems
     unique: list[Any] = []
@@ -232,8 +258,7 @@ def locate(problems: Iterable[Problem], expansion: Expansion) -> list[Problem]:
         suffix = suffix_of[key]
         if suffix is None:
             name = str(loc[0])
-            suffix = _shared_values(expansion.origins[name], entries[(name, int(loc[1]))],
-                                    set(flat))
+            suffix = _shared_values(expansion.origins[name], entries[(name, int(loc[1]))], set(flat))
         out.append((loc, msg + suffix))
     return out
 
@@ -286,8 +311,9 @@ def _step(node: Any, token: str | int, done: Sequence[str | int], create: bool) 
         if not isinstance(node, list):
             raise _OverrideError(f"{where} is not a list")
         if token >= len(node):
-            raise _OverrideError(f"index {token} out of range ({where} has {len(node)} "
-                                 f"entr{'y' if len(node) == 1 else 'ies'})")
+            raise _OverrideError(
+                f"index {token} out of range ({where} has {len(node)} entr{'y' if len(node) == 1 else 'ies'})"
+            )
         return node[token]
     if isinstance(node, list):
         raise _OverrideError(f"{where} is a list: index it, e.g. {where}[0].{token}")
@@ -304,8 +330,11 @@ def _targets(root: dict[str, Any], tokens: list[str | int]) -> list[tuple[Any, l
         attacks = root.get("attacks")
         if not isinstance(attacks, list):
             raise _OverrideError("attacks is not a list")
-        picked = [([*tokens[:1], i], a) for i, a in enumerate(attacks)
-                  if isinstance(a, dict) and a.get("attack") == tokens[1]]
+        picked = [
+            ([*tokens[:1], i], a)
+            for i, a in enumerate(attacks)
+            if isinstance(a, dict) and a.get("attack") == tokens[1]
+        ]
         if not picked:
             raise _OverrideError(f"no attack {tokens[1]!r} in the experiment")
         if len(tokens) == 2:

@@ -46,15 +46,14 @@ class AttackSpec(BaseModel):
     #: Transfer: the models it is judged on (default: every model but the source).
     target_models: tuple[str, ...] | None = None
     params: dict[str, Annotated[float | int | str | bool, BeforeValidator(scalar)]] = Field(
-        default_factory=dict)
+        default_factory=dict
+    )
     library_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> AttackSpec:
         if self.attack not in CATALOGUE:
-            raise ValueError(
-                f"unknown attack {self.attack!r}; known: {', '.join(sorted(CATALOGUE))}"
-            )
+            raise ValueError(f"unknown attack {self.attack!r}; known: {', '.join(sorted(CATALOGUE))}")
         d = CATALOGUE[self.attack]
         if self.norm is not None and self.norm not in d.norms:
             raise ValueError(f"{self.attack} supports norms {list(d.norms)}, not {self.norm!r}")
@@ -74,21 +73,24 @@ class AttackSpec(BaseModel):
             raise ValueError("restarts > 1 needs random_start: true (restarts would be identical)")
         threat = self.threat_model or d.threat_model
         if self.budget is not None and threat == "white-box":
-            raise ValueError("budget applies to score-based and decision-based cells; this cell "
-                             "is white-box (set threat_model, or drop budget)")
+            raise ValueError(
+                "budget applies to score-based and decision-based cells; this cell "
+                "is white-box (set threat_model, or drop budget)"
+            )
         if self.source is not None and threat != "white-box":
-            raise ValueError("a transfer cell (source) crafts white-box on its source model; "
-                             f"{self.attack} runs {threat}")
+            raise ValueError(
+                f"a transfer cell (source) crafts white-box on its source model; {self.attack} runs {threat}"
+            )
         if self.target_models is not None and (self.source is None or not self.target_models):
-            raise ValueError("target_models lists the models a transfer cell (source) is "
-                             "judged on: needs source and at least one model")
+            raise ValueError(
+                "target_models lists the models a transfer cell (source) is "
+                "judged on: needs source and at least one model"
+            )
         if not self.query_levels or any(q < 1 for q in self.query_levels):
             raise ValueError("query_levels must be a non-empty list of integers >= 1")
         unknown = set(self.params) - set(d.params)
         if unknown:
-            raise ValueError(
-                f"unknown params {sorted(unknown)} for {self.attack}; known: {sorted(d.params)}"
-            )
+            raise ValueError(f"unknown params {sorted(unknown)} for {self.attack}; known: {sorted(d.params)}")
         for k, v in self.params.items():
             kind = _kind(d.params[k])
             if _kind(v) != kind:
@@ -100,8 +102,7 @@ class AttackSpec(BaseModel):
         bad_libs = set(self.library_options) - set(LIBRARIES)
         if bad_libs:
             raise ValueError(
-                f"library_options names unknown libraries {sorted(bad_libs)}; "
-                f"known: {list(LIBRARIES)}"
+                f"library_options names unknown libraries {sorted(bad_libs)}; known: {list(LIBRARIES)}"
             )
         return self
 
@@ -121,18 +122,29 @@ class AttackSpec(BaseModel):
         random_start = self.random_start or self.attack == "apgd"
         params = {**d.params, **self.params}
         return ResolvedSpec(
-            attack=self.attack, kind=d.kind, norm=norm, eps=self.eps, steps=steps,
-            step_size=step_size, random_start=random_start, restarts=self.restarts,
-            targeted=self.targeted, target_mode=self.target_mode,
+            attack=self.attack,
+            kind=d.kind,
+            norm=norm,
+            eps=self.eps,
+            steps=steps,
+            step_size=step_size,
+            random_start=random_start,
+            restarts=self.restarts,
+            targeted=self.targeted,
+            target_mode=self.target_mode,
             threat_model=self.threat_model or d.threat_model,
-            budget=self.budget, query_levels=tuple(sorted(set(self.query_levels))),
-            source=self.source, target_models=self.target_models, params=params,
+            budget=self.budget,
+            query_levels=tuple(sorted(set(self.query_levels))),
+            source=self.source,
+            target_models=self.target_models,
+            params=params,
             library_options={k: dict(v) for k, v in self.library_options.items()},
         )
 
 
-def size_problems(spec: AttackSpec | ResolvedSpec, shape: tuple[int, ...],
-                  data: str) -> list[tuple[str, str]]:
+def size_problems(
+    spec: AttackSpec | ResolvedSpec, shape: tuple[int, ...], data: str
+) -> list[tuple[str, str]]:
     """``(param, message)`` for each parameter of ``spec`` that counts input elements
     (:attr:`AttackDef.size_limits`) and exceeds inputs of ``shape`` (one sample: (C, H, W)
     or (features,)); ``data`` names the inputs in the message."""
@@ -140,16 +152,23 @@ def size_problems(spec: AttackSpec | ResolvedSpec, shape: tuple[int, ...],
     if not limits:
         return []
     params = spec.resolve().params if isinstance(spec, AttackSpec) else spec.params
-    sizes = {"features": math.prod(shape),
-             "pixels": math.prod(shape[1:]) if len(shape) == 3 else math.prod(shape)}
+    sizes = {
+        "features": math.prod(shape),
+        "pixels": math.prod(shape[1:]) if len(shape) == 3 else math.prod(shape),
+    }
     out = []
     for name, unit in limits.items():
         value, limit = params[name], sizes[unit]
         if isinstance(value, int | float) and value > limit:
             given = " (the default)" if value == CATALOGUE[spec.attack].params[name] else ""
             dims = "x".join(map(str, shape))
-            out.append((name, f"{value:g}{given} exceeds the {limit} input {unit} of {data} "
-                              f"({dims}); set params.{name} <= {limit}"))
+            out.append(
+                (
+                    name,
+                    f"{value:g}{given} exceeds the {limit} input {unit} of {data} "
+                    f"({dims}); set params.{name} <= {limit}",
+                )
+            )
     return out
 
 
@@ -190,8 +209,7 @@ class ResolvedSpec:
         access = "" if self.threat_model == "white-box" else f" [{self.threat_model}]"
         budget = "" if self.budget is None else f" budget={self.budget}"
         source = "" if self.source is None else f" from {self.source}"
-        return (f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}"
-                f"{access}{budget}{source}")
+        return f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}{access}{budget}{source}"
 
     def for_cell(self) -> ResolvedSpec:
         """The spec a cell runs: a minimum-norm attack's ``eps`` only changes reporting (see
@@ -204,15 +222,23 @@ class ResolvedSpec:
         attack parameter; ``eps``/``step_size`` NaN and ``steps``/``budget`` None where unset;
         lists and the escape hatch as JSON strings (empty when unused)."""
         out: dict[str, Any] = {
-            "attack": self.attack, "kind": self.kind, "norm": self.norm,
-            "eps": _num(self.eps), "steps": self.steps, "step_size": _num(self.step_size),
-            "random_start": self.random_start, "restarts": self.restarts,
-            "targeted": self.targeted, "target_mode": self.target_mode,
-            "threat_model": self.threat_model, "budget": self.budget,
+            "attack": self.attack,
+            "kind": self.kind,
+            "norm": self.norm,
+            "eps": _num(self.eps),
+            "steps": self.steps,
+            "step_size": _num(self.step_size),
+            "random_start": self.random_start,
+            "restarts": self.restarts,
+            "targeted": self.targeted,
+            "target_mode": self.target_mode,
+            "threat_model": self.threat_model,
+            "budget": self.budget,
             "query_levels": ",".join(str(q) for q in self.query_levels),
             "target_models": ",".join(self.target_models or ()),
-            "library_options": (json.dumps(self.library_options, sort_keys=True, default=str)
-                                if self.library_options else ""),
+            "library_options": (
+                json.dumps(self.library_options, sort_keys=True, default=str) if self.library_options else ""
+            ),
         }
         out.update({f"param_{k}": v for k, v in sorted(self.params.items())})
         return out

@@ -28,9 +28,11 @@ class StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.YAMLError(f"{_where(event.start_mark)}: YAML aliases (*{event.anchor}) "
-                                 "are not supported (they can expand exponentially); write the "
-                                 "value out, or use a grid")
+            raise yaml.YAMLError(
+                f"{_where(event.start_mark)}: YAML aliases (*{event.anchor}) "
+                "are not supported (they can expand exponentially); write the "
+                "value out, or use a grid"
+            )
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -44,8 +46,9 @@ class StrictLoader(yaml.SafeLoader):
                 except TypeError:  # an unhashable key: SafeLoader reports it
                     continue
                 if repeated:
-                    raise yaml.YAMLError(f"{_where(key_node.start_mark)}: key {key!r} is given "
-                                         "twice in one mapping")
+                    raise yaml.YAMLError(
+                        f"{_where(key_node.start_mark)}: key {key!r} is given twice in one mapping"
+                    )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -53,7 +56,8 @@ class StrictLoader(yaml.SafeLoader):
 StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+    list("-+0123456789."),
+)
 
 
 def error_text(e: yaml.YAMLError) -> str:
@@ -78,8 +82,9 @@ def load_file(path: Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise HarnessError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}); "
-                           "save the file as UTF-8") from None
+        raise HarnessError(
+            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}); save the file as UTF-8"
+        ) from None
     try:
         return loads(text)
     except yaml.YAMLError as e:

@@ -32,8 +32,12 @@ def resolve_factory(path: str) -> Callable[[], Any]:
         reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
         if not isinstance(e, ImportError):
             reason = f"{type(e).__name__}: {reason}"
-        elif isinstance(e, ModuleNotFoundError) and e.name and "." not in e.name and (
-                Path(f"{e.name}.py").is_file() or Path(e.name).is_dir()):
+        elif (
+            isinstance(e, ModuleNotFoundError)
+            and e.name
+            and "." not in e.name
+            and (Path(f"{e.name}.py").is_file() or Path(e.name).is_dir())
+        ):
             reason += f" (./{e.name} is not on sys.path: set PYTHONPATH=.)"
         raise HarnessError(f"cannot import {module_name!r}: {reason}") from None
     obj: Any = module

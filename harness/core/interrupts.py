@@ -35,8 +35,10 @@ class _SigintRecorder:
 def catch_user_interrupts() -> Iterator[None]:
     """Record real ``SIGINT`` for the block (main thread, default Python handler only; a
     handler of the caller's own is left alone)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     previous = signal.signal(signal.SIGINT, _SigintRecorder())
@@ -76,8 +78,9 @@ class RunInterrupted(KeyboardInterrupt):
     """The user stopped a batch run (Ctrl-C); every finished cell is stored."""
 
     def __init__(self, stored: int, total: int, run_now: int, run_dir: str) -> None:
-        super().__init__(f"interrupted: {stored} of {total} cells stored in {run_dir} "
-                         f"({run_now} finished in this run)")
+        super().__init__(
+            f"interrupted: {stored} of {total} cells stored in {run_dir} ({run_now} finished in this run)"
+        )
         self.stored, self.total, self.run_now, self.run_dir = stored, total, run_now, run_dir
 
 

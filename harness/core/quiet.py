@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 #: A line of absl/glog-style native logging (``I0000 00:00:1796079073.626892  4856 port.cc:153] ...``)
 #: or the preamble absl prints before its first one.
-_NATIVE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w./-]+:\d+\] |"
-                     r"WARNING: All log messages before absl::InitializeLog\(\) is called)")
+_NATIVE = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w./-]+:\d+\] |"
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
 #: The second line of TensorFlow's CPU-feature notice, which has no prefix of its own.
 _CONTINUED = re.compile(r"^To enable the following instructions: .* rebuild TensorFlow")
 

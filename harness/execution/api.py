@@ -57,8 +57,9 @@ def resolve_specs(attacks: Iterable[AttackSpec | dict[str, Any]]) -> list[Resolv
         if isinstance(a, dict):
             expanded, problems = expand_attack(a, i)
             if problems:
-                raise HarnessError("\n".join(f"attacks[{i}]{_where(loc[2:])}: {msg}"
-                                             for loc, msg in problems))
+                raise HarnessError(
+                    "\n".join(f"attacks[{i}]{_where(loc[2:])}: {msg}" for loc, msg in problems)
+                )
             concrete = [(entry, origin) for entry, origin in expanded]
         else:  # an AttackSpec, or something the validator refuses
             concrete = [(a, None)]
@@ -66,8 +67,9 @@ def resolve_specs(attacks: Iterable[AttackSpec | dict[str, Any]]) -> list[Resolv
             try:
                 spec = entry if isinstance(entry, AttackSpec) else AttackSpec.model_validate(entry)
             except ValidationError as e:
-                picked = ", ".join(f"{'.'.join(map(str, path))}={v!r}"
-                                   for path, v in (origin.grid if origin else ()))
+                picked = ", ".join(
+                    f"{'.'.join(map(str, path))}={v!r}" for path, v in (origin.grid if origin else ())
+                )
                 where = f"attacks[{i}]" + (f" (grid values {picked})" if picked else "")
                 raise HarnessError(f"{where}: " + format_validation_error(e)) from None
             resolved = spec.resolve()
@@ -79,8 +81,12 @@ def _where(path: tuple[Any, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
-def check_sizes(specs: Sequence[ResolvedSpec], shape: tuple[int, ...], data: str = "the inputs",
-                names: Sequence[str] | None = None) -> None:
+def check_sizes(
+    specs: Sequence[ResolvedSpec],
+    shape: tuple[int, ...],
+    data: str = "the inputs",
+    names: Sequence[str] | None = None,
+) -> None:
     """Refuse parameters that exceed the size of inputs of ``shape`` (one sample), naming
     the spec (``names[i]``, default ``attacks[i]``) and the limit."""
     from advharness.config.spec import size_problems
@@ -98,8 +104,9 @@ def prepare(model: WrappedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     try:
         x = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as e:
-        raise HarnessError(f"inputs for model {model.name!r} are not a numeric array of one "
-                           f"shape ({one_line(e)})") from None
+        raise HarnessError(
+            f"inputs for model {model.name!r} are not a numeric array of one shape ({one_line(e)})"
+        ) from None
     if x.ndim < 2:
         raise HarnessError(f"inputs must be a batch (N, ...), got shape {x.shape}")
     if len(x) == 0:
@@ -143,8 +150,9 @@ def run_attacks(
     for spec in specs:
         for name in (spec.source,) + (spec.target_models or ()):
             if name is not None and name not in by_name:
-                raise HarnessError(f"{spec.label}: model {name!r} is not one of the models "
-                                   f"({', '.join(by_name)})")
+                raise HarnessError(
+                    f"{spec.label}: model {name!r} is not one of the models ({', '.join(by_name)})"
+                )
     prepared = {m.name: prepare(m, x, y) for m in models}
     check_sizes(specs, np.shape(np.asarray(x, dtype=np.float32))[1:])  # prepare: it converts
     jobs: list[tuple[CellInputs, ResolvedSpec, str, int]] = []
@@ -155,8 +163,9 @@ def run_attacks(
             inputs = cell_inputs(by_name, prepared.__getitem__, m.name, spec, y, seed)
             for lib in libraries:
                 jobs.append((inputs, spec, lib, derive_seed(seed, m.name, spec.for_cell().label)))
-    results = [run_cell(inp, spec.for_cell(), lib, s, batch_size)
-               for inp, spec, lib, s in _progress(jobs, progress)]
+    results = [
+        run_cell(inp, spec.for_cell(), lib, s, batch_size) for inp, spec, lib, s in _progress(jobs, progress)
+    ]
     out = _collect(results, jobs, data_fingerprint(x, y), clean_accuracy_floor)
     if return_adversarials:
         out.adversarials = {i: r.x_adv for i, r in enumerate(results) if r.x_adv is not None}
@@ -172,24 +181,42 @@ def _progress(jobs: list[Any], show: bool) -> Iterable[Any]:
 
 
 def _collect(
-    results: list[CellResult], jobs: list[tuple[CellInputs, ResolvedSpec, str, int]],
-    data_hash: str, clean_accuracy_floor: float,
+    results: list[CellResult],
+    jobs: list[tuple[CellInputs, ResolvedSpec, str, int]],
+    data_hash: str,
+    clean_accuracy_floor: float,
 ) -> RunResult:
     cells = []
     for res, (inputs, spec, lib, seed) in zip(results, jobs, strict=True):
         cell = spec.for_cell()
-        key = content_key({"spec": cell.to_dict(), "library": lib, "model_key": inputs.model.name,
-                           "data": data_hash, "seed": seed})
-        row = {**res.summary, "cell_key": key, "data_sha256": data_hash,
-               "spec": json.dumps(cell.to_dict(), sort_keys=True, default=str),
-               "clean_accuracy_floor": clean_accuracy_floor}
+        key = content_key(
+            {
+                "spec": cell.to_dict(),
+                "library": lib,
+                "model_key": inputs.model.name,
+                "data": data_hash,
+                "seed": seed,
+            }
+        )
+        row = {
+            **res.summary,
+            "cell_key": key,
+            "data_sha256": data_hash,
+            "spec": json.dumps(cell.to_dict(), sort_keys=True, default=str),
+            "clean_accuracy_floor": clean_accuracy_floor,
+        }
         cells.append((row, res.records, spec.eps))
     return assemble(cells)
 
 
-def cell_inputs(models: dict[str, WrappedModel],
-                prepared: Callable[[str], tuple[np.ndarray, np.ndarray]], name: str,
-                spec: ResolvedSpec, y: np.ndarray, seed: int) -> CellInputs:
+def cell_inputs(
+    models: dict[str, WrappedModel],
+    prepared: Callable[[str], tuple[np.ndarray, np.ndarray]],
+    name: str,
+    spec: ResolvedSpec,
+    y: np.ndarray,
+    seed: int,
+) -> CellInputs:
     """A cell's inputs on model ``name`` (``prepared(name)``: its batch and clean logits).
 
     Targets are drawn once per (experiment seed, mode) from the model's own logits, so

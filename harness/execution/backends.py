@@ -30,8 +30,9 @@ Outcome = dict[str, Any]
 class Backend(Protocol):
     name: str
 
-    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Generator[tuple[CellTask, Outcome], None, None]: ...
+    def run(
+        self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+    ) -> Generator[tuple[CellTask, Outcome], None, None]: ...
 
 
 def _error(task: CellTask, e: BaseException) -> Outcome:
@@ -50,8 +51,9 @@ class InlineBackend:
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
         pass
 
-    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Generator[tuple[CellTask, Outcome], None, None]:
+    def run(
+        self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+    ) -> Generator[tuple[CellTask, Outcome], None, None]:
         from advharness.execution.worker import redirect_fds
 
         for task in tasks:
@@ -74,8 +76,9 @@ class PoolBackend:
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
 
-    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Generator[tuple[CellTask, Outcome], None, None]:
+    def run(
+        self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+    ) -> Generator[tuple[CellTask, Outcome], None, None]:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -87,12 +90,16 @@ class PoolBackend:
         from advharness.core.quiet import quiet_resource_tracker
 
         quiet_resource_tracker()
-        pool = ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"),
-                           initializer=init_worker, initargs=(ctx.log_dir,))
+        pool = ProcessPool(
+            max_workers=self.workers,
+            context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(ctx.log_dir,),
+        )
         try:
             futures: dict[Any, CellTask] = {
-                pool.schedule(execute, args=(t, ctx, time_limit_s), timeout=hard): t
-                for t in tasks}
+                pool.schedule(execute, args=(t, ctx, time_limit_s), timeout=hard): t for t in tasks
+            }
             pending: set[Any] = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -116,15 +123,21 @@ def _pool_outcome(fut: Any, task: CellTask, time_limit_s: float | None) -> Outco
         out: Outcome = fut.result()
         return out
     if isinstance(e, TimeoutError):
-        status, reason = "timeout", (f"worker killed: cell still running {KILL_GRACE_S:g} s "
-                                     f"past its time limit of {time_limit_s:g} s")
+        status, reason = (
+            "timeout",
+            (
+                f"worker killed: cell still running {KILL_GRACE_S:g} s "
+                f"past its time limit of {time_limit_s:g} s"
+            ),
+        )
     elif isinstance(e, ProcessExpired):
-        status, reason = "crashed", (f"worker process died ({exit_description(e.exitcode)}) "
-                                     "while running this cell")
+        status, reason = (
+            "crashed",
+            (f"worker process died ({exit_description(e.exitcode)}) while running this cell"),
+        )
     else:
         return _error(task, e)
-    log.info("cell %d (%s, key %s): %s", task.index, task.spec.get("attack"), task.key,
-                reason)
+    log.info("cell %d (%s, key %s): %s", task.index, task.spec.get("attack"), task.key, reason)
     return {"summary": fault_row(task, status, reason), "records": None}
 
 
@@ -139,16 +152,20 @@ class RayBackend:
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
         self.workers, self.address = workers, address
 
-    def run(self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
-            ) -> Generator[tuple[CellTask, Outcome], None, None]:
+    def run(
+        self, tasks: list[CellTask], ctx: RunContext, time_limit_s: float | None
+    ) -> Generator[tuple[CellTask, Outcome], None, None]:
         if _is_loopback(self.address):
             _keep_loopback(local_runtime=not self.address)
         import ray
 
         started_here = not ray.is_initialized()
         if started_here:
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": False}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+            }
             if self.address:
                 kwargs["address"] = self.address
             else:
@@ -168,9 +185,12 @@ class RayBackend:
                 try:
                     out = ray.get(done[0])
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as e:
-                    out = {"summary": fault_row(task, "crashed", (
-                        f"Ray worker died while running this cell ({type(e).__name__})")),
-                        "records": None}
+                    out = {
+                        "summary": fault_row(
+                            task, "crashed", (f"Ray worker died while running this cell ({type(e).__name__})")
+                        ),
+                        "records": None,
+                    }
                 except ray.exceptions.RayTaskError as e:
                     out = _error(task, e.cause if e.cause is not None else e)
                 yield task, out
@@ -212,8 +232,7 @@ def _ray_execute(task: CellTask, ctx: RunContext, time_limit_s: float | None) ->
     from concurrent.futures import wait
 
     hard = None if time_limit_s is None else time_limit_s + KILL_GRACE_S
-    fut = _cell_pool(ctx.log_dir).schedule(execute, args=(task, ctx, time_limit_s),
-                                           timeout=hard)
+    fut = _cell_pool(ctx.log_dir).schedule(execute, args=(task, ctx, time_limit_s), timeout=hard)
     wait([fut])
     return _pool_outcome(fut, task, time_limit_s)
 
@@ -227,9 +246,16 @@ def _cell_pool(log_dir: str) -> Any:
 
     from advharness.execution.worker import init_worker
 
-    return ProcessPool(max_workers=1, context=multiprocessing.get_context("spawn"),
-                       initializer=init_worker, initargs=(log_dir,))
+    return ProcessPool(
+        max_workers=1,
+        context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(log_dir,),
+    )
 
 
 BACKENDS: dict[str, Callable[..., Backend]] = {
-    "inline": InlineBackend, "pool": PoolBackend, "ray": RayBackend}
+    "inline": InlineBackend,
+    "pool": PoolBackend,
+    "ray": RayBackend,
+}

@@ -35,9 +35,16 @@ log = logging.getLogger(__name__)
 
 
 def run_experiment(
-    exp: Experiment, results_root: str | Path | None = "results", *, progress: bool = False,
-    out_dir: str | Path | None = None, backend: str = "pool", workers: int | None = None,
-    ray_address: str | None = None, retry_failed: bool = False, command: str | None = None,
+    exp: Experiment,
+    results_root: str | Path | None = "results",
+    *,
+    progress: bool = False,
+    out_dir: str | Path | None = None,
+    backend: str = "pool",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    command: str | None = None,
     overrides: Sequence[str] | None = None,
 ) -> RunResult:
     """Run every unfinished cell of ``exp`` on ``backend``; return and write the tables.
@@ -63,12 +70,16 @@ def run_experiment(
     check_factories(exp)
     models = build_models(exp, ds)  # trains missing recipes once, before any worker starts
     tasks = plan_cells(exp, ds, checked_parameters(exp, ds, models))
-    with _run_dir(exp, results_root, out_dir) as run_dir, run_lock(run_dir), \
-            _log_file(run_dir / "logs" / "run.log"):
+    with (
+        _run_dir(exp, results_root, out_dir) as run_dir,
+        run_lock(run_dir),
+        _log_file(run_dir / "logs" / "run.log"),
+    ):
         store = CellStore(run_dir)
         # specs that differ only in a minimum-norm radius share a cell: run it once
-        todo = list({t.key: t for t in reversed(tasks)
-                     if _to_run(exp, store, t.key, retry_failed)}.values())[::-1]
+        todo = list({t.key: t for t in reversed(tasks) if _to_run(exp, store, t.key, retry_failed)}.values())[
+            ::-1
+        ]
         log.info("%s: %d cells, %d to run on %s", exp.name, len(tasks), len(todo), backend)
         record_plan(tasks, store, exp.clean_accuracy_floor)
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
@@ -76,8 +87,10 @@ def run_experiment(
         runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
         run_now = 0
         try:
-            with _progress(len(tasks), len(tasks) - len(todo), progress) as advance, \
-                    closing(runner.run(todo, ctx, limit)) as outcomes:  # stopped on any exit
+            with (
+                _progress(len(tasks), len(tasks) - len(todo), progress) as advance,
+                closing(runner.run(todo, ctx, limit)) as outcomes,
+            ):  # stopped on any exit
                 for task, out in outcomes:
                     try:
                         store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
@@ -86,7 +99,8 @@ def run_experiment(
                         raise HarnessError(
                             f"{run_dir}: cannot store cell {task.index} ({e.strerror or e}); "
                             f"{stored} of {len(tasks)} cells are stored; make room and run "
-                            "again to resume") from None
+                            "again to resume"
+                        ) from None
                     run_now += 1
                     advance(out["summary"]["status"])
         except KeyboardInterrupt as e:  # the backend has stopped its workers already
@@ -95,25 +109,35 @@ def run_experiment(
             log.info("%s", stop)  # the run log; the CLI prints it with the resume command
             raise stop from e
         result = collect_store(store)
-        result.manifest = {**build_manifest(exp, ds, list(models.values())),
-                           "backend": backend, "cells": len(tasks),
-                           "cells_run_now": len(todo), "command": command,
-                           "overrides": None if overrides is None else list(overrides),
-                           "wall_time_s": round(time.perf_counter() - start, 3),
-                           "cells_stored": int(result.summary["cell_key"].nunique()),
-                           "cells_superseded": result.superseded}
+        result.manifest = {
+            **build_manifest(exp, ds, list(models.values())),
+            "backend": backend,
+            "cells": len(tasks),
+            "cells_run_now": len(todo),
+            "command": command,
+            "overrides": None if overrides is None else list(overrides),
+            "wall_time_s": round(time.perf_counter() - start, 3),
+            "cells_stored": int(result.summary["cell_key"].nunique()),
+            "cells_superseded": result.superseded,
+        }
         if results_root is not None or out_dir is not None:
             try:
                 result.path = write_results(result, run_dir)
             except OSError as e:
-                raise HarnessError(f"{run_dir}: cannot write the result tables ({e.strerror or e})"
-                                   f"; all {len(tasks)} cells are stored: make room and run "
-                                   "again to write them") from None
+                raise HarnessError(
+                    f"{run_dir}: cannot write the result tables ({e.strerror or e})"
+                    f"; all {len(tasks)} cells are stored: make room and run "
+                    "again to write them"
+                ) from None
     return result
 
 
-def plan_table(exp: Experiment, results_root: str | Path | None = "results",
-               out_dir: str | Path | None = None, retry_failed: bool = False) -> pd.DataFrame:
+def plan_table(
+    exp: Experiment,
+    results_root: str | Path | None = "results",
+    out_dir: str | Path | None = None,
+    retry_failed: bool = False,
+) -> pd.DataFrame:
     """The cells of ``exp`` and their state in its results directory; nothing is trained and
     nothing runs. Keys cover each model's parameters, so the models that need no training
     (factories, cached recipes) are built and checked on the batch; cells of the others
@@ -133,11 +157,20 @@ def plan_table(exp: Experiment, results_root: str | Path | None = "results",
         known = t.model in built and t.row.get("source_model", t.model) in built
         status = store.status(t.key) if known else None
         spec = t.spec
-        rows.append({"cell": t.index, "key": t.key if known else "?", "run_seed": t.run_seed,
-                     "model": t.model, "attack": spec["attack"], "eps": spec.get("eps"),
-                     "threat_model": t.row["threat_model"], "library": t.library,
-                     "stored": status or ("-" if known else "?"),
-                     "will_run": not known or _to_run(exp, store, t.key, retry_failed)})
+        rows.append(
+            {
+                "cell": t.index,
+                "key": t.key if known else "?",
+                "run_seed": t.run_seed,
+                "model": t.model,
+                "attack": spec["attack"],
+                "eps": spec.get("eps"),
+                "threat_model": t.row["threat_model"],
+                "library": t.library,
+                "stored": status or ("-" if known else "?"),
+                "will_run": not known or _to_run(exp, store, t.key, retry_failed),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -145,8 +178,8 @@ def _to_run(exp: Experiment, store: CellStore, key: str, retry_failed: bool) -> 
     """Whether a cell runs: not stored (or failed, with ``retry_failed``), or stored without
     the adversarials ``save_adversarials`` asks for."""
     return not store.done(key, retry_failed) or (
-        exp.save_adversarials and store.status(key) == "ok"
-        and not store.adversarials_path(key).is_file())
+        exp.save_adversarials and store.status(key) == "ok" and not store.adversarials_path(key).is_file()
+    )
 
 
 @contextmanager
@@ -173,12 +206,10 @@ def _check_sizes(exp: Experiment, ds: Dataset) -> None:
     from advharness.execution.api import check_sizes
 
     specs = [a.resolve() for a in exp.attacks]
-    check_sizes(specs, ds.input_shape, f"{ds.name} {ds.split}",
-                [f"attack {s.label!r}" for s in specs])
+    check_sizes(specs, ds.input_shape, f"{ds.name} {ds.split}", [f"attack {s.label!r}" for s in specs])
 
 
-def checked_parameters(exp: Experiment, ds: Dataset, models: dict[str, WrappedModel]
-                       ) -> dict[str, str]:
+def checked_parameters(exp: Experiment, ds: Dataset, models: dict[str, WrappedModel]) -> dict[str, str]:
     """Each model's parameter hash (for the cells' keys), once the model has passed the
     batch's checks on the data scaled to its bounds (shapes, bounds, labels, finite logits:
     one-line errors now; a Keras model built lazily has its weights only after this first
@@ -192,10 +223,17 @@ def checked_parameters(exp: Experiment, ds: Dataset, models: dict[str, WrappedMo
         _, logits = prepare(m, to_bounds(ds.x, m.bounds), ds.y)
         correct = int((logits.argmax(axis=1) == ds.y).sum())
         if correct < floor * len(ds.y):
-            log.warning("model %s classifies %d of %d inputs correctly (clean accuracy %.2f, "
-                        "below clean_accuracy_floor %g): its cells are flagged "
-                        "low_clean_accuracy; check its bounds and data.scale, its layout and "
-                        "its weights", m.name, correct, len(ds.y), correct / len(ds.y), floor)
+            log.warning(
+                "model %s classifies %d of %d inputs correctly (clean accuracy %.2f, "
+                "below clean_accuracy_floor %g): its cells are flagged "
+                "low_clean_accuracy; check its bounds and data.scale, its layout and "
+                "its weights",
+                m.name,
+                correct,
+                len(ds.y),
+                correct / len(ds.y),
+                floor,
+            )
     return {key: m.parameter_hash() for key, m in models.items()}
 
 
@@ -230,13 +268,11 @@ def check_run_dir(run_dir: Path, probe: bool) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise HarnessError(f"results directory {run_dir} is not writable "
-                           f"({e.strerror or e})") from None
+        raise HarnessError(f"results directory {run_dir} is not writable ({e.strerror or e})") from None
 
 
 @contextmanager
-def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None
-             ) -> Iterator[Path]:
+def _run_dir(exp: Experiment, root: str | Path | None, out: str | Path | None) -> Iterator[Path]:
     if out is not None or root is not None:
         yield _target(exp, root, out)
         return
@@ -251,11 +287,17 @@ def record_plan(tasks: list[CellTask], store: CellStore, clean_accuracy_floor: f
     each cell's place in the table, its reporting radius (minimum-norm cells: every radius
     any run asked for is reported, see :func:`advharness.reporting.results.collect_store`), the time
     (this run's cells win over superseded ones) and the experiment's clean-accuracy floor."""
-    cells = [{"key": t.key, "index": t.index,
-              "report_eps": t.report_eps if t.row.get("kind") == "minimal" else None}
-             for t in tasks]
-    store.write_plan({"planned_at": time.time(), "clean_accuracy_floor": clean_accuracy_floor,
-                      "cells": cells})
+    cells = [
+        {
+            "key": t.key,
+            "index": t.index,
+            "report_eps": t.report_eps if t.row.get("kind") == "minimal" else None,
+        }
+        for t in tasks
+    ]
+    store.write_plan(
+        {"planned_at": time.time(), "clean_accuracy_floor": clean_accuracy_floor, "cells": cells}
+    )
 
 
 @contextmanager
@@ -280,19 +322,23 @@ def _progress(total: int, already: int, show: bool) -> Iterator[Any]:
         console = Console(file=os.fdopen(os.dup(sys.stderr.fileno()), "w"), stderr=True)
     except (OSError, ValueError):
         console = Console(stderr=True)
-    bar = Progress(TextColumn("cells"), BarColumn(), TextColumn(
-        "{task.completed}/{task.total} done, {task.fields[failed]} failed, "
-        "{task.fields[left]} remaining"), TimeRemainingColumn(), console=console,
-        transient=True)
+    bar = Progress(
+        TextColumn("cells"),
+        BarColumn(),
+        TextColumn(
+            "{task.completed}/{task.total} done, {task.fields[failed]} failed, {task.fields[left]} remaining"
+        ),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
     with bar:
-        job = bar.add_task("cells", total=total, completed=already, failed=0,
-                           left=total - already)
+        job = bar.add_task("cells", total=total, completed=already, failed=0, left=total - already)
         start = time.perf_counter()
 
         def advance(status: str) -> None:
             count(status)
-            bar.update(job, completed=counts["done"], failed=counts["failed"],
-                       left=total - counts["done"])
+            bar.update(job, completed=counts["done"], failed=counts["failed"], left=total - counts["done"])
 
         yield advance
         log.info("cells finished in %.1f s", time.perf_counter() - start)

@@ -51,8 +51,7 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def model_identity(mc: ModelConfig, exp: Experiment,
-                   params: Mapping[str, str]) -> dict[str, Any]:
+def model_identity(mc: ModelConfig, exp: Experiment, params: Mapping[str, str]) -> dict[str, Any]:
     """What identifies a model: how it is made (read without loading it) and ``params[key]``,
     the hash of its built parameters (:meth:`WrappedModel.parameter_hash`; None when the
     model was not built)."""
@@ -62,10 +61,13 @@ def model_identity(mc: ModelConfig, exp: Experiment,
     built = {"params": params.get(mc.key)}
     if mc.substitute_of is not None:
         target = next(m for m in exp.models if m.key == mc.substitute_of)
-        return {"substitute": mc.model_dump(mode="json"),
-                "target": model_identity(target, exp, params),
-                "data": d.model_dump(mode="json", exclude={"scale"}),  # on [0, 1]: validated
-                "seed": exp.seed, **built}
+        return {
+            "substitute": mc.model_dump(mode="json"),
+            "target": model_identity(target, exp, params),
+            "data": d.model_dump(mode="json", exclude={"scale"}),  # on [0, 1]: validated
+            "seed": exp.seed,
+            **built,
+        }
     if mc.factory is not None:
         from advharness.zoo.factory import model_fingerprint
 
@@ -112,26 +114,49 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                 seed = derive_seed(run_seed, mc.key, spec.label)
                 for lib in exp.libraries:
                     content = {
-                        "spec": spec.to_dict(), "library": lib,
+                        "spec": spec.to_dict(),
+                        "library": lib,
                         "library_version": library_versions[lib],
-                        "model": identities[mc.key], "model_key": mc.key,
+                        "model": identities[mc.key],
+                        "model_key": mc.key,
                         "source": identities.get(a.source) if a.source else None,
-                        "data": _data_identity(data_hash, mc), "seed": seed,
+                        "data": _data_identity(data_hash, mc),
+                        "seed": seed,
                         "run_seed": run_seed,
-                        "batch_size": exp.batch_size, "harness": harness_version,
+                        "batch_size": exp.batch_size,
+                        "harness": harness_version,
                     }
                     key = content_key(content)
-                    row = {**spec.columns(), "library": lib, "framework": frameworks[mc.key],
-                           "model": mc.key, "family": family(mc),
-                           "threat_model": "transfer" if a.source else spec.threat_model,
-                           "seed": seed, "run_seed": run_seed, "n": len(ds.x),
-                           "cell_key": key, "data_sha256": data_hash,
-                           "batch_size": exp.batch_size,
-                           "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str)}
+                    row = {
+                        **spec.columns(),
+                        "library": lib,
+                        "framework": frameworks[mc.key],
+                        "model": mc.key,
+                        "family": family(mc),
+                        "threat_model": "transfer" if a.source else spec.threat_model,
+                        "seed": seed,
+                        "run_seed": run_seed,
+                        "n": len(ds.x),
+                        "cell_key": key,
+                        "data_sha256": data_hash,
+                        "batch_size": exp.batch_size,
+                        "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str),
+                    }
                     if a.source:
                         row["source_model"] = a.source
                     used = {k: params[k] for k in (mc.key, a.source) if k is not None and k in params}
-                    tasks.append(CellTask(len(tasks), key, mc.key, a.model_dump(mode="json"),
-                                          lib, seed, run_seed, row,
-                                          report_eps=reported.eps, params=used))
+                    tasks.append(
+                        CellTask(
+                            len(tasks),
+                            key,
+                            mc.key,
+                            a.model_dump(mode="json"),
+                            lib,
+                            seed,
+                            run_seed,
+                            row,
+                            report_eps=reported.eps,
+                            params=used,
+                        )
+                    )
     return tasks

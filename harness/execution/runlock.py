@@ -39,11 +39,17 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             raise HarnessError(
                 f"{run_dir} is in use by another run ({holder}); it stores every cell as it "
                 "finishes: run this again when it has ended to pick up what is left, or "
-                "choose another --out") from None
+                "choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()}, started {started}: "
-                      f"{' '.join(sys.argv)[:200]}\n").encode())
+        os.write(
+            fd,
+            (
+                f"pid {os.getpid()} on {socket.gethostname()}, started {started}: "
+                f"{' '.join(sys.argv)[:200]}\n"
+            ).encode(),
+        )
         yield
     finally:
         os.close(fd)  # releases the lock

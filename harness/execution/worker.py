@@ -67,8 +67,12 @@ def redirect_output(path: Path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    logging.basicConfig(level=logging.INFO, force=True, stream=sys.stderr,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        force=True,
+        stream=sys.stderr,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
 
 
 @contextmanager
@@ -136,8 +140,9 @@ def _state(experiment_json: str) -> _State:
     return _State(experiment_json)
 
 
-def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
-            hard_kill: bool = True) -> dict[str, Any]:
+def execute(
+    task: CellTask, ctx: RunContext, time_limit_s: float | None = None, hard_kill: bool = True
+) -> dict[str, Any]:
     """Run ``task``; returns ``{"summary": row, "records": DataFrame | None}``.
 
     ``hard_kill``: kill this process if the cell ignores its time limit (worker processes
@@ -152,24 +157,39 @@ def execute(task: CellTask, ctx: RunContext, time_limit_s: float | None = None,
         _state.cache_clear()
         state = _state(ctx.experiment_json)
         if not state.matches(task.params):
-            return {"summary": fault_row(task, "error", (
-                f"model {task.model!r} (or its source) built in this worker has other "
-                "parameters than the one planned: does its factory build the same model "
-                "every time (seeded, weights loaded)?")), "records": None}
+            return {
+                "summary": fault_row(
+                    task,
+                    "error",
+                    (
+                        f"model {task.model!r} (or its source) built in this worker has other "
+                        "parameters than the one planned: does its factory build the same model "
+                        "every time (seeded, weights loaded)?"
+                    ),
+                ),
+                "records": None,
+            }
     spec = AttackSpec.model_validate(task.spec).resolve().for_cell()
-    inputs = cell_inputs(state.models, state.prepared, task.model, spec, state.ds.y,
-                         task.run_seed)
+    inputs = cell_inputs(state.models, state.prepared, task.model, spec, state.ds.y, task.run_seed)
     try:
         with catch_user_interrupts(), _time_limit(time_limit_s, hard_kill):
             res = run_cell(inputs, spec, task.library, task.seed, state.exp.batch_size)
     except CellTimeout:
-        return {"summary": fault_row(task, "timeout",
-                                     f"cell exceeded its time limit of {time_limit_s:g} s"),
-                "records": None}
-    return {"summary": {**task.row, **res.summary, "worker_pid": os.getpid(),
-                        "worker_rss_mb": rss_mb(), "finished_at": time.time()},
-            "records": res.records,
-            "x_adv": res.x_adv if state.exp.save_adversarials else None}
+        return {
+            "summary": fault_row(task, "timeout", f"cell exceeded its time limit of {time_limit_s:g} s"),
+            "records": None,
+        }
+    return {
+        "summary": {
+            **task.row,
+            **res.summary,
+            "worker_pid": os.getpid(),
+            "worker_rss_mb": rss_mb(),
+            "finished_at": time.time(),
+        },
+        "records": res.records,
+        "x_adv": res.x_adv if state.exp.save_adversarials else None,
+    }
 
 
 def rss_mb() -> float:
@@ -197,8 +217,7 @@ def _time_limit(seconds: float | None, hard_kill: bool) -> Iterator[None]:
         raise CellTimeout()
 
     def kill() -> None:  # the attack ignored the alarm (stuck in native code)
-        log.error("cell still running %.0f s past its limit: killing worker %d",
-                  KILL_GRACE_S, os.getpid())
+        log.error("cell still running %.0f s past its limit: killing worker %d", KILL_GRACE_S, os.getpid())
         os.kill(os.getpid(), signal.SIGKILL)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)

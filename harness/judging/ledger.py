@@ -80,10 +80,19 @@ class QueryLedger:
     find.
     """
 
-    def __init__(self, *, x: np.ndarray, y: np.ndarray, targets: np.ndarray | None,
-                 bounds: tuple[float, float],
-                 norm: str, eps: float | None, enforce_eps: bool, budget: int | None,
-                 buffer_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        x: np.ndarray,
+        y: np.ndarray,
+        targets: np.ndarray | None,
+        bounds: tuple[float, float],
+        norm: str,
+        eps: float | None,
+        enforce_eps: bool,
+        budget: int | None,
+        buffer_bytes: int = 16 << 20,
+    ) -> None:
         self.x, self.y, self.targets = x, y, targets
         self.bounds = bounds
         self.norm, self.eps, self.enforce_eps = norm, eps, enforce_eps
@@ -136,8 +145,8 @@ class QueryLedger:
         if 0 < n <= self.room:
             # the hot path, a few NumPy calls: rows and top-1 labels go to the buffer
             b = self.reserve(n)
-            self.buf_x[b:b + n] = rows  # type: ignore[index]
-            pred = logits.argmax(axis=1, out=self.buf_pred[b:b + n])
+            self.buf_x[b : b + n] = rows  # type: ignore[index]
+            pred = logits.argmax(axis=1, out=self.buf_pred[b : b + n])
             return self._one_hot[pred] if one_hot else logits
         return self._answer(rows, logits, one_hot)
 
@@ -155,8 +164,10 @@ class QueryLedger:
         """:meth:`answer` off the hot path: no active sample, buffer full or unset, budget."""
         i = self.active
         if i is None:
-            raise RuntimeError("a black-box query arrived while no sample was active "
-                               "(the harness runs black-box cells one sample at a time)")
+            raise RuntimeError(
+                "a black-box query arrived while no sample was active "
+                "(the harness runs black-box cells one sample at a time)"
+            )
         self._flush()
         track = self._tracks[i]
         n = len(rows)
@@ -196,8 +207,11 @@ class QueryLedger:
         if self.active is None or self.buf_x is None:
             self.room = 0
             return
-        left = self.budget - self._tracks[self.active].queries - self._buf_n \
-            if self.budget is not None else self._cap
+        left = (
+            self.budget - self._tracks[self.active].queries - self._buf_n
+            if self.budget is not None
+            else self._cap
+        )
         self.room = max(0, min(self._cap - self._buf_n, left))
 
     def _flush(self) -> None:
@@ -205,8 +219,11 @@ class QueryLedger:
         if self._buf_n and self.active is not None:
             assert self.buf_x is not None
             track = self._tracks[self.active]
-            self._judge(self.buf_x[:self._buf_n].reshape(self._buf_n, -1),
-                        self.buf_pred[:self._buf_n], track.queries)
+            self._judge(
+                self.buf_x[: self._buf_n].reshape(self._buf_n, -1),
+                self.buf_pred[: self._buf_n],
+                track.queries,
+            )
             track.queries += self._buf_n
         self._buf_n = 0
         self._update_room()
@@ -236,8 +253,7 @@ class QueryLedger:
         valid = np.zeros(len(cand), bool)  # checked valid
         while True:
             prev = np.minimum.accumulate(np.concatenate([[track.best_norm], approx]))[:-1]
-            screened = np.flatnonzero((approx <= prev * (1 + self._rtol) + EPS_ATOL)
-                                      & (approx < np.inf))
+            screened = np.flatnonzero((approx <= prev * (1 + self._rtol) + EPS_ATOL) & (approx < np.inf))
             new = screened[~have[screened]]
             if new.size:
                 exact[new] = self._exact_norms(rows[cand[new]], i)
@@ -256,8 +272,9 @@ class QueryLedger:
             exact[unchecked[~ok]] = np.inf
         if not records.size:
             return
-        track.improvements.extend(zip((q0 + cand[records] + 1).tolist(),
-                                      exact[records].tolist(), strict=True))  # in query order
+        track.improvements.extend(
+            zip((q0 + cand[records] + 1).tolist(), exact[records].tolist(), strict=True)
+        )  # in query order
         track.best_norm = track.improvements[-1][1]
         track.best_x = rows[cand[records[-1]]].reshape(self.x.shape[1:]).copy()
 
@@ -313,8 +330,7 @@ class QueryLedger:
             "first_success_query": np.array([t.first_success() for t in self.tracks]),
         }
         if self.eps is not None and not self.enforce_eps:
-            cols["first_success_query_at_eps"] = np.array(
-                [t.first_success(self.eps) for t in self.tracks])
+            cols["first_success_query_at_eps"] = np.array([t.first_success(self.eps) for t in self.tracks])
         for level in levels:
             cols[f"norm_at_q{level}"] = np.array([t.norm_at(level) for t in self.tracks])
         return cols

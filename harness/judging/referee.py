@@ -100,8 +100,7 @@ def judge(
     lo, hi = bounds
     scale = input_scale(bounds)
     flat = safe_adv.reshape(n, -1)
-    box_violation = finite & ((flat < lo - BOX_ATOL * scale)
-                              | (flat > hi + BOX_ATOL * scale)).any(axis=1)
+    box_violation = finite & ((flat < lo - BOX_ATOL * scale) | (flat > hi + BOX_ATOL * scale)).any(axis=1)
     # Degenerate: a constant image (e.g. Foolbox's all-zero fallback) from a non-constant input.
     xf = x.reshape(n, -1)
     degenerate = finite & (np.ptp(flat, axis=1) == 0) & (np.ptp(xf, axis=1) > 0)
@@ -113,22 +112,24 @@ def judge(
     valid = finite & ~box_violation & ~degenerate & ~eps_violation
     success = fooled & valid
     success_at_eps = success & in_ball
-    records = pd.DataFrame({
-        "sample": np.arange(n),
-        "label": y.astype(np.int64),
-        "target": targets.astype(np.int64) if targets is not None else np.full(n, -1),
-        "clean_pred": clean_pred.astype(np.int64),
-        "adv_pred": adv_pred.astype(np.int64),
-        "correct": correct,
-        "fooled": fooled,
-        "success": success,
-        "success_at_eps": success_at_eps,
-        "nonfinite": ~finite,
-        "box_violation": box_violation,
-        "eps_violation": eps_violation,
-        "degenerate": degenerate,
-        **{k: v for k, v in norms.items()},
-    })
+    records = pd.DataFrame(
+        {
+            "sample": np.arange(n),
+            "label": y.astype(np.int64),
+            "target": targets.astype(np.int64) if targets is not None else np.full(n, -1),
+            "clean_pred": clean_pred.astype(np.int64),
+            "adv_pred": adv_pred.astype(np.int64),
+            "correct": correct,
+            "fooled": fooled,
+            "success": success,
+            "success_at_eps": success_at_eps,
+            "nonfinite": ~finite,
+            "box_violation": box_violation,
+            "eps_violation": eps_violation,
+            "degenerate": degenerate,
+            **{k: v for k, v in norms.items()},
+        }
+    )
     return Verdict(records)
 
 
@@ -188,8 +189,9 @@ def flag_gradient_masking(summary: pd.DataFrame, tol: float = 1e-9) -> pd.Series
     return flags
 
 
-def report_at_eps(summary: dict[str, Any], records: pd.DataFrame | None, eps: float | None,
-                  norm: str, minimal: bool) -> tuple[dict[str, Any], pd.DataFrame | None]:
+def report_at_eps(
+    summary: dict[str, Any], records: pd.DataFrame | None, eps: float | None, norm: str, minimal: bool
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """A cell's row (and records) reported at radius ``eps``.
 
     A minimum-norm cell runs and is stored without an eps (its result does not depend on
@@ -208,8 +210,7 @@ def report_at_eps(summary: dict[str, Any], records: pd.DataFrame | None, eps: fl
     recs = records.copy()
     success = recs["success"].to_numpy()
     scale = input_scale((summary.get("bounds_low", 0.0), summary.get("bounds_high", 1.0)))
-    in_ball = (within_eps(recs[norm].to_numpy(), eps, scale) if eps is not None
-               else np.ones(len(recs), bool))
+    in_ball = within_eps(recs[norm].to_numpy(), eps, scale) if eps is not None else np.ones(len(recs), bool)
     recs["success_at_eps"] = success & in_ball
     correct = recs["correct"].to_numpy()
     n, n_correct = len(recs), int(correct.sum())
@@ -217,8 +218,9 @@ def report_at_eps(summary: dict[str, Any], records: pd.DataFrame | None, eps: fl
         out["robust_accuracy_at_eps"] = float("nan")
     else:
         out["robust_accuracy_at_eps"] = float((correct & ~recs["success_at_eps"]).sum() / n)
-    out["success_rate_at_eps"] = (float(recs["success_at_eps"].sum() / n_correct)
-                                  if n_correct else float("nan"))
+    out["success_rate_at_eps"] = (
+        float(recs["success_at_eps"].sum() / n_correct) if n_correct else float("nan")
+    )
     levels = [c.removeprefix("norm_at_q") for c in recs.columns if c.startswith("norm_at_q")]
     attacked = recs[correct]
     for level in levels:
@@ -229,8 +231,9 @@ def report_at_eps(summary: dict[str, Any], records: pd.DataFrame | None, eps: fl
     return out, recs
 
 
-def robust_accuracy_at(records: pd.DataFrame, norm: str, radii: Any,
-                       bounds: tuple[float, float] = (0.0, 1.0)) -> pd.Series:
+def robust_accuracy_at(
+    records: pd.DataFrame, norm: str, radii: Any, bounds: tuple[float, float] = (0.0, 1.0)
+) -> pd.Series:
     """Robust accuracy of one cell's records at each radius in ``radii`` (a security
     curve from the stored per-sample norms; meaningful for minimum-norm cells)."""
     correct = records["correct"].to_numpy()
@@ -238,12 +241,16 @@ def robust_accuracy_at(records: pd.DataFrame, norm: str, radii: Any,
     dist = records[norm].to_numpy()
     n = max(len(records), 1)
     scale = input_scale(bounds)
-    return pd.Series([float((correct & ~(success & within_eps(dist, float(r), scale))).sum() / n)
-                      for r in radii], index=list(radii), name="robust_accuracy")
+    return pd.Series(
+        [float((correct & ~(success & within_eps(dist, float(r), scale))).sum() / n) for r in radii],
+        index=list(radii),
+        name="robust_accuracy",
+    )
 
 
-def flag_low_clean_accuracy(summary: pd.DataFrame,
-                            floor: float | pd.Series = CLEAN_ACCURACY_FLOOR) -> pd.Series:
+def flag_low_clean_accuracy(
+    summary: pd.DataFrame, floor: float | pd.Series = CLEAN_ACCURACY_FLOOR
+) -> pd.Series:
     """True for a cell whose model classifies less than ``floor`` of the clean inputs
     correctly: its success rate is over a few samples and its robust accuracy is near 0
     whatever the attack did (wrong data scale, layout or weights?). Cells without a clean
@@ -252,4 +259,3 @@ def flag_low_clean_accuracy(summary: pd.DataFrame,
         return pd.Series(False, index=summary.index)
     acc = pd.to_numeric(summary["clean_accuracy"], errors="coerce")
     return (acc < floor).fillna(False).astype(bool)
-

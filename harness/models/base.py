@@ -196,16 +196,17 @@ class WrappedModel(ABC):
             raise HarnessError(f"inputs for model {self.name!r} are an empty batch (0 samples)")
         x = np.asarray(x, dtype=np.float32)
         try:
-            outs = [np.asarray(self._raw_forward(x[i : i + batch_size]))
-                    for i in range(0, len(x), batch_size)]
+            outs = [
+                np.asarray(self._raw_forward(x[i : i + batch_size])) for i in range(0, len(x), batch_size)
+            ]
         except Exception as e:
-            raise HarnessError(f"model {self.name!r}: forward pass on the clean inputs failed "
-                               f"({one_line(e)})") from None
+            raise HarnessError(
+                f"model {self.name!r}: forward pass on the clean inputs failed ({one_line(e)})"
+            ) from None
         bad = next((o for o in outs if o.ndim != 2 or o.shape[1] != self.nb_classes), None)
         if bad is not None:
             raise HarnessError(
-                f"model {self.name!r} returned outputs of shape {bad.shape}; "
-                f"expected (N, {self.nb_classes})"
+                f"model {self.name!r} returned outputs of shape {bad.shape}; expected (N, {self.nb_classes})"
             )
         raw = np.concatenate(outs)
         finite = np.isfinite(raw).all(axis=1)
@@ -225,8 +226,7 @@ class WrappedModel(ABC):
             )
         if self.outputs == "probabilities" and not looks_like_probs:
             raise HarnessError(
-                f"model {self.name!r} is declared to output probabilities but its rows do not "
-                "sum to 1"
+                f"model {self.name!r} is declared to output probabilities but its rows do not sum to 1"
             )
         if self.outputs == "probabilities":
             raw = np.log(np.clip(raw, 1e-30, None))
@@ -270,12 +270,12 @@ class WrappedModel(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "family": self.family, "framework": self.framework,
+            "name": self.name,
+            "family": self.family,
+            "framework": self.framework,
             "input_shape": list(self.input_shape),
-            "layout": self.layout, "nb_classes": self.nb_classes, "bounds": list(self.bounds),
+            "layout": self.layout,
+            "nb_classes": self.nb_classes,
+            "bounds": list(self.bounds),
             "outputs": self.outputs,
         }
-
-
-
-

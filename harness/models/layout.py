@@ -33,8 +33,10 @@ def check_layout(x: np.ndarray, model: WrappedModel) -> None:
     s = model.input_shape
     if model.layout == "flat":
         if int(np.prod(got)) != s[0]:
-            raise HarnessError(f"model {model.name!r} takes flat inputs of {s[0]} features; got a "
-                               f"batch of shape {tuple(x.shape)} ({int(np.prod(got))} features)")
+            raise HarnessError(
+                f"model {model.name!r} takes flat inputs of {s[0]} features; got a "
+                f"batch of shape {tuple(x.shape)} ({int(np.prod(got))} features)"
+            )
         return
     want = nchw_input_shape(model)
     if got == want:
@@ -47,11 +49,13 @@ def check_layout(x: np.ndarray, model: WrappedModel) -> None:
         raise HarnessError(
             f"model {model.name!r}: the batch of shape {tuple(x.shape)} fits input_shape {s} "
             f"as {other}, but the model's layout is {model.layout}. If the model takes {other} "
-            f"inputs, set layout: {other}; if it takes {model.layout}, set input_shape: {fits}")
+            f"inputs, set layout: {other}; if it takes {model.layout}, set input_shape: {fits}"
+        )
     raise HarnessError(
         f"model {model.name!r} expects inputs of shape (N, {', '.join(map(str, want))}), got "
-        f"{tuple(x.shape)}" + (f" (an NCHW batch: its input_shape {s} is NHWC)"
-                               if model.layout == "NHWC" else ""))
+        f"{tuple(x.shape)}"
+        + (f" (an NCHW batch: its input_shape {s} is NHWC)" if model.layout == "NHWC" else "")
+    )
 
 
 def to_nchw(x: np.ndarray, model: WrappedModel, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -67,14 +71,19 @@ def to_nchw(x: np.ndarray, model: WrappedModel, image_shape: tuple[int, ...]) ->
 def nchw_shape(model: WrappedModel) -> tuple[int, ...]:
     """The NCHW image shape of an image model, or its flat shape."""
     shape = model.input_shape
-    return {"NCHW": shape, "NHWC": (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape,
-            "flat": shape}[model.layout]
+    return {
+        "NCHW": shape,
+        "NHWC": (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape,
+        "flat": shape,
+    }[model.layout]
 
 
 def convert(x: np.ndarray, source: WrappedModel, target: WrappedModel) -> np.ndarray:
     """A batch in ``source``'s layout, in ``target``'s layout (same features, same order)."""
     shape = nchw_shape(target if source.layout == "flat" else source)
     if int(np.prod(nchw_shape(source))) != int(np.prod(nchw_shape(target))):
-        raise HarnessError(f"transfer from {source.name!r} to {target.name!r}: input shapes "
-                           f"{source.input_shape} and {target.input_shape} differ")
+        raise HarnessError(
+            f"transfer from {source.name!r} to {target.name!r}: input shapes "
+            f"{source.input_shape} and {target.input_shape} differ"
+        )
     return to_layout(to_nchw(x, source, shape), target)

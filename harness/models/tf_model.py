@@ -84,8 +84,14 @@ class CountingCallable:
     threat-model violation, and a decision-based oracle returns one-hot top-1 labels.
     """
 
-    def __init__(self, inner: Any, counter: TFCounter, probabilities: bool,
-                 owner: WrappedModel | None = None, access: ThreatModel = "white-box") -> None:
+    def __init__(
+        self,
+        inner: Any,
+        counter: TFCounter,
+        probabilities: bool,
+        owner: WrappedModel | None = None,
+        access: ThreatModel = "white-box",
+    ) -> None:
         self.inner = inner
         self.counter = counter
         self.probabilities = probabilities
@@ -141,8 +147,7 @@ class CountingCallable:
         """Count ``rows`` in Python and answer them through the active ledger."""
         assert self.owner is not None and self.owner.ledger is not None
         self.counter.eager_forward += len(rows)
-        return tf.convert_to_tensor(self.owner.ledger.answer(
-            rows, logits, self.access == "decision-based"))
+        return tf.convert_to_tensor(self.owner.ledger.answer(rows, logits, self.access == "decision-based"))
 
     def _as_logits(self, out: tf.Tensor) -> tf.Tensor:
         """As float32 (a float64 Keras model's outputs too); declared probability models:
@@ -157,12 +162,22 @@ class CountingCallable:
         it would without the harness, and the ledger runs in Python after it. ART's pass
         on this oracle serves every other case: another model, a graph being traced, a
         gradient tape recording, no ledger."""
+
         def forward_pass(model: Any, x: Any, training: bool) -> Any:
-            if (model is not self or training or tf.inside_function() or _tape_recording()
-                    or self.owner is None or self.owner.ledger is None):
+            if (
+                model is not self
+                or training
+                or tf.inside_function()
+                or _tape_recording()
+                or self.owner is None
+                or self.owner.ledger is None
+            ):
                 return art_forward(model, x, training)
-            rows = (np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray)
-                    else tf.cast(x, tf.float32).numpy())
+            rows = (
+                np.asarray(x, dtype=np.float32)
+                if isinstance(x, np.ndarray)
+                else tf.cast(x, tf.float32).numpy()
+            )
             return self._through_ledger(rows, self._as_logits(art_forward(self.inner, rows, False)).numpy())
 
         return forward_pass
@@ -212,8 +227,10 @@ def check_declared_shape(model: Any, wrapped: WrappedModel) -> None:
     known, s = keras_input_shape(model), wrapped.input_shape
     if known is None or known == s:
         return
-    msg = (f"model {wrapped.name!r}: the Keras model takes inputs of shape "
-           f"(N, {', '.join(map(str, known))}), but input_shape is {s}")
+    msg = (
+        f"model {wrapped.name!r}: the Keras model takes inputs of shape "
+        f"(N, {', '.join(map(str, known))}), but input_shape is {s}"
+    )
     if len(s) == 3 and known == (s[1], s[2], s[0]):
         msg += f"; the model expects NHWC: set input_shape: {list(known)} and layout: NHWC"
     elif len(s) == 3 and known == (s[2], s[0], s[1]):
@@ -238,8 +255,14 @@ class TFModel(WrappedModel):
         name: str = "tf-model",
     ) -> None:
         layout = layout or ("NHWC" if len(input_shape) == 3 else "flat")
-        super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
-                         layout=layout, outputs=outputs, name=name)
+        super().__init__(
+            input_shape=input_shape,
+            nb_classes=nb_classes,
+            bounds=bounds,
+            layout=layout,
+            outputs=outputs,
+            name=name,
+        )
         from advharness.core.quiet import import_tensorflow
 
         import_tensorflow()  # devices initialised without the native banner (cuInit...)
@@ -271,6 +294,5 @@ class TFModel(WrappedModel):
         """Keras ``weights`` (trainable and not), else a ``tf.Module``'s ``variables``, by
         position (Keras' variable paths carry per-process layer counters)."""
         variables = getattr(self.model, "weights", None)
-        for i, v in enumerate(variables if variables is not None
-                              else getattr(self.model, "variables", ())):
+        for i, v in enumerate(variables if variables is not None else getattr(self.model, "variables", ())):
             yield str(i), np.asarray(v)

@@ -39,8 +39,14 @@ class CountingModule(torch.nn.Module):
       gradient (a threat-model violation) and, decision-based, returns one-hot top-1 labels.
     """
 
-    def __init__(self, inner: torch.nn.Module, counter: TorchCounter, probabilities: bool,
-                 owner: WrappedModel | None = None, access: ThreatModel = "white-box") -> None:
+    def __init__(
+        self,
+        inner: torch.nn.Module,
+        counter: TorchCounter,
+        probabilities: bool,
+        owner: WrappedModel | None = None,
+        access: ThreatModel = "white-box",
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.counter = counter
@@ -99,18 +105,16 @@ class CountingModule(torch.nn.Module):
         # the hot path: the rows and their top-1 labels go straight into the ledger's buffer
         views = ledger.views
         if views is None:  # once per ledger (its buffer exists once room > 0)
-            views = ledger.views = (torch.from_numpy(ledger.buf_x),
-                                    torch.from_numpy(ledger.buf_pred))
+            views = ledger.views = (torch.from_numpy(ledger.buf_x), torch.from_numpy(ledger.buf_pred))
         b = ledger.reserve(rows)
-        views[0][b:b + rows] = x
-        return self._answer(out, torch.argmax(out, 1, out=views[1][b:b + rows]))
+        views[0][b : b + rows] = x
+        return self._answer(out, torch.argmax(out, 1, out=views[1][b : b + rows]))
 
     def _answer(self, out: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """The logits, or (decision-based) the one-hot top-1 labels ``pred``."""
         if not self._one_hot:
             return out
-        if self._eye.shape[0] != out.shape[1] or (
-                not self._on_cpu and self._eye.device != out.device):
+        if self._eye.shape[0] != out.shape[1] or (not self._on_cpu and self._eye.device != out.device):
             self._eye = torch.eye(out.shape[1], device=out.device)
         return self._eye.index_select(0, pred)
 
@@ -135,8 +139,14 @@ class TorchModel(WrappedModel):
         name: str = "torch-model",
     ) -> None:
         layout = layout or ("NCHW" if len(input_shape) == 3 else "flat")
-        super().__init__(input_shape=input_shape, nb_classes=nb_classes, bounds=bounds,
-                         layout=layout, outputs=outputs, name=name)
+        super().__init__(
+            input_shape=input_shape,
+            nb_classes=nb_classes,
+            bounds=bounds,
+            layout=layout,
+            outputs=outputs,
+            name=name,
+        )
         self._found = (module.training, [(p, p.requires_grad) for p in module.parameters()])
         module.eval()
         for p in module.parameters():
@@ -171,8 +181,7 @@ class TorchModel(WrappedModel):
 
     def _raw_forward(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self._device,
-                                                                           self._dtype))
+            out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self._device, self._dtype))
         return out.detach().cpu().float().numpy()  # float32 whatever the network's dtype
 
     def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -198,6 +207,7 @@ class TorchModel(WrappedModel):
 def network_dtype(module: torch.nn.Module) -> torch.dtype:
     """The dtype the network computes in: that of its floating parameters and buffers when
     they all share one, else float32 (a network of mixed dtypes casts for itself)."""
-    dtypes = {t.dtype for t in itertools.chain(module.parameters(), module.buffers())
-              if t.is_floating_point()}
+    dtypes = {
+        t.dtype for t in itertools.chain(module.parameters(), module.buffers()) if t.is_floating_point()
+    }
     return dtypes.pop() if len(dtypes) == 1 else torch.float32

@@ -25,9 +25,12 @@ def wrap_model(model: Any, **kwargs: Any) -> WrappedModel:
         return TorchModel(model, **kwargs)
     keras, tf = sys.modules.get("keras"), sys.modules.get("tensorflow")
     if (keras is not None and isinstance(model, keras.layers.Layer)) or (
-            tf is not None and isinstance(model, tf.Module)):
+        tf is not None and isinstance(model, tf.Module)
+    ):
         from advharness.models.tf_model import TFModel
 
         return TFModel(model, **kwargs)
-    raise HarnessError(f"cannot wrap a {type(model).__module__}.{type(model).__qualname__}: "
-                       "expected a torch.nn.Module or a Keras model (or tf.Module)")
+    raise HarnessError(
+        f"cannot wrap a {type(model).__module__}.{type(model).__qualname__}: "
+        "expected a torch.nn.Module or a Keras model (or tf.Module)"
+    )

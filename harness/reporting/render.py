@@ -25,7 +25,8 @@ LEGEND = (
     "time, forward+backward queries per sample (black-box: exact mean/median per attacked "
     "sample, <=budget when one is enforced); with several seeds: mean ± sd, n seeds. "
     "T: targeted. Transfer rows are crafted on the source model and judged on the row's "
-    "model. Numbers in [ ] refer to the notes below.")
+    "model. Numbers in [ ] refer to the notes below."
+)
 
 
 def _missing(v: Any) -> bool:
@@ -48,10 +49,14 @@ def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]
         return [f"{STATUS_SHORT.get(cell.status, cell.status)} [{n}]"], []
     v = cell.values
     at_eps = v.get("kind") == "minimal" and not _missing(v.get("robust_accuracy_at_eps"))
-    sr, ra = (("success_rate_at_eps", "robust_accuracy_at_eps") if at_eps
-              else ("success_rate", "robust_accuracy"))
-    lines = [f"{_pm(cell, sr)} | {_pm(cell, ra)}", f"med {_fmt(v.get('median_norm'), '.3g')}",
-             f"{_fmt(v.get('time_s'), '.2f')}s {_queries(v)}"]
+    sr, ra = (
+        ("success_rate_at_eps", "robust_accuracy_at_eps") if at_eps else ("success_rate", "robust_accuracy")
+    )
+    lines = [
+        f"{_pm(cell, sr)} | {_pm(cell, ra)}",
+        f"med {_fmt(v.get('median_norm'), '.3g')}",
+        f"{_fmt(v.get('time_s'), '.2f')}s {_queries(v)}",
+    ]
     if cell.n_seeds > 1 or cell.n_failed_seeds:
         failed = f", {cell.n_failed_seeds} failed" if cell.n_failed_seeds else ""
         lines.append(f"n={cell.n_seeds}{failed}")
@@ -72,10 +77,17 @@ def _queries(v: dict[str, Any]) -> str:
 
 
 def _flags(v: dict[str, Any]) -> list[str]:
-    flags = [f"{int(v[col])} {name}" for col, name in (
-        ("n_eps_violations", "eps-viol"), ("n_box_violations", "box-viol"),
-        ("n_degenerate", "degen."), ("n_nonfinite", "nan"),
-        ("low_clean_accuracy", "low clean acc.")) if v.get(col)]
+    flags = [
+        f"{int(v[col])} {name}"
+        for col, name in (
+            ("n_eps_violations", "eps-viol"),
+            ("n_box_violations", "box-viol"),
+            ("n_degenerate", "degen."),
+            ("n_nonfinite", "nan"),
+            ("low_clean_accuracy", "low clean acc."),
+        )
+        if v.get(col)
+    ]
     if v.get("beats_white_box", False):
         flags.append("beats white-box: masking?")
     return [", ".join(flags)] if flags else []
@@ -118,8 +130,9 @@ def render(summary: pd.DataFrame, title: str = "head-to-head", per_seed: bool = 
     return Group(table, Text(LEGEND, style="dim"), foot)
 
 
-def render_text(summary: pd.DataFrame, title: str = "head-to-head", width: int = 160,
-                per_seed: bool = False) -> str:
+def render_text(
+    summary: pd.DataFrame, title: str = "head-to-head", width: int = 160, per_seed: bool = False
+) -> str:
     """The rendered table as plain text (for logs and tests)."""
     from rich.console import Console
 
@@ -128,8 +141,7 @@ def render_text(summary: pd.DataFrame, title: str = "head-to-head", width: int =
     return console.export_text()
 
 
-def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[list[str]]],
-                                                          dict[str, int]]:
+def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[list[str]]], dict[str, int]]:
     """Header and rows of text lines per entry, for the plain-text formats."""
     rows = table_rows(summary, per_seed)
     groups = _columns(summary) if rows else []
@@ -156,15 +168,25 @@ def to_markdown(summary: pd.DataFrame, per_seed: bool = False) -> str:
         return t.replace("|", "\\|")
 
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join("<br>".join(esc(x) for x in e) for e in entries) + " |"
-            for entries in body]
+    out += ["| " + " | ".join("<br>".join(esc(x) for x in e) for e in entries) + " |" for entries in body]
     out += [""] + [f"[{n}] {esc(text)}" for text, n in notes.items()]
     return "\n".join(out).rstrip() + "\n"
 
 
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-          "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-          "±": r"$\pm$", "<=": r"$\le$"}
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+    "±": r"$\pm$",
+    "<=": r"$\le$",
+}
 
 
 def _latex(text: str) -> str:
@@ -184,8 +206,12 @@ def to_latex(summary: pd.DataFrame, per_seed: bool = False) -> str:
             return _latex(lines[0]) if lines else ""
         return r"\shortstack{" + r" \\ ".join(_latex(x) for x in lines) + "}"
 
-    out = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-           " & ".join(_latex(h) for h in header) + r" \\", r"\midrule"]
+    out = [
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(_latex(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     out += [" & ".join(entry(e) for e in entries) + r" \\" for entries in body]
     out += [r"\bottomrule", r"\end{tabular}"]
     out += [f"% [{n}] {text}" for text, n in notes.items()]

@@ -38,8 +38,19 @@ if TYPE_CHECKING:
     from advharness.reporting.run_result import RunResult
     from advharness.zoo.data import Dataset
 
-PACKAGES = ("advharness", "adversarial-robustness-toolbox", "foolbox", "cleverhans", "torch",
-            "tensorflow", "keras", "numpy", "pandas", "eagerpy", "scipy")
+PACKAGES = (
+    "advharness",
+    "adversarial-robustness-toolbox",
+    "foolbox",
+    "cleverhans",
+    "torch",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "pandas",
+    "eagerpy",
+    "scipy",
+)
 FILES = ("summary.parquet", "summary.csv", "records.parquet", "manifest.json")
 
 log = logging.getLogger(__name__)
@@ -66,14 +77,17 @@ def git_commit(directory: str | Path | None = None) -> dict[str, Any] | None:
     root = Path(directory) if directory is not None else Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
 
     try:
         if Path(git("rev-parse", "--show-toplevel")).resolve() != root.resolve():
             return None  # the package sits inside some other repository
-        return {"commit": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -84,11 +98,21 @@ def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> 
         "git": git_commit(),
         "resolved_specs": [a.resolve().to_dict() for a in exp.attacks],
         "seed": exp.seed,
-        "data": {"dataset": ds.name, "split": ds.split, "n": len(ds.x), "source": ds.source,
-                 "sha256": ds.fingerprint()},
-        "models": [{**m.describe(), **getattr(m, "recipe_info", {}),
-                    **({"substitute": m.substitute_info} if hasattr(m, "substitute_info") else {})}
-                   for m in models],
+        "data": {
+            "dataset": ds.name,
+            "split": ds.split,
+            "n": len(ds.x),
+            "source": ds.source,
+            "sha256": ds.fingerprint(),
+        },
+        "models": [
+            {
+                **m.describe(),
+                **getattr(m, "recipe_info", {}),
+                **({"substitute": m.substitute_info} if hasattr(m, "substitute_info") else {}),
+            }
+            for m in models
+        ],
         "versions": versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -104,8 +128,7 @@ def write_results(result: RunResult, target: Path) -> Path:
         "summary.parquet": lambda p: result.summary.to_parquet(p, index=False),
         "summary.csv": lambda p: result.summary.to_csv(p, index=False),
         "records.parquet": lambda p: result.records.to_parquet(p, index=False),
-        "manifest.json": lambda p: p.write_text(json.dumps(result.manifest, indent=2,
-                                                           default=str)),
+        "manifest.json": lambda p: p.write_text(json.dumps(result.manifest, indent=2, default=str)),
     }
     for name, write in writers.items():
         atomic_write(target / name, write)
@@ -145,10 +168,13 @@ def read_results(path: str | Path) -> RunResult:
         return result
     missing = [f for f in FILES if not (p / f).is_file()]
     if missing:
-        raise HarnessError(f"{p} is not a results directory (no stored cells; missing "
-                           f"{', '.join(missing)})")
-    return RunResult(summary=pd.read_parquet(p / "summary.parquet"),
-                     records=pd.read_parquet(p / "records.parquet"), manifest=manifest, path=p)
+        raise HarnessError(f"{p} is not a results directory (no stored cells; missing {', '.join(missing)})")
+    return RunResult(
+        summary=pd.read_parquet(p / "summary.parquet"),
+        records=pd.read_parquet(p / "records.parquet"),
+        manifest=manifest,
+        path=p,
+    )
 
 
 def collect_store(store: CellStore) -> RunResult:
@@ -187,9 +213,15 @@ def collect_store(store: CellStore) -> RunResult:
     latest: dict[tuple[str, ...], str] = {}
     for key in sorted(stored, key=recency):
         latest[_setting(stored[key][0])] = key
-    keep = sorted(set(latest.values()), key=lambda k: (
-        -planned_at.get(k, -1.0) if k in planned_at else float("inf"),
-        index.get(k, 0), recency(k), k))
+    keep = sorted(
+        set(latest.values()),
+        key=lambda k: (
+            -planned_at.get(k, -1.0) if k in planned_at else float("inf"),
+            index.get(k, 0),
+            recency(k),
+            k,
+        ),
+    )
     cells: list[tuple[dict[str, Any], pd.DataFrame | None, float | None]] = []
     for key in keep:
         summary, records = stored[key]
@@ -201,9 +233,12 @@ def collect_store(store: CellStore) -> RunResult:
             cells.append((summary, records, eps))
     superseded = len(stored) - len(keep)
     if superseded:
-        log.warning("%s: %d stored cells superseded by newer cells of the same setting (a "
-                    "library, model or harness version changed); left out of the tables",
-                    store.dir, superseded)
+        log.warning(
+            "%s: %d stored cells superseded by newer cells of the same setting (a "
+            "library, model or harness version changed); left out of the tables",
+            store.dir,
+            superseded,
+        )
     result = assemble(cells)
     result.superseded = superseded
     return result
@@ -212,6 +247,16 @@ def collect_store(store: CellStore) -> RunResult:
 def _setting(summary: dict[str, Any]) -> tuple[str, ...]:
     """What a cell is for the reader: the same setting under another content key is a newer
     or older version of the same cell."""
-    return tuple(str(summary.get(k)) for k in (
-        "model", "library", "framework", "spec", "run_seed", "data_sha256", "batch_size",
-        "source_model"))
+    return tuple(
+        str(summary.get(k))
+        for k in (
+            "model",
+            "library",
+            "framework",
+            "spec",
+            "run_seed",
+            "data_sha256",
+            "batch_size",
+            "source_model",
+        )
+    )

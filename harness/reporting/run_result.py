@@ -36,8 +36,7 @@ class RunResult:
         return head_to_head(self.summary)
 
 
-def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | None]]
-             ) -> RunResult:
+def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | None]]) -> RunResult:
     """The result tables from stored or fresh cells: ``(row, records, report_eps)`` each.
 
     Each row is reported at its radius (:func:`advharness.judging.referee.report_at_eps`), flagged
@@ -45,25 +44,36 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
     records get the cell's identifying columns, so no analysis needs to parse a spec string.
     """
     rows, recs = [], []
-    ids = ("cell", "cell_key", "library", "framework", "model", "attack", "kind", "norm", "eps",
-           "targeted", "threat_model")
+    ids = (
+        "cell",
+        "cell_key",
+        "library",
+        "framework",
+        "model",
+        "attack",
+        "kind",
+        "norm",
+        "eps",
+        "targeted",
+        "threat_model",
+    )
     for i, (stored, records, eps) in enumerate(cells):
-        row, records = report_at_eps(stored, records, eps, str(stored.get("norm")),
-                                     stored.get("kind") == "minimal")
+        row, records = report_at_eps(
+            stored, records, eps, str(stored.get("norm")), stored.get("kind") == "minimal"
+        )
         row = {"cell": i, **row}
         rows.append(row)
         if records is not None and len(records):
-            r = records.assign(**{k: row.get(k) for k in ids},
-                               **({"run_seed": row["run_seed"]} if "run_seed" in row else {}))
+            r = records.assign(
+                **{k: row.get(k) for k in ids}, **({"run_seed": row["run_seed"]} if "run_seed" in row else {})
+            )
             front = [c for c in (*ids, "run_seed") if c in r.columns]
             recs.append(r[[*front, *[c for c in records.columns if c not in front]]])
     summary = tidy_summary(pd.DataFrame(rows))
     if len(summary):
         summary["beats_white_box"] = flag_gradient_masking(summary)
-        floor = summary.get("clean_accuracy_floor", pd.Series(CLEAN_ACCURACY_FLOOR,
-                                                              index=summary.index))
-        summary["low_clean_accuracy"] = flag_low_clean_accuracy(
-            summary, floor.fillna(CLEAN_ACCURACY_FLOOR))
+        floor = summary.get("clean_accuracy_floor", pd.Series(CLEAN_ACCURACY_FLOOR, index=summary.index))
+        summary["low_clean_accuracy"] = flag_low_clean_accuracy(summary, floor.fillna(CLEAN_ACCURACY_FLOOR))
     records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
     return RunResult(summary=summary, records=records_df)
 
@@ -82,6 +92,9 @@ def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:
     for col in [c for c in s.columns if c.startswith("param_")]:
         values = s[col].dropna()
         if values.map(type).nunique() > 1 and (values.map(lambda v: isinstance(v, str))).any():
-            s[col] = s[col].map(lambda v: v if v is None or isinstance(v, str) or
-                                (isinstance(v, float) and np.isnan(v)) else str(v))
+            s[col] = s[col].map(
+                lambda v: (
+                    v if v is None or isinstance(v, str) or (isinstance(v, float) and np.isnan(v)) else str(v)
+                )
+            )
     return s

@@ -54,8 +54,9 @@ class CellStore:
             if not isinstance(status, str):
                 raise ValueError(f"status is {status!r}")
         except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("stored cell %s is unreadable (%s: %s); it will run again",
-                        summary, type(e).__name__, e)
+            log.warning(
+                "stored cell %s is unreadable (%s: %s); it will run again", summary, type(e).__name__, e
+            )
             return None
         if records.is_file():
             import pyarrow.parquet as pq
@@ -63,8 +64,12 @@ class CellStore:
             try:
                 pq.read_metadata(records)
             except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-                log.warning("stored records %s are unreadable (%s: %s); the cell will run again",
-                            records, type(e).__name__, e)
+                log.warning(
+                    "stored records %s are unreadable (%s: %s); the cell will run again",
+                    records,
+                    type(e).__name__,
+                    e,
+                )
                 return None
         return status
 
@@ -76,8 +81,9 @@ class CellStore:
     def adversarials_path(self, key: str) -> Path:
         return self.dir / f"{key}.adv.npz"
 
-    def write(self, key: str, summary: dict[str, Any], records: pd.DataFrame | None,
-              x_adv: np.ndarray | None = None) -> None:
+    def write(
+        self, key: str, summary: dict[str, Any], records: pd.DataFrame | None, x_adv: np.ndarray | None = None
+    ) -> None:
         """Store one finished cell atomically (records and ``x_adv`` first, then the summary)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         summary_path, records_path = self._paths(key)
@@ -86,8 +92,7 @@ class CellStore:
         else:
             records_path.unlink(missing_ok=True)
         if x_adv is not None:
-            atomic_write(self.adversarials_path(key),
-                         lambda p: np.savez_compressed(p, x_adv=x_adv))
+            atomic_write(self.adversarials_path(key), lambda p: np.savez_compressed(p, x_adv=x_adv))
         text = json.dumps(summary, default=_jsonable, sort_keys=True)
         atomic_write(summary_path, lambda p: p.write_text(text))
 
@@ -95,8 +100,7 @@ class CellStore:
         """Every finished, readable cell's key (see :meth:`status`)."""
         if not self.dir.is_dir():
             return []
-        keys = (p.name.removesuffix(".json") for p in self.dir.glob("*.json")
-                if not p.name.startswith("."))
+        keys = (p.name.removesuffix(".json") for p in self.dir.glob("*.json") if not p.name.startswith("."))
         return sorted(k for k in keys if self.status(k) is not None)
 
     def write_plan(self, plan: dict[str, Any]) -> None:
@@ -136,9 +140,11 @@ class CellStore:
             path = records_path
             records = pd.read_parquet(records_path) if records_path.is_file() else None
         except (OSError, ValueError) as e:
-            raise HarnessError(f"stored cell file {path} is unreadable ({type(e).__name__}: "
-                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
-                               "delete it and run again to recompute the cell") from None
+            raise HarnessError(
+                f"stored cell file {path} is unreadable ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                "delete it and run again to recompute the cell"
+            ) from None
         return summary, records
 
 

@@ -24,9 +24,17 @@ def support_matrix() -> pd.DataFrame:
                 for fw in FRAMEWORKS:
                     for targeted in (False, True):
                         reason = adapter.unsupported_reason(attack, norm, fw, targeted)
-                        rows.append({"attack": attack, "norm": norm, "library": lib,
-                                     "framework": fw, "targeted": targeted,
-                                     "supported": reason is None, "reason": reason or ""})
+                        rows.append(
+                            {
+                                "attack": attack,
+                                "norm": norm,
+                                "library": lib,
+                                "framework": fw,
+                                "targeted": targeted,
+                                "supported": reason is None,
+                                "reason": reason or "",
+                            }
+                        )
     return pd.DataFrame(rows)
 
 
@@ -45,13 +53,15 @@ def support_table(matrix: pd.DataFrame, show_reasons: bool = False) -> Any:
         cells = []
         for lib, fw in groups:
             sel = rows[(rows["library"] == lib) & (rows["framework"] == fw)]
-            modes = [m for m, t in (("u", False), ("t", True))
-                     if bool(sel.loc[sel["targeted"] == t, "supported"].any())]
+            modes = [
+                m
+                for m, t in (("u", False), ("t", True))
+                if bool(sel.loc[sel["targeted"] == t, "supported"].any())
+            ]
             cells.append("+".join(modes) if modes else "[dim]-[/dim]")
         table.add_row(f"{attack} {norm}", *cells)
     if not show_reasons:
-        return Group(table, Text("advharness list --reasons: why a combination is missing",
-                                 style="dim"))
+        return Group(table, Text("advharness list --reasons: why a combination is missing", style="dim"))
     reasons = matrix.loc[~matrix["supported"], "reason"].drop_duplicates()
     return Group(table, Text("\n".join(f"- {r}" for r in reasons)))
 
@@ -72,10 +82,14 @@ def attack_defaults(name: str) -> list[tuple[str, str]]:
     else:
         step_size = "-"
     eps = "eps required" if d.kind == "fixed" else "eps optional: a reporting radius"
-    rows = [("description", d.description), ("kind", f"{d.kind} ({eps})"),
-            ("threat_model", d.threat_model),
-            ("norm", f"{d.norms[0]} (supported: {', '.join(d.norms)})"),
-            ("steps", steps), ("step_size", step_size)]
+    rows = [
+        ("description", d.description),
+        ("kind", f"{d.kind} ({eps})"),
+        ("threat_model", d.threat_model),
+        ("norm", f"{d.norms[0]} (supported: {', '.join(d.norms)})"),
+        ("steps", steps),
+        ("step_size", step_size),
+    ]
     if name == "apgd":
         rows.append(("random_start", "true (always)"))
     elif "random_start" in d.common:
@@ -86,8 +100,7 @@ def attack_defaults(name: str) -> list[tuple[str, str]]:
     if d.threat_model != "white-box":
         from advharness.config.catalogue import DEFAULT_QUERY_LEVELS
 
-        rows += [("budget", "none (unlimited)"),
-                 ("query_levels", ", ".join(map(str, DEFAULT_QUERY_LEVELS)))]
+        rows += [("budget", "none (unlimited)"), ("query_levels", ", ".join(map(str, DEFAULT_QUERY_LEVELS)))]
     for k, v in d.params.items():
         limit = f" (at most the input's {d.size_limits[k]})" if k in d.size_limits else ""
         rows.append((f"params.{k}", (repr(v) if isinstance(v, str) else str(v)) + limit))

@@ -22,12 +22,21 @@ import pandas as pd
 
 from advharness.core.errors import HarnessError
 
-METRICS = ("success_rate", "robust_accuracy", "median_norm", "success_rate_at_eps",
-           "robust_accuracy_at_eps", "time_s", "queries_per_sample", "queries_mean",
-           "queries_median", "budget", "violation")
+METRICS = (
+    "success_rate",
+    "robust_accuracy",
+    "median_norm",
+    "success_rate_at_eps",
+    "robust_accuracy_at_eps",
+    "time_s",
+    "queries_per_sample",
+    "queries_mean",
+    "queries_median",
+    "budget",
+    "violation",
+)
 #: Metrics that get a sample sd over seeds.
-SPREAD = ("success_rate", "robust_accuracy", "median_norm", "success_rate_at_eps",
-          "robust_accuracy_at_eps")
+SPREAD = ("success_rate", "robust_accuracy", "median_norm", "success_rate_at_eps", "robust_accuracy_at_eps")
 #: Always part of a row's key.
 BASE_KEYS = ("family", "attack", "norm", "eps", "targeted", "threat_model", "source_model")
 
@@ -135,7 +144,8 @@ def label_of(key: dict[str, Any], shown: list[str], show_family: bool) -> str:
     text += " T" if key["targeted"] else ""
     threat = key["threat_model"]
     text += {"white-box": "", "transfer": f" (transfer from {key['source_model']})"}.get(
-        threat, f" ({threat})")
+        threat, f" ({threat})"
+    )
     return text + (f"\n{key['family']}" if show_family else "")
 
 
@@ -159,8 +169,10 @@ def _build(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], bool, list
     for _, r in s.iterrows():
         k = tuple(None if _missing(r[c]) else r[c] for c in keys)
         if k not in rows:
-            rows[k] = Row(k, label_of(dict(zip(keys, k, strict=True)),
-                                      [*varying[str(r["attack"])], *seeds], show_family))
+            rows[k] = Row(
+                k,
+                label_of(dict(zip(keys, k, strict=True)), [*varying[str(r["attack"])], *seeds], show_family),
+            )
             members[k] = {}
         members[k].setdefault((r["library"], r["framework"]), []).append(r)
     for k, groups in members.items():
@@ -170,7 +182,8 @@ def _build(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], bool, list
                 ids = ", ".join(str(c.get("cell_key", c.get("cell"))) for c in cells)
                 raise HarnessError(
                     f"cells {ids} share the table row {rows[k].label!r} for {col[0]} "
-                    f"{col[1]}: the row key misses a setting that tells them apart (a bug)")
+                    f"{col[1]}: the row key misses a setting that tells them apart (a bug)"
+                )
             rows[k].cells[col] = _cell(cells)
     several = not per_seed and s["run_seed"].nunique() > 1
     return keys, several, list(rows.values())
@@ -182,9 +195,14 @@ def _cell(cells: list[pd.Series]) -> Cell:
     keys = [str(c.get("cell_key", "")) for c in cells]
     if not ok:
         first = cells[0]
-        return Cell(str(first["status"]), str(first.get("reason", "")),
-                    {m: first.get(m) for m in METRICS}, n_seeds=0,
-                    n_failed_seeds=len(cells), cell_keys=keys)
+        return Cell(
+            str(first["status"]),
+            str(first.get("reason", "")),
+            {m: first.get(m) for m in METRICS},
+            n_seeds=0,
+            n_failed_seeds=len(cells),
+            cell_keys=keys,
+        )
     values: dict[str, Any] = {}
     sd: dict[str, float] = {}
     for m in METRICS:
@@ -196,8 +214,7 @@ def _cell(cells: list[pd.Series]) -> Cell:
             values[m] = float(np.mean(nums))
             if m in SPREAD and len(nums) > 1:
                 sd[m] = float(np.std(nums, ddof=1))
-    for col in ("n_eps_violations", "n_box_violations", "n_degenerate", "n_nonfinite",
-                "low_clean_accuracy"):
+    for col in ("n_eps_violations", "n_box_violations", "n_degenerate", "n_nonfinite", "low_clean_accuracy"):
         values[col] = sum(int(c.get(col) or 0) for c in ok)
     values["beats_white_box"] = any(bool(c.get("beats_white_box", False)) for c in ok)
     for col in ("threat_model", "substitute_queries", "kind"):
@@ -228,13 +245,18 @@ def head_to_head(summary: pd.DataFrame, per_seed: bool = False) -> pd.DataFrame:
                 for m in SPREAD:
                     out[(lib, fw, f"{m}_sd")] = cell.sd.get(m, float("nan"))
                 out[(lib, fw, "n_seeds")] = cell.n_seeds
-        data[tuple("-" if _missing(v) and k == "source_model" else v
-                   for k, v in zip(keys, row.key, strict=True))] = out
+        data[
+            tuple(
+                "-" if _missing(v) and k == "source_model" else v for k, v in zip(keys, row.key, strict=True)
+            )
+        ] = out
     order = {m: i for i, m in enumerate(metrics)}
     groups = list(dict.fromkeys((c[0], c[1]) for out in data.values() for c in out))
-    cols = sorted({c for out in data.values() for c in out},
-                  key=lambda c: (groups.index((c[0], c[1])), order[c[2]]))
+    cols = sorted(
+        {c for out in data.values() for c in out}, key=lambda c: (groups.index((c[0], c[1])), order[c[2]])
+    )
     return pd.DataFrame(
         [[out.get(c) for c in cols] for out in data.values()],
         index=pd.MultiIndex.from_tuples(list(data), names=keys),
-        columns=pd.MultiIndex.from_tuples(cols, names=["library", "framework", "metric"]))
+        columns=pd.MultiIndex.from_tuples(cols, names=["library", "framework", "metric"]),
+    )

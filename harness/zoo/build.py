@@ -10,8 +10,7 @@ from advharness.models.base import WrappedModel
 from advharness.zoo.data import Dataset
 
 
-def build_models(exp: Experiment, ds: Dataset, *, train: bool = True
-                 ) -> dict[str, WrappedModel]:
+def build_models(exp: Experiment, ds: Dataset, *, train: bool = True) -> dict[str, WrappedModel]:
     """The experiment's models by key: recipes (trained once, cached), factories, substitutes.
 
     ``train=False``: only the models that need no training (factories, cached recipes)."""
@@ -49,8 +48,7 @@ def check_factories(exp: Experiment) -> None:
             check_factory_model(mc, exp.model_build_time_limit_s)
 
 
-def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel,
-                eval_x: np.ndarray) -> WrappedModel:
+def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel, eval_x: np.ndarray) -> WrappedModel:
     """Train ``mc`` from ``target``'s answers on the attacker's pool: the dataset split the
     experiment does not evaluate on (so pool and evaluation images never overlap)."""
     from advharness.zoo.data import load_dataset
@@ -59,9 +57,17 @@ def _substitute(exp: Experiment, mc: ModelConfig, target: WrappedModel,
     d = exp.data
     pool = load_dataset(d.dataset, "train" if d.split == "test" else "test", path=d.path)
     assert mc.queries is not None and mc.recipe is not None  # validated
-    m = train_substitute(target, pool.x, recipe=mc.recipe, framework=mc.framework,
-                         queries=mc.queries, labels_only=mc.labels_only, epochs=mc.epochs,
-                         seed=derive_seed(exp.seed, "substitute", mc.key), eval_x=eval_x)
+    m = train_substitute(
+        target,
+        pool.x,
+        recipe=mc.recipe,
+        framework=mc.framework,
+        queries=mc.queries,
+        labels_only=mc.labels_only,
+        epochs=mc.epochs,
+        seed=derive_seed(exp.seed, "substitute", mc.key),
+        eval_x=eval_x,
+    )
     m.name = mc.key
     info = m.substitute_info  # type: ignore[attr-defined]
     info["pool"] = f"{pool.name} {pool.split} ({len(pool.x)} images; {pool.source})"

@@ -123,12 +123,15 @@ def _load_mnist(split: Split, path: Path | None) -> tuple[np.ndarray, np.ndarray
         )
     images, labels = _pair(img, lab)
     if len(images) <= MNIST_RESPLIT_TEST:
-        raise HarnessError(f"{directory}: only {len(images)} t10k images; the re-split needs "
-                           f"more than {MNIST_RESPLIT_TEST}")
+        raise HarnessError(
+            f"{directory}: only {len(images)} t10k images; the re-split needs more than {MNIST_RESPLIT_TEST}"
+        )
     order = np.random.default_rng(MNIST_RESPLIT_SEED).permutation(len(images))
     idx = order[:MNIST_RESPLIT_TEST] if split == "test" else order[MNIST_RESPLIT_TEST:]
-    source = (f"MNIST t10k re-split (seed {MNIST_RESPLIT_SEED}, {MNIST_RESPLIT_TEST} test / "
-              f"{len(images) - MNIST_RESPLIT_TEST} train) from {directory}")
+    source = (
+        f"MNIST t10k re-split (seed {MNIST_RESPLIT_SEED}, {MNIST_RESPLIT_TEST} test / "
+        f"{len(images) - MNIST_RESPLIT_TEST} train) from {directory}"
+    )
     return images[idx], labels[idx], source
 
 
@@ -136,8 +139,9 @@ def _pair(img: Path, lab: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, H, W) scaled to [0, 1] and labels (N,), checked against each other."""
     images, labels = read_idx(img), read_idx(lab)
     if images.ndim != 3 or labels.ndim != 1:
-        raise HarnessError(f"{img}: expected (N, H, W) images and (N,) labels, got "
-                           f"{images.shape} and {labels.shape}")
+        raise HarnessError(
+            f"{img}: expected (N, H, W) images and (N,) labels, got {images.shape} and {labels.shape}"
+        )
     if len(images) != len(labels):
         raise HarnessError(f"{img.parent}: {len(images)} images but {len(labels)} labels")
     return (images.astype(np.float32) / 255.0), labels

@@ -33,9 +33,14 @@ def _sha256_file(path: str | Path) -> str:
 
 
 def _wrapping(cfg: ModelConfig) -> dict[str, Any]:
-    return {"framework": cfg.framework, "input_shape": list(cfg.input_shape or ()),
-            "nb_classes": cfg.nb_classes, "bounds": list(cfg.bounds),
-            "layout": cfg.resolved_layout, "outputs": cfg.outputs}
+    return {
+        "framework": cfg.framework,
+        "input_shape": list(cfg.input_shape or ()),
+        "nb_classes": cfg.nb_classes,
+        "bounds": list(cfg.bounds),
+        "layout": cfg.resolved_layout,
+        "outputs": cfg.outputs,
+    }
 
 
 def model_fingerprint(cfg: ModelConfig) -> str:
@@ -68,8 +73,9 @@ def _load_weights(net: Any, cfg: ModelConfig) -> None:
             net.load_weights(cfg.weights)
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise HarnessError(f"model {cfg.key!r}: cannot load weights {cfg.weights} "
-                           f"({type(e).__name__}: {reason[:300]})") from None
+        raise HarnessError(
+            f"model {cfg.key!r}: cannot load weights {cfg.weights} ({type(e).__name__}: {reason[:300]})"
+        ) from None
 
 
 def _check_type(net: Any, cfg: ModelConfig) -> None:
@@ -82,8 +88,10 @@ def _check_type(net: Any, cfg: ModelConfig) -> None:
 
         ok, want = isinstance(net, keras.Model), "a Keras model"
     if not ok:
-        raise HarnessError(f"model {cfg.key!r}: factory {cfg.factory} returned a "
-                           f"{type(net).__name__}, not {want} (framework: {cfg.framework})")
+        raise HarnessError(
+            f"model {cfg.key!r}: factory {cfg.factory} returned a "
+            f"{type(net).__name__}, not {want} (framework: {cfg.framework})"
+        )
 
 
 def load_factory_model(cfg: ModelConfig) -> WrappedModel:
@@ -97,17 +105,25 @@ def load_factory_model(cfg: ModelConfig) -> WrappedModel:
         net = make()
     except Exception as e:
         reason = next((line for line in str(e).splitlines() if line.strip()), "")
-        raise HarnessError(f"model {cfg.key!r}: factory {cfg.factory} failed "
-                           f"({type(e).__name__}: {reason[:300]})") from None
+        raise HarnessError(
+            f"model {cfg.key!r}: factory {cfg.factory} failed ({type(e).__name__}: {reason[:300]})"
+        ) from None
     _check_type(net, cfg)
     if cfg.weights is not None:
         _load_weights(net, cfg)
-    model = wrap_model(net, input_shape=tuple(cfg.input_shape), nb_classes=cfg.nb_classes,
-                       bounds=cfg.bounds, layout=cfg.resolved_layout, outputs=cfg.outputs,
-                       name=cfg.key)
+    model = wrap_model(
+        net,
+        input_shape=tuple(cfg.input_shape),
+        nb_classes=cfg.nb_classes,
+        bounds=cfg.bounds,
+        layout=cfg.resolved_layout,
+        outputs=cfg.outputs,
+        name=cfg.key,
+    )
     model.family = cfg.key
     model.recipe_info = {  # type: ignore[attr-defined]
-        "factory": cfg.factory, "weights": cfg.weights,
+        "factory": cfg.factory,
+        "weights": cfg.weights,
         "weights_sha256": _sha256_file(cfg.weights) if cfg.weights is not None else None,
     }
     return model
@@ -121,21 +137,20 @@ def check_factory_model(cfg: ModelConfig, time_limit_s: float) -> None:
 
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_build_in_child, args=(cfg, send),
-                        name=f"advh-build-{cfg.key}", daemon=True)
+    child = ctx.Process(target=_build_in_child, args=(cfg, send), name=f"advh-build-{cfg.key}", daemon=True)
     child.start()
     send.close()
     what = f"model {cfg.key!r}: factory {cfg.factory}"
     try:
         if not receive.poll(time_limit_s):  # neither an answer nor the child's end in time
-            raise HarnessError(f"{what} did not return within {time_limit_s:g} s "
-                               "(model_build_time_limit_s)")
+            raise HarnessError(f"{what} did not return within {time_limit_s:g} s (model_build_time_limit_s)")
         try:
             problem: str | None = receive.recv()
         except EOFError:  # the child ended without a word: os._exit, a signal
             child.join(10)
-            raise HarnessError(f"{what} ended its process while building the model "
-                               f"({exit_description(child.exitcode)})") from None
+            raise HarnessError(
+                f"{what} ended its process while building the model ({exit_description(child.exitcode)})"
+            ) from None
         if problem is not None:
             raise HarnessError(problem)
     finally:

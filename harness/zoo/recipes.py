@@ -69,8 +69,10 @@ def torch_build(recipe: Recipe) -> Any:
 def _torch_train(recipe: Recipe, train: Dataset) -> Any:
     import torch
 
-    prev = (torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled())
+    prev = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)  # tiny ops: faster on busy CPUs, and thread-count independent
@@ -116,8 +118,14 @@ def _torch_load(recipe: Recipe, path: Path) -> Any:
 def _torch_wrap(net: Any, recipe: Recipe) -> WrappedModel:
     from advharness.models.torch_model import TorchModel
 
-    return TorchModel(net, input_shape=recipe.input_shape, nb_classes=recipe.nb_classes,
-                      bounds=(0.0, 1.0), layout="NCHW", name=f"{recipe.name}-torch")
+    return TorchModel(
+        net,
+        input_shape=recipe.input_shape,
+        nb_classes=recipe.nb_classes,
+        bounds=(0.0, 1.0),
+        layout="NCHW",
+        name=f"{recipe.name}-torch",
+    )
 
 
 def _torch_versions() -> dict[str, str]:
@@ -167,8 +175,9 @@ def _keras_train(recipe: Recipe, train: Dataset) -> Any:
         def step(xb: tf.Tensor, yb: tf.Tensor) -> None:
             with tf.GradientTape() as tape:
                 loss = loss_fn(yb, net(xb, training=True))
-            opt.apply_gradients(zip(tape.gradient(loss, net.trainable_variables),
-                                    net.trainable_variables, strict=True))
+            opt.apply_gradients(
+                zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables, strict=True)
+            )
 
         x = np.ascontiguousarray(train.x.transpose(0, 2, 3, 1))
         rng = np.random.default_rng(recipe.seed)
@@ -199,8 +208,14 @@ def _keras_wrap(net: Any, recipe: Recipe) -> WrappedModel:
     from advharness.models.tf_model import TFModel
 
     c, h, w = recipe.input_shape
-    return TFModel(net, input_shape=(h, w, c), nb_classes=recipe.nb_classes, bounds=(0.0, 1.0),
-                   layout="NHWC", name=f"{recipe.name}-tensorflow")
+    return TFModel(
+        net,
+        input_shape=(h, w, c),
+        nb_classes=recipe.nb_classes,
+        bounds=(0.0, 1.0),
+        layout="NHWC",
+        name=f"{recipe.name}-tensorflow",
+    )
 
 
 def _keras_versions() -> dict[str, str]:
@@ -223,10 +238,26 @@ class _Backend:
 
 
 BACKENDS: dict[str, _Backend] = {
-    "torch": _Backend(".pt", torch_build, _torch_train, _torch_save, _torch_load,
-                      _torch_wrap, _torch_versions, layout_nhwc=False),
-    "tensorflow": _Backend(".weights.h5", keras_build, _keras_train, _keras_save, _keras_load,
-                           _keras_wrap, _keras_versions, layout_nhwc=True),
+    "torch": _Backend(
+        ".pt",
+        torch_build,
+        _torch_train,
+        _torch_save,
+        _torch_load,
+        _torch_wrap,
+        _torch_versions,
+        layout_nhwc=False,
+    ),
+    "tensorflow": _Backend(
+        ".weights.h5",
+        keras_build,
+        _keras_train,
+        _keras_save,
+        _keras_load,
+        _keras_wrap,
+        _keras_versions,
+        layout_nhwc=True,
+    ),
 }
 
 
@@ -251,8 +282,10 @@ def get_recipe(name: str, framework: str) -> tuple[Recipe, _Backend]:
 
 
 def _splits(recipe: Recipe, data_path: str | Path | None) -> tuple[Dataset, Dataset]:
-    return (load_dataset(recipe.dataset, "train", path=data_path),
-            load_dataset(recipe.dataset, "test", path=data_path))
+    return (
+        load_dataset(recipe.dataset, "train", path=data_path),
+        load_dataset(recipe.dataset, "test", path=data_path),
+    )
 
 
 def _check_labels(recipe: Recipe, *splits: Dataset) -> None:
@@ -262,25 +295,30 @@ def _check_labels(recipe: Recipe, *splits: Dataset) -> None:
             raise HarnessError(
                 f"recipe {recipe.name!r}: {ds.name} {ds.split} labels out of range "
                 f"[0, {recipe.nb_classes - 1}] (min {ds.y.min()}, max {ds.y.max()}; "
-                f"{ds.source})")
+                f"{ds.source})"
+            )
 
 
 def _fingerprints(train: Dataset, test: Dataset) -> dict[str, str]:
     return {"train_fingerprint": train.fingerprint(), "test_fingerprint": test.fingerprint()}
 
 
-def _paths(recipe: Recipe, framework: str, fingerprints: dict[str, str],
-           cache_dir: str | Path | None) -> tuple[Path, Path]:
-    key = json.dumps({"hp": recipe.hyperparameters(), "layers": recipe.layers,
-                      "dataset": recipe.dataset, **fingerprints}, sort_keys=True)
+def _paths(
+    recipe: Recipe, framework: str, fingerprints: dict[str, str], cache_dir: str | Path | None
+) -> tuple[Path, Path]:
+    key = json.dumps(
+        {"hp": recipe.hyperparameters(), "layers": recipe.layers, "dataset": recipe.dataset, **fingerprints},
+        sort_keys=True,
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     stem = f"{recipe.name}-{framework}-v{recipe.version}-{digest}"
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return directory / (stem + BACKENDS[framework].suffix), directory / (stem + ".json")
 
 
-def cache_paths(name: str, framework: str, *, data_path: str | Path | None = None,
-                cache_dir: str | Path | None = None) -> tuple[Path, Path]:
+def cache_paths(
+    name: str, framework: str, *, data_path: str | Path | None = None, cache_dir: str | Path | None = None
+) -> tuple[Path, Path]:
     """Where the weights and the JSON sidecar of a recipe live (whether or not they exist)."""
     recipe, _ = get_recipe(name, framework)
     return _paths(recipe, framework, _fingerprints(*_splits(recipe, data_path)), cache_dir)
@@ -303,8 +341,9 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
         raise _refuse(path, e) from e
 
 
-def recipe_info(name: str, framework: str, *, data_path: str | Path | None = None,
-                cache_dir: str | Path | None = None) -> dict[str, Any] | None:
+def recipe_info(
+    name: str, framework: str, *, data_path: str | Path | None = None, cache_dir: str | Path | None = None
+) -> dict[str, Any] | None:
     """The sidecar of a cached recipe (train time, accuracy, versions...), or None."""
     weights, sidecar = cache_paths(name, framework, data_path=data_path, cache_dir=cache_dir)
     if not (weights.is_file() and sidecar.is_file()):
@@ -312,8 +351,14 @@ def recipe_info(name: str, framework: str, *, data_path: str | Path | None = Non
     return _read_sidecar(sidecar)
 
 
-def load_recipe(name: str, framework: str, *, data_path: str | Path | None = None,
-                cache_dir: str | Path | None = None, retrain: bool = False) -> WrappedModel:
+def load_recipe(
+    name: str,
+    framework: str,
+    *,
+    data_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    retrain: bool = False,
+) -> WrappedModel:
     """A trained recipe, wrapped (bounds (0, 1), logits): from the cache, else trained now.
 
     The returned model's ``recipe_info`` attribute is the sidecar dict plus ``weights_path``
@@ -339,31 +384,40 @@ def load_recipe(name: str, framework: str, *, data_path: str | Path | None = Non
         log.info("loaded %s-%s from the cache: %s", name, framework, weights)
     else:
         versions = backend.versions()  # imports the framework before the clock starts
-        progress.info("training recipe %s (%s) on first use: %d %s train images, %d epochs; "
-                      "cached afterwards in %s", name, framework, len(train.x), recipe.dataset,
-                      recipe.epochs, weights.parent)
+        progress.info(
+            "training recipe %s (%s) on first use: %d %s train images, %d epochs; cached afterwards in %s",
+            name,
+            framework,
+            len(train.x),
+            recipe.dataset,
+            recipe.epochs,
+            weights.parent,
+        )
         start = time.perf_counter()
         net = backend.train(recipe, train)
         train_time = time.perf_counter() - start
         model = backend.wrap(net, recipe)
         x_test = test.x.transpose(0, 2, 3, 1) if backend.layout_nhwc else test.x
         accuracy = float(np.mean(model.predict(x_test) == test.y))
-        log.info("trained %s-%s in %.1f s; test accuracy %.4f", name, framework, train_time,
-                 accuracy)
+        log.info("trained %s-%s in %.1f s; test accuracy %.4f", name, framework, train_time, accuracy)
         info = {
-            "recipe": name, "framework": framework, "version": recipe.version,
-            "dataset": recipe.dataset, "dataset_source": train.source,
-            "n_train": len(train.x), "n_test": len(test.x),
-            **fingerprints, "hyperparameters": recipe.hyperparameters(),
+            "recipe": name,
+            "framework": framework,
+            "version": recipe.version,
+            "dataset": recipe.dataset,
+            "dataset_source": train.source,
+            "n_train": len(train.x),
+            "n_test": len(test.x),
+            **fingerprints,
+            "hyperparameters": recipe.hyperparameters(),
             "layers": [list(layer) for layer in recipe.layers],
-            "train_time_s": round(train_time, 3), "test_accuracy": accuracy,
-            "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                         **versions},
+            "train_time_s": round(train_time, 3),
+            "test_accuracy": accuracy,
+            "versions": {"python": platform.python_version(), "numpy": np.__version__, **versions},
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         atomic_write(weights, lambda p: backend.save(net, p), suffix=backend.suffix)
-        atomic_write(sidecar,
-                      lambda p: p.write_text(json.dumps(info, indent=2, sort_keys=True)))
+        atomic_write(sidecar, lambda p: p.write_text(json.dumps(info, indent=2, sort_keys=True)))
     model.family = name  # the head-to-head tables group models by recipe
     info = {**info, "weights_path": str(weights), "from_cache": from_cache}
     model.recipe_info = info  # type: ignore[attr-defined]

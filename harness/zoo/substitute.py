@@ -57,14 +57,24 @@ def _torch_thief(recipe: Recipe, target_layout: str, lr: float) -> tuple[Any, An
     nchw = target_layout == "NCHW"
     estimator = PyTorchClassifier(
         model=net if nchw else torch.nn.Sequential(ToNCHW(), net),
-        loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(net.parameters(), lr=lr),
-        input_shape=(c, h, w) if nchw else (h, w, c), nb_classes=recipe.nb_classes,
-        clip_values=(0.0, 1.0), channels_first=nchw, device_type="cpu",
+        loss=torch.nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(net.parameters(), lr=lr),
+        input_shape=(c, h, w) if nchw else (h, w, c),
+        nb_classes=recipe.nb_classes,
+        clip_values=(0.0, 1.0),
+        channels_first=nchw,
+        device_type="cpu",
     )
-    return net, estimator, {
-        "class": "art.estimators.classification.PyTorchClassifier",
-        "loss": "torch.nn.CrossEntropyLoss()", "optimizer": f"torch.optim.Adam(lr={lr})",
-        "layout_adapter": None if nchw else "NHWC->NCHW permute before the network"}
+    return (
+        net,
+        estimator,
+        {
+            "class": "art.estimators.classification.PyTorchClassifier",
+            "loss": "torch.nn.CrossEntropyLoss()",
+            "optimizer": f"torch.optim.Adam(lr={lr})",
+            "layout_adapter": None if nchw else "NHWC->NCHW permute before the network",
+        },
+    )
 
 
 def _keras_thief(recipe: Recipe, target_layout: str, lr: float) -> tuple[Any, Any, dict[str, Any]]:
@@ -81,15 +91,26 @@ def _keras_thief(recipe: Recipe, target_layout: str, lr: float) -> tuple[Any, An
     optimizer = keras.optimizers.Adam(lr)
     optimizer.build(front.trainable_variables)  # variables made here, not inside ART's tf.function
     estimator = TensorFlowV2Classifier(
-        model=front, nb_classes=recipe.nb_classes, input_shape=(h, w, c) if nhwc else (c, h, w),
-        loss_object=keras.losses.CategoricalCrossentropy(from_logits=True), optimizer=optimizer,
-        train_step=None, channels_first=not nhwc, clip_values=(0.0, 1.0),
+        model=front,
+        nb_classes=recipe.nb_classes,
+        input_shape=(h, w, c) if nhwc else (c, h, w),
+        loss_object=keras.losses.CategoricalCrossentropy(from_logits=True),
+        optimizer=optimizer,
+        train_step=None,
+        channels_first=not nhwc,
+        clip_values=(0.0, 1.0),
     )
-    return net, estimator, {
-        "class": "art.estimators.classification.TensorFlowV2Classifier",
-        "loss": "keras.losses.CategoricalCrossentropy(from_logits=True)",
-        "optimizer": f"keras.optimizers.Adam({lr})", "train_step": "ART's default",
-        "layout_adapter": None if nhwc else "NCHW->NHWC keras.layers.Permute before the network"}
+    return (
+        net,
+        estimator,
+        {
+            "class": "art.estimators.classification.TensorFlowV2Classifier",
+            "loss": "keras.losses.CategoricalCrossentropy(from_logits=True)",
+            "optimizer": f"keras.optimizers.Adam({lr})",
+            "train_step": "ART's default",
+            "layout_adapter": None if nhwc else "NCHW->NHWC keras.layers.Permute before the network",
+        },
+    )
 
 
 THIEVES: dict[str, Thief] = {"torch": _torch_thief, "tensorflow": _keras_thief}
@@ -101,8 +122,10 @@ def _deterministic(framework: str) -> Iterator[None]:
     if framework == "torch":
         import torch
 
-        prev = (torch.are_deterministic_algorithms_enabled(),
-                torch.is_deterministic_algorithms_warn_only_enabled())
+        prev = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         torch.use_deterministic_algorithms(True)
         try:
             yield
@@ -122,8 +145,9 @@ def _deterministic(framework: str) -> Iterator[None]:
 
 
 # -- extraction methods ----------------------------------------------------------------------
-def _copycat(victim: Any, x: np.ndarray, thieved: Any, *, queries: int, epochs: int,
-             batch_size: int, labels_only: bool) -> dict[str, Any]:
+def _copycat(
+    victim: Any, x: np.ndarray, thieved: Any, *, queries: int, epochs: int, batch_size: int, labels_only: bool
+) -> dict[str, Any]:
     """``CopycatCNN(victim, ...).extract(x, thieved_classifier=thieved)``; returns what was run."""
     from art.attacks.extraction import CopycatCNN
 
@@ -135,21 +159,39 @@ def _copycat(victim: Any, x: np.ndarray, thieved: Any, *, queries: int, epochs: 
             e = np.exp(z - z.max(axis=1, keepdims=True))
             return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    kwargs = {"batch_size_fit": batch_size, "batch_size_query": batch_size, "nb_epochs": epochs,
-              "nb_stolen": queries, "use_probability": not labels_only}
+    kwargs = {
+        "batch_size_fit": batch_size,
+        "batch_size_query": batch_size,
+        "nb_epochs": epochs,
+        "nb_stolen": queries,
+        "use_probability": not labels_only,
+    }
     cls = CopycatCNN if labels_only else SoftmaxCopycatCNN
     cls(classifier=victim, **kwargs).extract(x, thieved_classifier=thieved)
-    return {"art_class": ART_CLASS, "kwargs": kwargs,
-            "label_transform": None if labels_only else
-            "softmax of the victim's logits (CopycatCNN._query_label overridden)"}
+    return {
+        "art_class": ART_CLASS,
+        "kwargs": kwargs,
+        "label_transform": None
+        if labels_only
+        else "softmax of the victim's logits (CopycatCNN._query_label overridden)",
+    }
 
 
 METHODS: dict[str, Callable[..., dict[str, Any]]] = {"copycat": _copycat}
 
 
-def _check(method: str, recipe: str, framework: str, target: WrappedModel, pool_x: np.ndarray,
-           queries: int, epochs: int, batch_size: int, lr: float,
-           eval_x: np.ndarray | None) -> Recipe:
+def _check(
+    method: str,
+    recipe: str,
+    framework: str,
+    target: WrappedModel,
+    pool_x: np.ndarray,
+    queries: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    eval_x: np.ndarray | None,
+) -> Recipe:
     """The recipe, or a one-line :class:`HarnessError` naming the first bad argument."""
     if method not in METHODS:
         raise HarnessError(f"unknown substitute method {method!r}; known: {', '.join(sorted(METHODS))}")
@@ -161,23 +203,40 @@ def _check(method: str, recipe: str, framework: str, target: WrappedModel, pool_
         raise HarnessError(f"lr must be > 0, got {lr!r}")
     for what, x in (("pool_x", pool_x), ("eval_x", eval_x)):
         if x is not None and (np.ndim(x) != 4 or tuple(np.shape(x)[1:]) != rec.input_shape):
-            raise HarnessError(f"{what} must be NCHW images of shape (N, "
-                               f"{', '.join(map(str, rec.input_shape))}), got {np.shape(x)}")
+            raise HarnessError(
+                f"{what} must be NCHW images of shape (N, "
+                f"{', '.join(map(str, rec.input_shape))}), got {np.shape(x)}"
+            )
     if queries > len(pool_x):
         raise HarnessError(f"queries ({queries}) exceed the attacker's pool of {len(pool_x)} images")
     if target.layout not in ("NCHW", "NHWC"):
-        raise HarnessError(f"target {target.name!r} has layout {target.layout!r}; substitutes need "
-                           "an image target (NCHW or NHWC)")
+        raise HarnessError(
+            f"target {target.name!r} has layout {target.layout!r}; substitutes need "
+            "an image target (NCHW or NHWC)"
+        )
     if target.nb_classes != rec.nb_classes:
-        raise HarnessError(f"recipe {recipe!r} has {rec.nb_classes} classes but target "
-                           f"{target.name!r} has {target.nb_classes}")
+        raise HarnessError(
+            f"recipe {recipe!r} has {rec.nb_classes} classes but target "
+            f"{target.name!r} has {target.nb_classes}"
+        )
     return rec
 
 
-def train_substitute(target: WrappedModel, pool_x: np.ndarray, *, recipe: str, framework: str,
-                     queries: int, method: str = "copycat", labels_only: bool = True,
-                     epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                     eval_x: np.ndarray | None = None) -> WrappedModel:
+def train_substitute(
+    target: WrappedModel,
+    pool_x: np.ndarray,
+    *,
+    recipe: str,
+    framework: str,
+    queries: int,
+    method: str = "copycat",
+    labels_only: bool = True,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    eval_x: np.ndarray | None = None,
+) -> WrappedModel:
     """Train a fresh ``recipe`` network in ``framework`` from ``queries`` answers of ``target``.
 
     ``pool_x`` (and ``eval_x``) are NCHW float32 images in [0, 1]; ``queries`` of the pool
@@ -207,29 +266,58 @@ def train_substitute(target: WrappedModel, pool_x: np.ndarray, *, recipe: str, f
             seed_everything(seed)  # CopycatCNN picks its queries with np.random.choice
             target.counter.reset()
             start = time.perf_counter()
-            run = METHODS[method](victim, x, thieved, queries=int(queries), epochs=int(epochs),
-                                  batch_size=int(batch_size), labels_only=labels_only)
+            run = METHODS[method](
+                victim,
+                x,
+                thieved,
+                queries=int(queries),
+                epochs=int(epochs),
+                batch_size=int(batch_size),
+                labels_only=labels_only,
+            )
             train_time = time.perf_counter() - start
         counts = target.counter.read()
         if target.violation is not None:
             raise HarnessError(f"substitute training of {target.name!r}: {target.violation}")
     if counts.forward != queries or counts.backward != 0:
-        raise HarnessError(f"substitute training sent {counts.forward} forward / {counts.backward} "
-                           f"backward rows to {target.name!r}; expected exactly {queries} / 0")
+        raise HarnessError(
+            f"substitute training sent {counts.forward} forward / {counts.backward} "
+            f"backward rows to {target.name!r}; expected exactly {queries} / 0"
+        )
     model = BACKENDS[framework].wrap(net, rec)
     model.name, model.family = f"substitute-{recipe}-{framework}", f"substitute:{recipe}"
     agreement = None
     if eval_x is not None:
         ev = np.asarray(eval_x, dtype=np.float32)
-        agreement = float(np.mean(model.predict(to_layout(ev, model))
-                                  == target.predict(to_layout(ev, target))))
+        agreement = float(
+            np.mean(model.predict(to_layout(ev, model)) == target.predict(to_layout(ev, target)))
+        )
     model.substitute_info = {  # type: ignore[attr-defined]
-        "method": method, **run, "thieved_estimator": thief_info, "target": target.name,
-        "target_framework": target.framework, "target_layout": target.layout, "access": access,
-        "queries_spent": counts.forward, "recipe": recipe, "framework": framework,
-        "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-        "train_time_s": train_time, "agreement": agreement,
-        "eval_size": None if eval_x is None else len(eval_x)}
-    log.info("substitute %s of %s: %d queries (%s), %.1f s, agreement %s", model.name, target.name,
-             counts.forward, access, train_time, agreement)
+        "method": method,
+        **run,
+        "thieved_estimator": thief_info,
+        "target": target.name,
+        "target_framework": target.framework,
+        "target_layout": target.layout,
+        "access": access,
+        "queries_spent": counts.forward,
+        "recipe": recipe,
+        "framework": framework,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "train_time_s": train_time,
+        "agreement": agreement,
+        "eval_size": None if eval_x is None else len(eval_x),
+    }
+    log.info(
+        "substitute %s of %s: %d queries (%s), %.1f s, agreement %s",
+        model.name,
+        target.name,
+        counts.forward,
+        access,
+        train_time,
+        agreement,
+    )
     return model
