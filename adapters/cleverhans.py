@@ -14,7 +14,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def _path(framework: str, module: str, function: str | None = None) -> str:
 def _import(path: str) -> Callable[..., Any]:
     """Import a function from its dotted path (CleverHans' attack packages export nothing)."""
     module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    return cast(Callable[..., Any], getattr(importlib.import_module(module), name))
 
 
 # -- live objects per framework (chosen by dict, imported lazily) ---------------------------
@@ -72,7 +72,7 @@ def _tf_labels(y: np.ndarray, x: Any) -> Any:
 
 
 def _torch_numpy(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy()
+    return cast(np.ndarray, t.detach().cpu().numpy())
 
 
 def _tf_numpy(t: Any) -> np.ndarray:

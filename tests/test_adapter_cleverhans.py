@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -117,10 +117,10 @@ def _model(request: pytest.FixtureRequest, fw: str) -> WrappedModel:
         import torch
 
         torch.manual_seed(0)
-        return request.getfixturevalue("torch_model")
+        return cast(WrappedModel, request.getfixturevalue("torch_model"))
     import keras
 
-    model = request.getfixturevalue("tf_model")
+    model = cast(WrappedModel, request.getfixturevalue("tf_model"))
     keras.utils.set_random_seed(0)
     return model
 
@@ -133,7 +133,7 @@ def _ce(model: WrappedModel, x: np.ndarray, labels: np.ndarray) -> float:
 
 def _norms(d: np.ndarray, norm: str) -> np.ndarray:
     flat = d.reshape(len(d), -1)
-    return np.abs(flat).max(axis=1) if norm == "linf" else np.linalg.norm(flat, axis=1)
+    return cast(np.ndarray, np.abs(flat).max(axis=1) if norm == "linf" else np.linalg.norm(flat, axis=1))
 
 
 def test_support_table_matches_catalogue() -> None:
@@ -286,9 +286,9 @@ def test_unsupported(
 
     spec = AttackSpec(attack=attack, norm=norm, eps=0.5).resolve()
     req = AttackRequest(
-        model=_Stub(),
+        model=_Stub(),  # type: ignore[arg-type]
         x=image_batch[0][:2],
-        y=image_batch[1][:2],  # type: ignore[arg-type]
+        y=image_batch[1][:2],
         targets=None,
         spec=spec,
         seed=0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from conftest import spy_constructor, to_layout
 from advharness.adapters.base import AttackOutput, AttackRequest
 from advharness.adapters.foolbox.adapter import FoolboxAdapter
 from advharness.adapters.foolbox.whitebox import CLASSES
-from advharness.config.catalogue import CATALOGUE
+from advharness.config.catalogue import CATALOGUE, Norm
 from advharness.config.spec import AttackSpec
 from advharness.core.errors import HarnessError, Unsupported
 from advharness.models.base import WrappedModel
@@ -69,7 +69,7 @@ def _seed(seed: int = 0) -> None:
 
 
 def _model(request: pytest.FixtureRequest, fw: str) -> WrappedModel:
-    return request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw])
+    return cast(WrappedModel, request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw]))
 
 
 def _request(
@@ -84,7 +84,7 @@ def _request(
     return AttackRequest(model=model, x=x, y=y, targets=targets, spec=resolved, seed=0, batch_size=batch_size)
 
 
-def _spec(attack: str, norm: str, targeted: bool, **over: Any) -> AttackSpec:
+def _spec(attack: str, norm: Norm, targeted: bool, **over: Any) -> AttackSpec:
     args = dict(SPEC_ARGS[attack])
     args.update(over)
     from advharness.config.catalogue import CATALOGUE
@@ -102,17 +102,20 @@ def _attacks() -> Any:
 
 def _norms(d: np.ndarray, norm: str) -> np.ndarray:
     flat = d.reshape(len(d), -1)
-    return {
-        "linf": np.abs(flat).max(1),
-        "l2": np.linalg.norm(flat, axis=1),
-        "l1": np.abs(flat).sum(1),
-        "l0": (flat != 0).sum(1),
-    }[norm]
+    return cast(
+        np.ndarray,
+        {
+            "linf": np.abs(flat).max(1),
+            "l2": np.linalg.norm(flat, axis=1),
+            "l1": np.abs(flat).sum(1),
+            "l0": (flat != 0).sum(1),
+        }[norm],
+    )
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
 def test_supported_combination(
-    combo: tuple[str, str, str, bool],
+    combo: tuple[str, Norm, str, bool],
     request: pytest.FixtureRequest,
     image_batch: tuple[np.ndarray, np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
@@ -181,7 +184,7 @@ def test_support_table() -> None:
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_UNSUPPORTED), ids=lambda c: f"{c[0]}-{c[1]}")
 def test_unsupported_reason_and_run(
-    case: tuple[str, str, bool], torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+    case: tuple[str, Norm, bool], torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     attack, norm, targeted = case
     for fw in ("torch", "tensorflow"):
@@ -280,7 +283,7 @@ def test_l0_fmn_overflow_is_real_and_reported(
     import foolbox
 
     model = _model(request, fw)
-    fmn = {"steps": 30, "max_stepsize": 1e-8, "min_stepsize": 1e-9, "gamma": 1.0}
+    fmn: dict[str, Any] = {"steps": 30, "max_stepsize": 1e-8, "min_stepsize": 1e-9, "gamma": 1.0}
     spec = _spec("fmn", "l0", False, steps=30, params={k: v for k, v in fmn.items() if k != "steps"})
     req = _request(model, image_batch[0][:2], spec)
     xt = model.to_tensor(req.x)

@@ -347,9 +347,9 @@ def test_unsupported(
 
     spec = AttackSpec(attack=attack, norm=norm, eps=0.5).resolve()
     req = AttackRequest(
-        model=_Stub(),
+        model=_Stub(),  # type: ignore[arg-type]
         x=image_batch[0][:2],
-        y=image_batch[1][:2],  # type: ignore[arg-type]
+        y=image_batch[1][:2],
         targets=None,
         spec=spec,
         seed=0,

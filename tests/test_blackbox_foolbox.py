@@ -14,6 +14,7 @@ from conftest import spy_constructor, to_layout
 from advharness.adapters.base import AttackRequest
 from advharness.adapters.foolbox.adapter import FoolboxAdapter
 from advharness.adapters.foolbox.blackbox import BLACKBOX_IMPLS, CLASSES
+from advharness.config.catalogue import Norm
 from advharness.config.spec import AttackSpec
 from advharness.core.errors import Unsupported
 from advharness.models.base import WrappedModel
@@ -68,7 +69,7 @@ def _request(model: WrappedModel, x_nchw: np.ndarray, spec: AttackSpec) -> Attac
 
 @pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
 def test_supported_combination(
-    combo: tuple[str, str, str, bool],
+    combo: tuple[str, Norm, str, bool],
     request: pytest.FixtureRequest,
     image_batch: tuple[np.ndarray, np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
@@ -138,7 +139,7 @@ def test_support_table() -> None:
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_UNSUPPORTED), ids=lambda c: f"{c[0]}-{c[1]}")
 def test_unsupported_targeted(
-    case: tuple[str, str], torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+    case: tuple[str, Norm], torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     attack, norm = case
     for fw in ("torch", "tensorflow"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -132,7 +132,7 @@ class Attributing:
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 d = (x.detach().flatten(1)[:, None, :] - flat[None]).abs().amax(-1)
                 np.add.at(seen, d.argmin(1).numpy(), 1)
-                return lin(x.flatten(1))
+                return cast(torch.Tensor, lin(x.flatten(1)))
 
         return TorchModel(Net(), input_shape=(1, 28, 28), nb_classes=10), seen
 
@@ -182,12 +182,16 @@ def test_counts_match_a_model_that_attributes_rows_itself(
     inputs = _inputs(model, image_batch, n, targeted=False)
     seen[:] = 0
     # batch_size 2 < queries per step (SPSA: 2 * 8 mirrored rows): the libraries re-batch.
+    args: dict[str, dict[str, Any]] = {
+        "square": {"steps": 40},
+        "spsa": {"steps": 3, "params": {"samples": 8}},
+    }
     spec = AttackSpec(
         attack=attack,
         norm="linf",
         eps=0.05,
         budget=budget,
-        **{"square": {"steps": 40}, "spsa": {"steps": 3, "params": {"samples": 8}}}[attack],
+        **args[attack],
     ).resolve()
     res = run_cell(inputs, spec, lib, seed=0, batch_size=2)
     assert res.summary["status"] == "ok", res.summary.get("reason")
@@ -276,7 +280,7 @@ def test_budget_is_refused_on_white_box_cells() -> None:
     spec = AttackSpec(attack="pgd", eps=0.1, budget=100, threat_model="score-based").resolve()
     assert spec.budget == 100 and "budget=100" in spec.label
     with pytest.raises(ValidationError, match="query_levels"):
-        AttackSpec(attack="square", eps=0.1, query_levels=[0])
+        AttackSpec(attack="square", eps=0.1, query_levels=(0,))
 
 
 def test_head_to_head_has_query_budget_and_violation_columns(

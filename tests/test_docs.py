@@ -100,14 +100,15 @@ def test_experiment_blocks_validate(path: Path, tmp_path: Path, monkeypatch: pyt
 
 def _cli_lines(path: Path) -> list[list[str]]:
     """The ``./advh``/``advharness`` command lines of the shell blocks, as argv lists
-    (comments removed; ``./advh test`` and ``./advh lock`` are ``advh``'s own)."""
+    (comments removed; ``./advh test``, ``check`` and ``lock`` are ``advh``'s own)."""
     out = []
     for info, body in blocks(path):
         if info not in ("bash", "sh", "shell"):
             continue
         for line in body.splitlines():
             words = shlex.split(line, comments=True)
-            if words[:1] in (["./advh"], ["advharness"]) and words[1:2] not in (["test"], ["lock"]):
+            own = words[1:2] in (["test"], ["check"], ["lock"])
+            if words[:1] in (["./advh"], ["advharness"]) and not own:
                 out.append(words[1:])
     return out
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,7 +17,7 @@ from advharness.reporting.render import render_text
 from advharness.reporting.results import read_results
 from advharness.reporting.tables import head_to_head
 
-EXP = {
+EXP: dict[str, Any] = {
     "name": "e2e",
     "seed": 3,
     "data": {"dataset": "digits", "n_samples": 24},

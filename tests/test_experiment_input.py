@@ -160,9 +160,9 @@ def test_experiment_numbers_are_strict(changes: dict[str, Any], expected: str) -
 def test_python_api_and_overrides_keep_working() -> None:
     spec = AttackSpec(
         attack="pgd",
-        eps=np.float32(0.25),
-        steps=np.int64(3),
-        random_start=np.bool_(True),
+        eps=np.float32(0.25),  # type: ignore[arg-type]
+        steps=np.int64(3),  # type: ignore[arg-type]
+        random_start=np.bool_(True),  # type: ignore[arg-type]
         params={},
         budget=None,
     )
@@ -461,7 +461,7 @@ def test_cells_below_the_clean_accuracy_floor_are_flagged(
     with caplog.at_level(logging.WARNING, logger="advharness.execution.orchestrate"):
         s = run_experiment(exp, out_dir=tmp_path / "run", backend="inline").summary
     s = s.set_index("model")
-    assert s.loc["m255", "clean_accuracy"] < exp.clean_accuracy_floor
+    assert s["clean_accuracy"].loc["m255"] < exp.clean_accuracy_floor
     assert s["low_clean_accuracy"].to_dict() == {"digits_mlp-torch": False, "m255": True}
     assert any(
         "model m255 classifies" in r.getMessage() and "low_clean_accuracy" in r.getMessage()

@@ -101,9 +101,9 @@ def test_factory_model_with_and_without_weights(factories: Path, framework: str)
     assert cfg.key == "mine" and cfg.resolved_layout == ("NCHW" if framework == "torch" else "NHWC")
     fresh = load_factory_model(cfg)
     assert (fresh.name, fresh.family, fresh.framework) == ("mine", "mine", framework)
-    assert fresh.recipe_info == {
+    assert fresh.recipe_info == {  # type: ignore[attr-defined]
         "factory": cfg.factory,
-        "weights": None,  # type: ignore[attr-defined]
+        "weights": None,
         "weights_sha256": None,
     }
     x = _batch(framework)

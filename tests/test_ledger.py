@@ -35,7 +35,7 @@ def reference_track(
             if (p != target) if target is not None else (p == label):
                 continue
             ok = bool(np.isfinite(row).all()) and not bool(((row < -BOX_ATOL) | (row > 1 + BOX_ATOL)).any())
-            ok = ok and (np.ptp(flat0) == 0 or np.ptp(row) > 0)
+            ok = ok and bool(np.ptp(flat0) == 0 or np.ptp(row) > 0)
             n = float(norm_of((np.where(np.isfinite(row), row, 0.0) - flat0)[None], norm)[0])
             if enforce and eps is not None:
                 ok = ok and bool(within_eps(np.array([n]), eps)[0])
@@ -243,7 +243,8 @@ def test_torch_oracle_fills_the_buffer_and_judges_like_the_reference(budget: int
         buffer_bytes=2000,
     )
     queries = [q for q in random_queries(rng, x[0], 40) if np.isfinite(q).all()]
-    sent, preds = [], []
+    sent: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
     acc: ThreatModel = access  # type: ignore[assignment]
     with model.with_access(acc), model.with_ledger(led):
         led.begin(0)
@@ -253,7 +254,8 @@ def test_torch_oracle_fills_the_buffer_and_judges_like_the_reference(budget: int
             try:
                 out = model.counted(xt).numpy()
             except BudgetExhausted:
-                fit = budget - sum(len(s) for s in sent)  # type: ignore[operator]
+                assert budget is not None
+                fit = budget - sum(len(s) for s in sent)
                 sent.append(q[:fit])
                 preds.append(logits[:fit].argmax(1))
                 break

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -38,7 +38,7 @@ class _InfWhereDark(torch.nn.Module):
         self.net = _linear()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x) / (x.flatten(1)[:, :1] >= 0.5)
+        return cast(torch.Tensor, self.net(x) / (x.flatten(1)[:, :1] >= 0.5))
 
 
 def _nonfinite(framework: str) -> WrappedModel:
@@ -186,7 +186,7 @@ def test_nested_lists_are_taken_ragged_ones_refused() -> None:
     assert "\n" not in str(e.value)
     assert str(e.value).startswith("inputs for model 'lin' are not a numeric array of one shape")
     with pytest.raises(HarnessError, match="labels are not an array of one shape"):
-        run_attacks([model], x[:2], [[0], [1, 2]], FGSM, ["foolbox"])
+        run_attacks([model], x[:2], [[0], [1, 2]], FGSM, ["foolbox"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("thing", [object(), "model.pt", lambda x: x])

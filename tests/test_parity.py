@@ -27,6 +27,7 @@ from advharness.adapters.base import AttackRequest
 from advharness.config.spec import AttackSpec
 from advharness.core.seeding import seed_everything
 from advharness.execution.api import run_attacks
+from advharness.models.base import WrappedModel
 from advharness.models.layout import to_layout
 from advharness.zoo.data import load_dataset
 from advharness.zoo.recipes import load_recipe
@@ -85,8 +86,8 @@ def _mean_loss_grad_sq(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:  # ty
 
 @pytest.mark.parametrize("norm,eps,step", [("linf", 0.1, 0.01), ("l2", 1.0, 0.1)])
 def test_pgd_no_random_start_same_robust_accuracy(
-    trained, digits, norm: str, eps: float, step: float
-) -> None:  # type: ignore[no-untyped-def]
+    trained: WrappedModel, digits: tuple[np.ndarray, np.ndarray], norm: str, eps: float, step: float
+) -> None:
     x, y = digits
     spec = {"attack": "pgd", "norm": norm, "eps": eps, "steps": 20, "step_size": step}
     s = run_attacks([trained], x, y, [spec], LIBS).summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ class SelfCounting:
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 self.rows += int(x.shape[0])
-                return self.lin(x.flatten(1))
+                return cast(torch.Tensor, self.lin(x.flatten(1)))
 
         net = Net()
         return TorchModel(net, input_shape=(1, 28, 28), nb_classes=10), lambda: net.rows
@@ -78,6 +80,7 @@ def test_counts_match_the_models_own_count(image_batch, lib: str, fw: str, attac
     get_adapter(lib).run(AttackRequest(model, x, y[:8], None, spec, seed=0))
     counts = model.counter.read()
     assert counts.forward == own_rows() - before
+    assert spec.steps is not None
     assert counts.backward >= spec.steps * 8  # at least one gradient per step and sample
     if lib == "cleverhans" and attack == "fgsm":  # labels given: exactly one pass each way
         assert (counts.forward, counts.backward) == (8, 8)

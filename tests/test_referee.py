@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from advharness.judging.referee import judge, perturbation_norms, summarize
@@ -11,13 +14,13 @@ N, D = 6, 16
 
 
 def _case(
-    x_adv: np.ndarray,
+    x_adv: np.ndarray | Callable[[np.ndarray], np.ndarray],
     adv_pred: np.ndarray,
     clean_pred: np.ndarray | None = None,
     eps: float | None = 0.1,
     enforce: bool = True,
     targets: np.ndarray | None = None,
-):  # type: ignore[no-untyped-def]
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     rng = np.random.default_rng(0)
     x = rng.uniform(0.2, 0.8, size=(N, 1, 4, 4)).astype(np.float32)
     y = np.arange(N) % 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -107,7 +107,7 @@ def test_victim_answers_match_access(
     def spy(*args: Any, **kwargs: Any) -> np.ndarray:
         out = predict(*args, **kwargs)
         answers.append(np.array(out))
-        return out
+        return cast(np.ndarray, out)
 
     monkeypatch.setattr(victim, "predict", spy)
     model = _substitute(target, pool, "torch", queries=200, epochs=1, labels_only=labels_only)

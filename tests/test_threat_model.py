@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
+from advharness.core.types import ThreatModel
 from advharness.execution.api import run_attacks
-from advharness.models.base import ThreatModelViolation
+from advharness.models.base import ThreatModelViolation, WrappedModel
 
 LIBS = ["art", "foolbox", "cleverhans"]
 
@@ -19,9 +22,9 @@ LIBS = ["art", "foolbox", "cleverhans"]
 )
 def test_gradient_attack_in_score_based_cell_is_a_violation(
     request: pytest.FixtureRequest,
-    image_batch,
+    image_batch: tuple[np.ndarray, np.ndarray],
     fw: str,
-    attack: dict,  # type: ignore[no-untyped-def]
+    attack: dict[str, Any],
 ) -> None:
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
     x, _ = image_batch
@@ -43,7 +46,7 @@ def test_gradient_attack_in_score_based_cell_is_a_violation(
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
 def test_decision_based_oracle_reveals_only_the_label(
     request: pytest.FixtureRequest,
-    image_batch,  # type: ignore[no-untyped-def]
+    image_batch: tuple[np.ndarray, np.ndarray],
     fw: str,
 ) -> None:
     from advharness.adapters import get_adapter
@@ -66,7 +69,7 @@ def test_decision_based_oracle_reveals_only_the_label(
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
 def test_score_based_oracle_gives_scores_not_gradients(
     request: pytest.FixtureRequest,
-    image_batch,  # type: ignore[no-untyped-def]
+    image_batch: tuple[np.ndarray, np.ndarray],
     fw: str,
 ) -> None:
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
@@ -91,9 +94,9 @@ def test_score_based_oracle_gives_scores_not_gradients(
 
 @pytest.mark.parametrize("access", ["score-based", "decision-based"])
 def test_tf_oracle_paths_answer_and_count_alike(
-    tf_model,
-    image_batch,  # type: ignore[no-untyped-def]
-    access: str,
+    tf_model: WrappedModel,
+    image_batch: tuple[np.ndarray, np.ndarray],
+    access: ThreatModel,
 ) -> None:
     """Under a ledger the TF oracle answers eagerly in Python, after ART's compiled pass, or
     through tf.py_function (in a graph, under a tape): same answers, every row counted."""
@@ -108,7 +111,7 @@ def test_tf_oracle_paths_answer_and_count_alike(
     want = np.eye(10, dtype=np.float32)[logits.argmax(1)] if access == "decision-based" else logits
     spec = AttackSpec(attack="hsj", norm="l2", threat_model="decision-based").resolve()
     ledger = make_ledger(CellInputs(tf_model, x, logits.argmax(1), logits.argmax(1), None), spec)
-    with tf_model.with_access(access), tf_model.with_ledger(ledger):  # type: ignore[arg-type]
+    with tf_model.with_access(access), tf_model.with_ledger(ledger):
         oracle = tf_model.counted
         tf_model.counter.reset()
         ledger.begin(0)
@@ -154,5 +157,5 @@ def test_tf_oracle_runs_the_model_in_inference_mode(training_default: bool | Non
     # O(1) weights and inputs round at ~1e-7 absolute, so a logit near 0 needs an atol
     np.testing.assert_allclose(model.predict_logits(x), want, rtol=1e-6, atol=1e-6)
     for access in ("white-box", "score-based"):
-        with model.with_access(access):  # type: ignore[arg-type]
+        with model.with_access(access):
             np.testing.assert_allclose(np.asarray(model.counted(x)), want, rtol=1e-6, atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from advharness.core.errors import HarnessError
@@ -17,9 +19,9 @@ def choose_targets(y: np.ndarray, clean_logits: np.ndarray, mode: str, seed: int
     if mode == "random":
         rng = np.random.default_rng(seed)
         offset = rng.integers(1, k, size=n)
-        return ((y + offset) % k).astype(np.int64)
+        return cast(np.ndarray, ((y + offset) % k).astype(np.int64))
     if mode == "least_likely":
         logits = clean_logits.astype(np.float64).copy()
         logits[np.arange(n), y] = np.inf
-        return logits.argmin(axis=1).astype(np.int64)
+        return cast(np.ndarray, logits.argmin(axis=1).astype(np.int64))
     raise HarnessError(f"unknown target_mode {mode!r}; known: random, least_likely")

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from advharness.core.errors import HarnessError
 
@@ -47,4 +47,4 @@ def resolve_factory(path: str) -> Callable[[], Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise HarnessError(f"{path!r} is not callable")
-    return obj
+    return cast(Callable[[], Any], obj)

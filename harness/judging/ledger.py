@@ -26,7 +26,7 @@ exact however the library re-batches, subsets or duplicates inputs internally. T
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -281,11 +281,11 @@ class QueryLedger:
     def _approx_norms(self, delta: np.ndarray) -> np.ndarray:
         """Norms of float32 ``delta`` rows: float32 screens for l1/l2/linf, exact for l0."""
         if self.norm == "l2":
-            return np.sqrt(np.einsum("ij,ij->i", delta, delta))
+            return cast(np.ndarray, np.sqrt(np.einsum("ij,ij->i", delta, delta)))
         if self.norm == "linf":
             return np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(delta))
         if self.norm == "l1":
-            return np.abs(delta).sum(axis=1)
+            return cast(np.ndarray, np.abs(delta).sum(axis=1))
         out = norm_of(delta, self.norm)  # l0 counts: exact (no margin makes sense)
         out[~np.isfinite(delta.sum(axis=1))] = np.inf
         return out

@@ -185,7 +185,7 @@ def flag_gradient_masking(summary: pd.DataFrame, tol: float = 1e-9) -> pd.Series
     for i, row in ok[ok["threat_model"] != "white-box"].iterrows():
         best = white.get(tuple(row[k] for k in keys))
         if best is not None and row["success_rate_at_eps"] > best + tol:
-            flags[i] = True
+            flags.at[i] = True
     return flags
 
 

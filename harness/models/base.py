@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -170,7 +170,7 @@ class WrappedModel(ABC):
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Harness-side predicted labels (int64)."""
-        return self.predict_logits(x, batch_size).argmax(axis=1).astype(np.int64)
+        return cast(np.ndarray, self.predict_logits(x, batch_size).argmax(axis=1).astype(np.int64))
 
     def check_inputs(self, x: np.ndarray) -> None:
         """Raise a one-line error if ``x`` does not fit this model's shape and bounds."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -41,7 +41,7 @@ def _could_record() -> Callable[[], bool]:
         from tensorflow.python.eager.record import could_possibly_record
     except ImportError:  # a TF without this internal: always take the guarded path
         return lambda: True
-    return could_possibly_record
+    return cast(Callable[[], bool], could_possibly_record)
 
 
 def _inference_kwargs(model: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ class CountingModule(torch.nn.Module):
 
     def _inner(self, x: torch.Tensor) -> torch.Tensor:
         """The network on float32 ``x`` (cast to its own dtype), as float32."""
-        out = self.inner(x if self._dtype == torch.float32 else x.to(self._dtype))
+        out = cast(torch.Tensor, self.inner(x if self._dtype == torch.float32 else x.to(self._dtype)))
         return out if out.dtype == torch.float32 else out.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,7 +182,7 @@ class TorchModel(WrappedModel):
     def _raw_forward(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self._device, self._dtype))
-        return out.detach().cpu().float().numpy()  # float32 whatever the network's dtype
+        return cast(np.ndarray, out.detach().cpu().float().numpy())  # float32 whatever the network's dtype
 
     def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
         for name, t in self.module.state_dict().items():

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -157,7 +157,7 @@ def _copycat(
         def _query_label(self, x: np.ndarray) -> np.ndarray:
             z = super()._query_label(x)
             e = np.exp(z - z.max(axis=1, keepdims=True))
-            return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+            return cast(np.ndarray, (e / e.sum(axis=1, keepdims=True)).astype(np.float32))
 
     kwargs = {
         "batch_size_fit": batch_size,
