@@ -4,6 +4,9 @@ Python API (imports are lazy, so ``import advharness`` stays cheap)::
 
     from advharness import run_attacks, run_experiment, load_experiment, read_results
     from advharness import wrap_model, load_dataset, load_recipe, AttackSpec
+
+Analytics over the results (intervals, security curves, optimality, worst case, agreement
+between libraries): ``advharness.analytics``.
 """
 
 from __future__ import annotations

@@ -61,7 +61,19 @@ def test_the_import_name_is_advharness() -> None:
 
 
 #: The layers, lowest first: a module imports only from its own layer and the ones before it.
-LAYERS = ("core", "config", "judging", "models", "adapters", "cells", "zoo", "reporting", "execution", "cli")
+LAYERS = (
+    "core",
+    "config",
+    "judging",
+    "analytics",
+    "models",
+    "adapters",
+    "cells",
+    "zoo",
+    "reporting",
+    "execution",
+    "cli",
+)
 
 
 def layer_of(module: str) -> str | None:

@@ -1,9 +1,10 @@
 """Rendering the head-to-head table: rich (terminal), plain text, Markdown, LaTeX and CSV.
 
 Every format shows the same rows (:func:`advharness.reporting.tables.table_rows`): a compact label per
-row and, per (library, framework), success rate | robust accuracy (at the row's eps for a
-minimum-norm attack given one), the median perturbation of the successes, wall time and
-queries per sample; ``±`` sample sd and ``n=`` over seeds when several ran.
+row and, per (library, framework), the success rate and the robust accuracy (at the row's
+eps for a minimum-norm attack given one) in percent with their Wilson 95 % intervals
+(``SR 45% [38-52]``), the median perturbation of the successes, wall time and queries per
+sample; ``±`` sample sd and ``n=`` over seeds when several ran (instead of the interval).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from advharness.reporting.tables import Cell, head_to_head, table_rows
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
 FORMATS = ("table", "csv", "md", "latex")
 LEGEND = (
-    "cell: success rate (of initially-correct samples) | robust accuracy (minimum-norm "
-    "attacks with an eps: within it); median perturbation norm of the successes; attack wall "
+    "cell: SR success rate (of initially-correct samples), RA robust accuracy (minimum-norm "
+    "attacks with an eps: within it), each with its Wilson 95% interval [low-high]; median "
+    "perturbation norm of the successes; attack wall "
     "time, forward+backward queries per sample (black-box: exact mean/median per attacked "
     "sample, <=budget when one is enforced); with several seeds: mean ± sd, n seeds. "
     "T: targeted. Transfer rows are crafted on the source model and judged on the row's "
@@ -37,9 +39,24 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if _missing(v) else format(v, spec)
 
 
-def _pm(cell: Cell, metric: str) -> str:
+def _pct(v: Any) -> str:
+    """``0.45`` -> ``45``; one decimal where rounding would show a rate that is not 0 or 1
+    as ``0`` or ``100``."""
+    x = 100 * float(v)
+    return f"{x:.1f}" if (0 < x < 0.5 or 99.5 <= x < 100) else f"{x:.0f}"
+
+
+def _rate(cell: Cell, metric: str) -> str:
+    """``45% [38-52]`` (Wilson 95 % interval), or ``45±3%`` (mean ± sd over seeds)."""
+    v = cell.values.get(metric)
+    if _missing(v):
+        return "-"
     sd = cell.sd.get(metric)
-    return _fmt(cell.values.get(metric), ".2f") + ("" if sd is None else f"±{sd:.2f}")
+    if sd is not None:
+        return f"{_pct(v)}±{_pct(sd)}%"
+    low, high = cell.values.get(f"{metric}_ci_low"), cell.values.get(f"{metric}_ci_high")
+    interval = "" if _missing(low) or _missing(high) else f" [{_pct(low)}-{_pct(high)}]"
+    return f"{_pct(v)}%{interval}"
 
 
 def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]:
@@ -53,7 +70,8 @@ def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]
         ("success_rate_at_eps", "robust_accuracy_at_eps") if at_eps else ("success_rate", "robust_accuracy")
     )
     lines = [
-        f"{_pm(cell, sr)} | {_pm(cell, ra)}",
+        f"SR {_rate(cell, sr)}",
+        f"RA {_rate(cell, ra)}",
         f"med {_fmt(v.get('median_norm'), '.3g')}",
         f"{_fmt(v.get('time_s'), '.2f')}s {_queries(v)}",
     ]

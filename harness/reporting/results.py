@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -148,6 +149,20 @@ def read_adversarials(path: str | Path) -> dict[int, np.ndarray]:
         x_adv = store.read_adversarials(str(key))
         if x_adv is not None:
             out[int(cell)] = x_adv
+    return out
+
+
+def read_adversarials_by_key(path: str | Path, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The adversarial examples stored in a results directory (``cells/<key>.adv.npz``), by
+    ``cell_key``: those of ``keys`` (default: every stored cell); cells without stored
+    adversarials are absent. For comparing two libraries' outputs
+    (:func:`advharness.analytics.agreement.library_agreement`)."""
+    store = CellStore(path)
+    out = {}
+    for key in store.keys() if keys is None else keys:
+        x_adv = store.read_adversarials(str(key))
+        if x_adv is not None:
+            out[str(key)] = x_adv
     return out
 
 

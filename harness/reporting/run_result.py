@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from advharness.analytics.intervals import summary_intervals
 from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR
 from advharness.judging.referee import flag_gradient_masking, flag_low_clean_accuracy, report_at_eps
 
@@ -40,7 +41,9 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
     """The result tables from stored or fresh cells: ``(row, records, report_eps)`` each.
 
     Each row is reported at its radius (:func:`advharness.judging.referee.report_at_eps`), flagged
-    ``low_clean_accuracy`` below its ``clean_accuracy_floor`` and numbered (``cell``); its
+    ``low_clean_accuracy`` below its ``clean_accuracy_floor``, given a Wilson 95 % interval
+    for each success rate and robust accuracy
+    (:func:`advharness.analytics.intervals.summary_intervals`) and numbered (``cell``); its
     records get the cell's identifying columns, so no analysis needs to parse a spec string.
     """
     rows, recs = [], []
@@ -74,6 +77,7 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
         summary["beats_white_box"] = flag_gradient_masking(summary)
         floor = summary.get("clean_accuracy_floor", pd.Series(CLEAN_ACCURACY_FLOOR, index=summary.index))
         summary["low_clean_accuracy"] = flag_low_clean_accuracy(summary, floor.fillna(CLEAN_ACCURACY_FLOOR))
+        summary = summary_intervals(summary)
     records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
     return RunResult(summary=summary, records=records_df)
 

@@ -22,12 +22,20 @@ import pandas as pd
 
 from advharness.core.errors import HarnessError
 
+#: Wilson 95 % intervals of the rates (the summary's ``<rate>_ci_low``/``_ci_high``): one
+#: seed's cell shows its own; over several seeds the spread is the sd instead (NaN here).
+INTERVALS = tuple(
+    f"{rate}_ci_{side}"
+    for rate in ("success_rate", "robust_accuracy", "success_rate_at_eps", "robust_accuracy_at_eps")
+    for side in ("low", "high")
+)
 METRICS = (
     "success_rate",
     "robust_accuracy",
     "median_norm",
     "success_rate_at_eps",
     "robust_accuracy_at_eps",
+    *INTERVALS,
     "time_s",
     "queries_per_sample",
     "queries_mean",
@@ -208,7 +216,9 @@ def _cell(cells: list[pd.Series]) -> Cell:
     for m in METRICS:
         vals = [c.get(m) for c in ok]
         nums = [float(v) for v in vals if isinstance(v, int | float | np.number) and not _missing(v)]
-        if m == "violation" or len(nums) != len(vals) or not nums:
+        if m in INTERVALS and len(ok) > 1:
+            values[m] = float("nan")
+        elif m == "violation" or len(nums) != len(vals) or not nums:
             values[m] = vals[0] if len(ok) == 1 else (nums[0] if nums else vals[0])
         else:
             values[m] = float(np.mean(nums))
@@ -226,7 +236,8 @@ def head_to_head(summary: pd.DataFrame, per_seed: bool = False) -> pd.DataFrame:
     """Pivot per-cell summaries into the comparison table.
 
     Index: the row key (:func:`row_keys`; ``family`` groups the PyTorch and Keras versions of
-    one model). Columns: (library, framework, metric) with :data:`METRICS` and ``status``;
+    one model). Columns: (library, framework, metric) with :data:`METRICS` (the rates' Wilson
+    intervals among them: ``<rate>_ci_low``/``_ci_high``) and ``status``;
     with several seeds also ``<metric>_sd`` and ``n_seeds`` (means over seeds are shown;
     ``per_seed=True`` keeps one row per seed instead).
     """
