@@ -4,6 +4,7 @@ effect against hand-computed values; the verdicts on constructed pairs."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ CORRECT = [True] * (N - 4) + [False] * 4
 def _pair(success_b: list[bool], dist_b: list[float], success_a: list[bool] | None = None) -> pd.DataFrame:
     success_a = success_a or [True] * (N - 10) + [False] * 10
     dist_a = list(0.5 + 0.01 * np.arange(N))
-    common = dict(correct=CORRECT, attack="deepfool", kind="minimal", norm="l2")
+    common: dict[str, Any] = dict(correct=CORRECT, attack="deepfool", kind="minimal", norm="l2")
     return pd.concat(
         [
             cell_records("a", cell=0, library="art", success=success_a, dist=dist_a, **common),

@@ -4,6 +4,7 @@ hand-built frames whose curves are worked out in each test."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from scipy import stats
 from advharness.analytics import distance_cdf, per_sample_distances, security_curves, step_radii
 
 #: A minimum-norm cell on 5 samples: 4 correct; broken at L2 0.5, 0.2, (failed), 0.5.
-CW = {
+CW: dict[str, Any] = {
     "correct": [True, True, True, True, False],
     "success": [True, True, False, True, False],
     "dist": [0.5, 0.2, 0.9, 0.5, 0.0],  # sample 2 failed: its 0.9 must never count
@@ -22,7 +23,14 @@ CW = {
 
 
 def _cw_summary(*radii: float) -> pd.DataFrame:
-    base = {"cell_key": "cw", "attack": "cw", "kind": "minimal", "norm": "l2", "n": 5, "n_correct": 4}
+    base: dict[str, Any] = {
+        "cell_key": "cw",
+        "attack": "cw",
+        "kind": "minimal",
+        "norm": "l2",
+        "n": 5,
+        "n_correct": 4,
+    }
     ra = {0.2: 0.6, 0.5: 0.2}
     rows = [
         summary_row(cell=i, eps=r, robust_accuracy=0.2, robust_accuracy_at_eps=ra[r], **base)
@@ -121,7 +129,7 @@ def test_per_sample_distances_of_a_minimum_norm_cell() -> None:
 
 
 def test_fixed_budget_distances_come_from_search_eps_or_are_skipped() -> None:
-    pgd = dict(attack="pgd", kind="fixed", norm="linf", eps=0.3)
+    pgd: dict[str, Any] = dict(attack="pgd", kind="fixed", norm="linf", eps=0.3)
     plain = cell_records(
         "p", correct=[True, True, False], success=[True, False, False], dist=[0.3] * 3, **pgd
     )

@@ -30,6 +30,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         )
     )
     res = run_experiment(exp, tmp_path_factory.mktemp("analytics") / "results", backend="inline")
+    assert res.path is not None
     return read_results(res.path)
 
 

@@ -3,6 +3,8 @@ hand-built records whose answers are counted by hand in each test."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 from analytics_helpers import cell_records, summary_row
@@ -19,7 +21,7 @@ CORRECT = [True, True, True, True, True, False]
 #: PGD at eps 0.1 on 6 samples (5 correct): ART breaks 0 and 2, Foolbox 0 and 1.
 ART = [True, False, True, False, False, False]
 FOOLBOX = [True, True, False, False, False, False]
-PGD = dict(attack="pgd", kind="fixed", norm="linf", eps=0.1, dist=[0.1] * 6, correct=CORRECT)
+PGD: dict[str, Any] = dict(attack="pgd", kind="fixed", norm="linf", eps=0.1, dist=[0.1] * 6, correct=CORRECT)
 
 
 def _pgd() -> pd.DataFrame:

@@ -83,7 +83,7 @@ def per_sample_distances(
     return pd.concat(parts, ignore_index=True)
 
 
-def step_radii(distances: np.ndarray) -> np.ndarray:
+def step_radii(distances: np.ndarray | pd.Series) -> np.ndarray:
     """The radii where a distance CDF steps: 0 and every distinct finite positive
     distance, ascending."""
     d = np.asarray(distances, dtype=np.float64)
