@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from advharness.core.errors import first_line, one_line
 
 
@@ -11,3 +15,29 @@ def test_one_line_is_the_type_and_the_first_non_empty_line() -> None:
     assert one_line(ValueError("x" * 400)) == "ValueError: " + "x" * 300
     assert one_line(ValueError("x" * 400), 500) == "ValueError: " + "x" * 400
     assert first_line("\n\n") == ""
+
+
+def test_package_version_is_the_installed_one_else_the_documented_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    import advharness
+    from advharness.adapters.base import Adapter
+    from advharness.core.versions import NOT_INSTALLED, package_version
+    from advharness.reporting import results
+
+    assert package_version("numpy") == np.__version__
+    assert package_version("advharness") == advharness.__version__  # pyproject and __init__ agree
+    assert package_version("advh-no-such-distribution") == NOT_INSTALLED == "not installed"
+
+    class Missing(Adapter):
+        name, package, IMPLS = "missing", "advh-no-such-distribution", {}
+
+        def convert(self, model: Any) -> Any:
+            return model
+
+    assert Missing().version_hint() == "not installed"
+    monkeypatch.setattr(results, "PACKAGES", ("numpy", "advh-no-such-distribution"))
+    versions = results.versions()
+    assert versions["numpy"] == np.__version__ and versions["advh-no-such-distribution"] == "not installed"
