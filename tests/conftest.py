@@ -73,8 +73,10 @@ def tf_model():  # type: ignore[no-untyped-def]
 
 
 def to_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
-    """NCHW batch -> the model's layout."""
-    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if layout == "NHWC" else x_nchw
+    """NCHW batch -> the model's layout (the harness's own conversion)."""
+    from advharness.models.layout import from_nchw
+
+    return from_nchw(x_nchw, layout)
 
 
 def combos(adapter: Any, attacks: Any, frameworks: tuple[str, ...] = ("torch", "tensorflow")) -> list[Any]:

@@ -33,6 +33,7 @@ from advharness.config.catalogue import RECIPES, Recipe
 from advharness.core.atomic import atomic_write
 from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
+from advharness.models.layout import from_nchw, shape_in, to_layout
 from advharness.zoo.data import Dataset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,7 @@ def _torch_versions() -> dict[str, str]:
 def keras_build(recipe: Recipe) -> Any:
     import keras
 
-    c, h, w = recipe.input_shape
-    layers: list[Any] = [keras.Input((h, w, c))]
+    layers: list[Any] = [keras.Input(shape_in("NHWC", recipe.input_shape))]
     for kind, *a in recipe.layers:
         if kind == "conv":
             layers.append(keras.layers.Conv2D(a[0], a[1]))
@@ -179,7 +179,7 @@ def _keras_train(recipe: Recipe, train: Dataset) -> Any:
                 zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables, strict=True)
             )
 
-        x = np.ascontiguousarray(train.x.transpose(0, 2, 3, 1))
+        x = from_nchw(train.x, "NHWC")
         rng = np.random.default_rng(recipe.seed)
         for _ in range(recipe.epochs):
             perm = rng.permutation(len(x))
@@ -207,10 +207,9 @@ def _keras_load(recipe: Recipe, path: Path) -> Any:
 def _keras_wrap(net: Any, recipe: Recipe) -> WrappedModel:
     from advharness.models.tf_model import TFModel
 
-    c, h, w = recipe.input_shape
     return TFModel(
         net,
-        input_shape=(h, w, c),
+        input_shape=shape_in("NHWC", recipe.input_shape),
         nb_classes=recipe.nb_classes,
         bounds=(0.0, 1.0),
         layout="NHWC",
@@ -234,7 +233,6 @@ class _Backend:
     load: Callable[[Recipe, Path], Any]
     wrap: Callable[[Any, Recipe], WrappedModel]
     versions: Callable[[], dict[str, str]]
-    layout_nhwc: bool
 
 
 BACKENDS: dict[str, _Backend] = {
@@ -246,7 +244,6 @@ BACKENDS: dict[str, _Backend] = {
         _torch_load,
         _torch_wrap,
         _torch_versions,
-        layout_nhwc=False,
     ),
     "tensorflow": _Backend(
         ".weights.h5",
@@ -256,7 +253,6 @@ BACKENDS: dict[str, _Backend] = {
         _keras_load,
         _keras_wrap,
         _keras_versions,
-        layout_nhwc=True,
     ),
 }
 
@@ -397,8 +393,7 @@ def load_recipe(
         net = backend.train(recipe, train)
         train_time = time.perf_counter() - start
         model = backend.wrap(net, recipe)
-        x_test = test.x.transpose(0, 2, 3, 1) if backend.layout_nhwc else test.x
-        accuracy = float(np.mean(model.predict(x_test) == test.y))
+        accuracy = float(np.mean(model.predict(to_layout(test.x, model)) == test.y))
         log.info("trained %s-%s in %.1f s; test accuracy %.4f", name, framework, train_time, accuracy)
         info = {
             "recipe": name,
