@@ -41,3 +41,31 @@ def test_package_version_is_the_installed_one_else_the_documented_fallback(
     monkeypatch.setattr(results, "PACKAGES", ("numpy", "advh-no-such-distribution"))
     versions = results.versions()
     assert versions["numpy"] == np.__version__ and versions["advh-no-such-distribution"] == "not installed"
+
+
+def test_deterministic_seeds_every_generator_and_restores_what_it_changed() -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    from advharness.core.seeding import deterministic
+
+    flags = torch.are_deterministic_algorithms_enabled()
+    np.random.seed(1)
+    expected_next = np.random.get_state()
+    draws = []
+    for _ in range(2):
+        with deterministic("torch", 7, restore_generators=True):
+            assert torch.are_deterministic_algorithms_enabled()
+            draws.append((random.random(), float(np.random.rand()), torch.rand(1).item()))
+    assert draws[0] == draws[1]
+    assert torch.are_deterministic_algorithms_enabled() == flags
+    after = float(np.random.rand())
+    np.random.set_state(expected_next)
+    assert after == float(np.random.rand())  # the caller's stream continues where it was
+    with deterministic("torch", 7):  # without restore_generators they stay seeded
+        pass
+    assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == draws[0]
+    with pytest.raises(ValueError, match="unknown framework 'jax'"), deterministic("jax", 0):
+        pass

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import platform
-import random
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import numpy as np
 from advharness.config.catalogue import RECIPES, Recipe
 from advharness.core.atomic import atomic_write
 from advharness.core.errors import HarnessError
+from advharness.core.seeding import deterministic
 from advharness.models.base import WrappedModel
 from advharness.models.layout import from_nchw, shape_in, to_layout
 from advharness.zoo.data import Dataset, load_dataset
@@ -70,16 +70,10 @@ def torch_build(recipe: Recipe) -> Any:
 def _torch_train(recipe: Recipe, train: Dataset) -> Any:
     import torch
 
-    prev = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
     threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)  # tiny ops: faster on busy CPUs, and thread-count independent
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
+        with deterministic("torch", recipe.seed, restore_generators=True):
             net = torch_build(recipe)
             x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
             opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
@@ -95,7 +89,6 @@ def _torch_train(recipe: Recipe, train: Dataset) -> Any:
             net.eval()
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
     return net
 
 
@@ -159,13 +152,8 @@ def keras_build(recipe: Recipe) -> Any:
 def _keras_train(recipe: Recipe, train: Dataset) -> Any:
     import keras
     import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
 
-    was_deterministic = tf_config.is_op_determinism_enabled()
-    py_state, np_state = random.getstate(), np.random.get_state()
-    keras.utils.set_random_seed(recipe.seed)
-    tf.config.experimental.enable_op_determinism()
-    try:
+    with deterministic("tensorflow", recipe.seed, restore_generators=True):
         net = keras_build(recipe)
         opt = keras.optimizers.Adam(recipe.lr, epsilon=1e-8)
         opt.build(net.trainable_variables)
@@ -186,11 +174,6 @@ def _keras_train(recipe: Recipe, train: Dataset) -> Any:
             for i in range(0, len(x), recipe.batch_size):
                 idx = perm[i : i + recipe.batch_size]
                 step(tf.constant(x[idx]), tf.constant(train.y[idx]))
-    finally:
-        if not was_deterministic:
-            tf_config.disable_op_determinism()
-        random.setstate(py_state)
-        np.random.set_state(np_state)
     return net
 
 

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from advharness.config.catalogue import Recipe
 from advharness.core.errors import HarnessError
-from advharness.core.seeding import seed_everything
+from advharness.core.seeding import deterministic, seed_everything
 from advharness.core.types import ThreatModel
 from advharness.models.base import WrappedModel
 from advharness.models.layout import shape_in, to_layout
@@ -113,34 +112,6 @@ def _keras_thief(recipe: Recipe, target_layout: str, lr: float) -> tuple[Any, An
 
 
 THIEVES: dict[str, Thief] = {"torch": _torch_thief, "tensorflow": _keras_thief}
-
-
-@contextmanager
-def _deterministic(framework: str) -> Iterator[None]:
-    """Deterministic kernels for the thief's framework during extraction, restored after."""
-    if framework == "torch":
-        import torch
-
-        prev = (
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-        )
-        torch.use_deterministic_algorithms(True)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
-    else:
-        import tensorflow as tf
-        from tensorflow.python.framework import config as tf_config
-
-        was = tf_config.is_op_determinism_enabled()
-        tf.config.experimental.enable_op_determinism()
-        try:
-            yield
-        finally:
-            if not was:
-                tf_config.disable_op_determinism()
 
 
 # -- extraction methods ----------------------------------------------------------------------
@@ -258,8 +229,7 @@ def train_substitute(
     target.check_inputs(x)
     with target.with_access(access):
         victim = ArtAdapter().model_form(target)
-        with _deterministic(framework):
-            seed_everything(seed)
+        with deterministic(framework, seed):
             net, thieved, thief_info = THIEVES[framework](rec, target.layout, lr)
             seed_everything(seed)  # CopycatCNN picks its queries with np.random.choice
             target.counter.reset()
