@@ -18,7 +18,6 @@ from advharness.config.catalogue import SHORT
 from advharness.reporting.tables import Cell, head_to_head, table_rows
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
-FORMATS = ("table", "csv", "md", "latex")
 LEGEND = (
     "cell: success rate (of initially-correct samples) | robust accuracy (minimum-norm "
     "attacks with an eps: within it); median perturbation norm of the successes; attack wall "
