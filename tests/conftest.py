@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The recipes the suite trains are cached in the checkout (subprocesses inherit this), never in
+# the user's own cache directory (the default, see advharness.zoo.recipes.default_cache_dir).
+os.environ.setdefault(
+    "ADVHARNESS_CACHE", str(Path(__file__).resolve().parent.parent / ".advh-cache" / "models")
+)
 # TensorFlow reads this once, at import: the suite runs under one stated oneDNN setting (TF's
 # own default, on, unless the environment says otherwise) and test_onednn.py re-runs the tests
 # marked ``numerics`` under the other one.

@@ -252,10 +252,19 @@ def test_out_of_range_training_label_is_refused(tmp_path: Path, framework: str) 
     assert not (tmp_path / "cache").exists()  # nothing trained, nothing half-written
 
 
-def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_dir_is_the_user_cache_unless_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platformdirs
+
     monkeypatch.delenv("ADVHARNESS_CACHE", raising=False)
-    repo = Path(__file__).resolve().parent.parent  # the checkout these tests belong to
-    assert recipes.default_cache_dir() == repo / ".advh-cache" / "models"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # read by platformdirs on Linux
+    default = recipes.default_cache_dir()
+    assert default == Path(platformdirs.user_cache_dir("advharness")) / "models"
+    if sys.platform.startswith("linux"):
+        assert default == tmp_path / "xdg" / "advharness" / "models"
+    assert cache_paths("digits_cnn", "torch")[0].parent == default
+    assert not default.exists()  # naming the paths creates nothing
     monkeypatch.setenv("ADVHARNESS_CACHE", str(tmp_path))
     assert cache_paths("digits_cnn", "torch")[0].parent == tmp_path
 

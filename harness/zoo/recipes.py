@@ -4,8 +4,8 @@ A :class:`Recipe` names a dataset, one architecture (a tuple of layer specs, bui
 way in every framework) and its training hyperparameters. :func:`load_recipe` trains it on
 the dataset's ``train`` split on first use and caches the weights; later calls load them.
 
-Cache files live in ``cache_dir``, else ``$ADVHARNESS_CACHE``, else
-``<repo>/.advh-cache/models``. Their names hold the recipe, framework, recipe version and a
+Cache files live in ``cache_dir``, else ``$ADVHARNESS_CACHE``, else ``models`` in the user's
+cache directory (:func:`default_cache_dir`). Their names hold the recipe, framework, recipe version and a
 hash of the hyperparameters, architecture and dataset fingerprints, so any change retrains.
 Each weights file has a JSON sidecar (train time, test accuracy, versions, hyperparameters).
 Torch weights are loaded with ``weights_only=True``; a file that cannot be loaded that way
@@ -242,11 +242,14 @@ BACKENDS: dict[str, _Backend] = {
 
 # -- cache ---------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$ADVHARNESS_CACHE``, else ``<repo>/.advh-cache/models``."""
+    """``$ADVHARNESS_CACHE``, else ``platformdirs.user_cache_dir("advharness")/models``
+    (``~/.cache/advharness/models`` on Linux, ``$XDG_CACHE_HOME`` honoured)."""
     env = os.environ.get("ADVHARNESS_CACHE")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / ".advh-cache" / "models"  # <repo>/harness/zoo/
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("advharness")) / "models"
 
 
 def get_recipe(name: str, framework: str) -> tuple[Recipe, _Backend]:
