@@ -16,6 +16,7 @@ from advharness.config.catalogue import CATALOGUE, FRAMEWORKS
 from advharness.config.spec import AttackSpec
 from advharness.judging.ledger import BudgetExhausted, QueryLedger
 from advharness.models.base import WrappedModel
+from advharness.models.layout import from_nchw
 
 BUDGET = 30
 N = 3
@@ -144,7 +145,7 @@ class Attributing:
         from advharness.models.tf_model import TFModel
 
         seen = np.zeros(len(origins), np.int64)
-        flat = origins.transpose(0, 2, 3, 1).reshape(len(origins), -1)
+        flat = from_nchw(origins, "NHWC").reshape(len(origins), -1)
         keras.utils.set_random_seed(0)
         dense = keras.layers.Dense(10)
 

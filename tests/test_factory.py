@@ -13,6 +13,7 @@ from conftest import errors_of, exp_dict
 
 from advharness.config.experiment import Experiment, parse_experiment
 from advharness.core.errors import HarnessError
+from advharness.models.layout import from_nchw
 
 # -- factory models ------------------------------------------------------------------------
 FACTORIES = """\
@@ -69,7 +70,7 @@ def _factory_entry(framework: str, **changes: Any) -> dict[str, Any]:
 
 def _batch(framework: str) -> np.ndarray:
     x = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
-    return x if framework == "torch" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return from_nchw(x, "NCHW" if framework == "torch" else "NHWC")
 
 
 def _save_perturbed(framework: str, path: Path) -> Any:

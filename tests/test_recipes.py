@@ -20,6 +20,7 @@ import pytest
 from advharness.config.catalogue import RECIPES
 from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
+from advharness.models.layout import from_nchw, to_layout
 from advharness.zoo import recipes
 from advharness.zoo.data import Dataset, load_dataset
 from advharness.zoo.recipes import cache_paths, load_recipe, recipe_info
@@ -30,7 +31,7 @@ Trainer = Callable[[str, str], WrappedModel]
 
 
 def in_layout(model: WrappedModel, x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if model.layout == "NHWC" else x
+    return to_layout(x, model)
 
 
 def weights_of(model: WrappedModel) -> list[np.ndarray]:
@@ -280,7 +281,7 @@ def test_builders_agree_across_frameworks() -> None:
         import torch
 
         assert tuple(torch_net(torch.from_numpy(x)).shape) == (2, 10)
-        assert tuple(keras_net(x.transpose(0, 2, 3, 1)).shape) == (2, 10)
+        assert tuple(keras_net(from_nchw(x, "NHWC")).shape) == (2, 10)
 
 
 def test_mnist_cnn_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
