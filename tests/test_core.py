@@ -69,3 +69,11 @@ def test_deterministic_seeds_every_generator_and_restores_what_it_changed() -> N
     assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == draws[0]
     with pytest.raises(ValueError, match="unknown framework 'jax'"), deterministic("jax", 0):
         pass
+
+
+def test_an_exception_ending_an_attack_is_described_in_one_line() -> None:
+    from advharness.core.interrupts import describe
+
+    assert describe(SystemExit(4)) == "SystemExit(4) (sys.exit called inside the attack)"
+    multi = describe(RuntimeError("boom\nmore"))
+    assert multi == "RuntimeError: boom raised inside the attack (not a Ctrl-C)"

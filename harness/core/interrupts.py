@@ -69,10 +69,8 @@ def describe(e: BaseException) -> str:
     """One line for an exception that ended an attack, e.g. ``SystemExit(4) raised inside
     the attack``."""
     if isinstance(e, SystemExit):
-        what = f"SystemExit({e.code!r}) (sys.exit called inside the attack)"
-    else:
-        what = f"{one_line(e, 500)} raised inside the attack (not a Ctrl-C)"
-    return what
+        return f"SystemExit({e.code!r}) (sys.exit called inside the attack)"
+    return f"{one_line(e, 500)} raised inside the attack (not a Ctrl-C)"
 
 
 class RunInterrupted(KeyboardInterrupt):
