@@ -11,6 +11,7 @@ from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, Libra
 from advharness.adapters.cleverhans import CleverHansAdapter
 from advharness.adapters.foolbox.adapter import FoolboxAdapter
 from advharness.core.errors import HarnessError
+from advharness.core.imports import resolve_factory
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "art": ArtAdapter,
@@ -34,13 +35,10 @@ def get_adapter(name: str) -> Adapter:
 
 def load_adapter_class(path: str) -> type[Adapter]:
     """The :class:`Adapter` subclass named ``module:Class``."""
-    import importlib
-
-    module, _, attr = path.partition(":")
     try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise HarnessError(f"library {path!r}: cannot import it ({e})") from None
+        cls = resolve_factory(path)
+    except HarnessError as e:
+        raise HarnessError(f"library {path!r}: {e}") from None
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise HarnessError(f"library {path!r} is not an Adapter subclass")
     return cls

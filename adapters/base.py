@@ -20,6 +20,7 @@ import numpy as np
 
 from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported
+from advharness.core.versions import package_version
 from advharness.models.base import WrappedModel
 
 
@@ -140,18 +141,9 @@ class Adapter(ABC):
         for module in self.MODULES.get(framework, ()):
             importlib.import_module(module)
 
-    def version(self) -> str:
-        from importlib.metadata import version
-
-        return version(self.package)
-
     def version_hint(self) -> str:
-        from importlib.metadata import PackageNotFoundError
-
-        try:
-            return self.version()
-        except PackageNotFoundError:
-            return "(not installed)"
+        """The installed version of the library, else ``not installed``."""
+        return package_version(self.package)
 
     def model_form(self, model: WrappedModel) -> Any:
         """The model converted to this library's form, built once per wrapped model."""

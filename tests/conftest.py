@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The recipes the suite trains are cached in the checkout (subprocesses inherit this), never in
+# the user's own cache directory (the default, see advharness.zoo.recipes.default_cache_dir).
+os.environ.setdefault(
+    "ADVHARNESS_CACHE", str(Path(__file__).resolve().parent.parent / ".advh-cache" / "models")
+)
 # TensorFlow reads this once, at import: the suite runs under one stated oneDNN setting (TF's
 # own default, on, unless the environment says otherwise) and test_onednn.py re-runs the tests
 # marked ``numerics`` under the other one.
@@ -73,8 +79,10 @@ def tf_model():  # type: ignore[no-untyped-def]
 
 
 def to_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
-    """NCHW batch -> the model's layout."""
-    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if layout == "NHWC" else x_nchw
+    """NCHW batch -> the model's layout (the harness's own conversion)."""
+    from advharness.models.layout import from_nchw
+
+    return from_nchw(x_nchw, layout)
 
 
 def combos(adapter: Any, attacks: Any, frameworks: tuple[str, ...] = ("torch", "tensorflow")) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from conftest import errors_of, exp_dict
 
 from advharness.config.experiment import Experiment, parse_experiment
 from advharness.core.errors import HarnessError
+from advharness.models.layout import from_nchw
 
 # -- factory models ------------------------------------------------------------------------
 FACTORIES = """\
@@ -68,7 +70,7 @@ def _factory_entry(framework: str, **changes: Any) -> dict[str, Any]:
 
 def _batch(framework: str) -> np.ndarray:
     x = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
-    return x if framework == "torch" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return from_nchw(x, "NCHW" if framework == "torch" else "NHWC")
 
 
 def _save_perturbed(framework: str, path: Path) -> Any:
@@ -118,7 +120,8 @@ def test_factory_model_with_and_without_weights(factories: Path, framework: str)
     np.testing.assert_allclose(loaded.predict_logits(x), saved(x), rtol=1e-6, atol=1e-6)
     assert not np.allclose(loaded.predict_logits(x), fresh.predict_logits(x))
     info = loaded.recipe_info  # type: ignore[attr-defined]
-    assert info["weights"] == str(weights) and len(info["weights_sha256"]) == 64
+    assert info["weights"] == str(weights)
+    assert info["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
     assert model_fingerprint(cfg_w) == model_fingerprint(cfg_w) != model_fingerprint(cfg)
     bounds = parse_experiment(
@@ -299,6 +302,35 @@ def test_factory_module_failing_at_import_is_one_line(
         )
     )
     assert lines == ["models[0].factory: cannot import 'advh_broken_factory': RuntimeError: boom"]
+
+
+def test_import_paths_resolve_dotted_attributes_and_say_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from advharness.adapters import load_adapter_class
+    from advharness.core.imports import resolve_factory
+
+    box = "class Box:\n    @staticmethod\n    def make():\n        return 7\n"
+    (tmp_path / "advh_paths.py").write_text(box)
+    (tmp_path / "advh_attr_broken.py").write_text("import sys\nsys.advh_no_such_thing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert resolve_factory("advh_paths:Box.make")() == 7
+    with pytest.raises(HarnessError) as e:
+        resolve_factory("advh_paths:Box.missing")
+    assert str(e.value) == "module 'advh_paths' has no attribute 'Box.missing'"
+    with pytest.raises(HarnessError) as e:  # an AttributeError while importing is an import error
+        resolve_factory("advh_attr_broken:make")
+    assert str(e.value) == (
+        "cannot import 'advh_attr_broken': AttributeError: module 'sys' has no attribute 'advh_no_such_thing'"
+    )
+    with pytest.raises(HarnessError) as e:
+        load_adapter_class("advh_nowhere.mod:Adapter")
+    assert str(e.value) == (
+        "library 'advh_nowhere.mod:Adapter': cannot import 'advh_nowhere.mod': No module named 'advh_nowhere'"
+    )
+    with pytest.raises(HarnessError) as e:
+        load_adapter_class("advh_paths:Box")
+    assert str(e.value) == "library 'advh_paths:Box' is not an Adapter subclass"
 
 
 # -- factories that misbehave: hang, exit, end their process ----------------------------------

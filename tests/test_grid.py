@@ -273,7 +273,6 @@ def test_grid_size() -> None:
         )
     )
     assert exp.grid_size() == 2 * 3 * 3 * 2
-    assert exp.grid_size(n_libraries_override=1) == 2 * 3 * 1 * 2
 
 
 # -- seeds, time limit, workers ------------------------------------------------------------

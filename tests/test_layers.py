@@ -194,14 +194,11 @@ def test_no_private_names_cross_modules() -> None:
 
 
 def test_default_locations_are_relative_to_the_repository(monkeypatch: Any) -> None:
-    """Modules that find the repository from their own file (model cache, MNIST beside the
-    checkout, the git commit) still find it from inside their layer's package."""
+    """Modules that find the repository from their own file (MNIST beside the checkout, the
+    git commit) still find it from inside their layer's package."""
     from advharness.reporting.results import git_commit
     from advharness.zoo.data import default_mnist_dir
-    from advharness.zoo.recipes import default_cache_dir
 
-    monkeypatch.delenv("ADVHARNESS_CACHE", raising=False)
     monkeypatch.delenv("ADVHARNESS_MNIST_DIR", raising=False)
-    assert default_cache_dir() == REPO / ".advh-cache" / "models"
     assert default_mnist_dir() == REPO.parent / "shared" / "data" / "mnist"
     assert git_commit() == git_commit(REPO)

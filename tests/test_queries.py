@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import cast
 
-import numpy as np
 import pytest
 
 from advharness.adapters import get_adapter
 from advharness.adapters.base import AttackRequest
 from advharness.config.spec import AttackSpec
+from advharness.models.layout import to_layout
 
 
 class SelfCounting:
@@ -69,7 +69,7 @@ CASES = [
 def test_counts_match_the_models_own_count(image_batch, lib: str, fw: str, attack: str) -> None:  # type: ignore[no-untyped-def]
     model, own_rows = getattr(SelfCounting, fw)()
     x, y = image_batch
-    x = x[:8] if fw == "torch" else np.ascontiguousarray(x[:8].transpose(0, 2, 3, 1))
+    x = to_layout(x[:8], model)
     spec = (
         AttackSpec(attack=attack, eps=0.1, steps=5, step_size=0.02).resolve()
         if attack == "pgd"

@@ -20,6 +20,7 @@ import pytest
 from advharness.config.catalogue import RECIPES
 from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
+from advharness.models.layout import from_nchw, to_layout
 from advharness.zoo import recipes
 from advharness.zoo.data import Dataset, load_dataset
 from advharness.zoo.recipes import cache_paths, load_recipe, recipe_info
@@ -30,7 +31,7 @@ Trainer = Callable[[str, str], WrappedModel]
 
 
 def in_layout(model: WrappedModel, x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if model.layout == "NHWC" else x
+    return to_layout(x, model)
 
 
 def weights_of(model: WrappedModel) -> list[np.ndarray]:
@@ -252,10 +253,19 @@ def test_out_of_range_training_label_is_refused(tmp_path: Path, framework: str) 
     assert not (tmp_path / "cache").exists()  # nothing trained, nothing half-written
 
 
-def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_dir_is_the_user_cache_unless_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platformdirs
+
     monkeypatch.delenv("ADVHARNESS_CACHE", raising=False)
-    repo = Path(__file__).resolve().parent.parent  # the checkout these tests belong to
-    assert recipes.default_cache_dir() == repo / ".advh-cache" / "models"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # read by platformdirs on Linux
+    default = recipes.default_cache_dir()
+    assert default == Path(platformdirs.user_cache_dir("advharness")) / "models"
+    if sys.platform.startswith("linux"):
+        assert default == tmp_path / "xdg" / "advharness" / "models"
+    assert cache_paths("digits_cnn", "torch")[0].parent == default
+    assert not default.exists()  # naming the paths creates nothing
     monkeypatch.setenv("ADVHARNESS_CACHE", str(tmp_path))
     assert cache_paths("digits_cnn", "torch")[0].parent == tmp_path
 
@@ -271,7 +281,7 @@ def test_builders_agree_across_frameworks() -> None:
         import torch
 
         assert tuple(torch_net(torch.from_numpy(x)).shape) == (2, 10)
-        assert tuple(keras_net(x.transpose(0, 2, 3, 1)).shape) == (2, 10)
+        assert tuple(keras_net(from_nchw(x, "NHWC")).shape) == (2, 10)
 
 
 def test_mnist_cnn_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

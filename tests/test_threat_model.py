@@ -10,6 +10,7 @@ import pytest
 from advharness.core.types import ThreatModel
 from advharness.execution.api import run_attacks
 from advharness.models.base import ThreatModelViolation, WrappedModel
+from advharness.models.layout import to_layout
 
 LIBS = ["art", "foolbox", "cleverhans"]
 
@@ -28,7 +29,7 @@ def test_gradient_attack_in_score_based_cell_is_a_violation(
 ) -> None:
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
     x, _ = image_batch
-    y = model.predict(x[:8] if fw == "torch" else np.ascontiguousarray(x[:8].transpose(0, 2, 3, 1)))
+    y = model.predict(to_layout(x[:8], model))
     # white-box first, so any cached library state (ART estimators, CleverHans' tf.function
     # traces) exists before the score-based cell reuses the same model
     specs = [attack, {**attack, "threat_model": "score-based"}, {**attack, "threat_model": "decision-based"}]
@@ -53,7 +54,7 @@ def test_decision_based_oracle_reveals_only_the_label(
 
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
     x, _ = image_batch
-    x = x if fw == "torch" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    x = to_layout(x, model)
     labels = model.predict(x)
     with model.with_access("decision-based"):
         model.counter.reset()
@@ -74,7 +75,7 @@ def test_score_based_oracle_gives_scores_not_gradients(
 ) -> None:
     model = request.getfixturevalue("torch_model" if fw == "torch" else "tf_model")
     x, _ = image_batch
-    x = x[:4] if fw == "torch" else np.ascontiguousarray(x[:4].transpose(0, 2, 3, 1))
+    x = to_layout(x[:4], model)
     with model.with_access("score-based"):
         out = model.counted(model.to_tensor(x))
         np.testing.assert_allclose(np.asarray(out), model.predict_logits(x), rtol=1e-5, atol=1e-5)
@@ -106,7 +107,7 @@ def test_tf_oracle_paths_answer_and_count_alike(
     from advharness.cells.cell import CellInputs, make_ledger
     from advharness.config.spec import AttackSpec
 
-    x = np.ascontiguousarray(image_batch[0][:6].transpose(0, 2, 3, 1))
+    x = to_layout(image_batch[0][:6], tf_model)
     logits = tf_model.predict_logits(x)
     want = np.eye(10, dtype=np.float32)[logits.argmax(1)] if access == "decision-based" else logits
     spec = AttackSpec(attack="hsj", norm="l2", threat_model="decision-based").resolve()

@@ -14,6 +14,7 @@ from advharness.core.errors import HarnessError
 from advharness.execution.api import run_attacks
 from advharness.execution.orchestrate import run_experiment
 from advharness.models.base import WrappedModel
+from advharness.models.layout import from_nchw
 
 LIBS = ("art", "foolbox", "cleverhans")
 
@@ -37,7 +38,7 @@ def _twins() -> tuple[WrappedModel, WrappedModel]:
     net_k.layers[-1].set_weights([lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()])
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
     ref = net_t(torch.from_numpy(x)).detach().numpy()
-    np.testing.assert_allclose(net_k(tf.constant(x.transpose(0, 2, 3, 1))).numpy(), ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(net_k(tf.constant(from_nchw(x, "NHWC"))).numpy(), ref, rtol=1e-4, atol=1e-4)
     return (
         TorchModel(net_t, input_shape=(1, 28, 28), nb_classes=10, name="twin-torch"),
         TFModel(net_k, input_shape=(28, 28, 1), nb_classes=10, name="twin-tf"),

@@ -18,6 +18,7 @@ from advharness.adapters.art.common import CONVERTERS, generate
 from advharness.adapters.base import AttackOutput, AttackRequest, Impl
 from advharness.core.errors import Unsupported
 from advharness.models.base import WrappedModel
+from advharness.models.layout import image_size
 
 _NORMS: dict[str, float] = {"linf": np.inf, "l2": 2}
 
@@ -86,7 +87,7 @@ def square_unsupported(layout: str, shape: tuple[int, ...], norm: str) -> str | 
             "ART's SquareAttack needs image inputs (N, C, H, W) or (N, H, W, C); this "
             "model takes flat vectors"
         )
-    height = shape[2] if layout == "NCHW" else shape[1]
+    height, _ = image_size(layout, shape[1:])
     if norm == "l2" and height < SQUARE_L2_MIN_HEIGHT:
         return (
             f"ART's L2 SquareAttack needs images at least {SQUARE_L2_MIN_HEIGHT} pixels "

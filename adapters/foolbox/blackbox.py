@@ -18,6 +18,7 @@ from advharness.adapters.foolbox.common import KwargsAndNotes, run_foolbox
 from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported
 from advharness.models.base import WrappedModel
+from advharness.models.layout import channel_axis, image_size
 
 CLASSES: dict[str, str] = {
     "boundary": "BoundaryAttack",
@@ -52,10 +53,6 @@ NO_TARGETED_LINE_SEARCH = (
 INIT_MUST_SUCCEED = (
     "Foolbox raises ValueError if its init attack leaves any sample non-adversarial; that error is not caught"
 )
-
-
-def _channel_axis(model: WrappedModel) -> int | None:
-    return {"NCHW": 1, "NHWC": 3}.get(model.layout)
 
 
 def _distance(norm: str) -> Any:
@@ -120,13 +117,13 @@ def _hsj(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
 
 
 def _blur(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
-    axis = _channel_axis(model)
+    axis = channel_axis(model.layout)
     if axis is None:
         raise Unsupported(
             "foolbox gaussian_blur needs image inputs (NCHW or NHWC); "
             f"model {model.name!r} has layout {model.layout}"
         )
-    h, w = model.input_shape[1:3] if axis == 1 else model.input_shape[0:2]
+    h, w = image_size(model.layout, model.input_shape)
     kwargs = {
         "distance": _distance("linf"),
         "steps": int(spec.steps or 0),
@@ -141,7 +138,7 @@ def _blur(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
 
 
 def _salt_and_pepper(spec: ResolvedSpec, model: WrappedModel) -> KwargsAndNotes:
-    axis = _channel_axis(model)
+    axis = channel_axis(model.layout)
     kwargs = {"steps": int(spec.steps or 0), "across_channels": axis is not None, "channel_axis": axis}
     return kwargs, [
         "noise probability grows linearly over `steps`; Foolbox keeps the "

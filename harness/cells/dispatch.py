@@ -10,7 +10,7 @@ from advharness.adapters.base import LibraryCall
 from advharness.cells.cell import CellInputs, CellResult, attack_batch, log
 from advharness.cells.transfer import run_transfer
 from advharness.config.spec import ResolvedSpec
-from advharness.core.errors import Unsupported
+from advharness.core.errors import Unsupported, one_line
 from advharness.core.interrupts import describe, from_user
 from advharness.models.base import ThreatModelViolation
 
@@ -71,5 +71,4 @@ def run_cell(inputs: CellInputs, spec: ResolvedSpec, library: str, seed: int, ba
             return CellResult(
                 {**base, "status": "violation", "reason": attacked.violation, **evidence}, None, None
             )
-        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        return CellResult({**base, "status": "error", "reason": msg, **evidence}, None, None)
+        return CellResult({**base, "status": "error", "reason": one_line(e, 500), **evidence}, None, None)

@@ -16,7 +16,6 @@ Norm = Literal["linf", "l2", "l1", "l0"]
 Kind = Literal["fixed", "minimal"]
 #: What a size-limited parameter counts: all values of one input, or its pixels (H x W).
 SizeUnit = Literal["features", "pixels"]
-NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
 LIBRARIES: tuple[str, ...] = ("art", "foolbox", "cleverhans")
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow")
 #: Short framework names for narrow table headers.
@@ -304,18 +303,6 @@ POSITIVE_PARAMS = frozenset(
         "gamma",
     }
 )
-
-
-def get_attack(name: str) -> AttackDef:
-    """Return the catalogue entry for ``name`` or raise a one-line error listing the names."""
-    from advharness.core.errors import HarnessError
-
-    try:
-        return CATALOGUE[name]
-    except KeyError:
-        raise HarnessError(
-            f"unknown attack {name!r}; known attacks: {', '.join(sorted(CATALOGUE))}"
-        ) from None
 
 
 #: One image of each dataset, (C, H, W), as published: experiment files are checked against

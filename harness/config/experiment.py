@@ -289,11 +289,10 @@ class Experiment(BaseModel):
         """The experiment seeds every cell runs with: ``seeds``, else ``[seed]``."""
         return list(self.seeds) if self.seeds else [self.seed]
 
-    def grid_size(self, n_libraries_override: int | None = None) -> int:
+    def grid_size(self) -> int:
         """Cells at most: models x attacks x libraries x seeds (transfer specs skip their
         source model, so a run may have fewer)."""
-        libs = len(self.libraries) if n_libraries_override is None else n_libraries_override
-        return len(self.models) * len(self.attacks) * libs * len(self.run_seeds)
+        return len(self.models) * len(self.attacks) * len(self.libraries) * len(self.run_seeds)
 
 
 def _located(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:

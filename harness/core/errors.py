@@ -18,7 +18,13 @@ class Unsupported(Exception):
         self.reason = reason
 
 
-def one_line(e: BaseException) -> str:
-    """``Type: first non-empty line of the message`` (at most 300 characters)."""
-    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
-    return f"{type(e).__name__}: {first[:300]}" if first else type(e).__name__
+def first_line(text: str, limit: int = 300) -> str:
+    """The first non-empty line of ``text``, stripped, cut to ``limit`` characters ("" if none)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:limit]
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """``Type: first non-empty line of the message`` (the message cut to ``limit`` characters),
+    or just ``Type`` for an empty message."""
+    first = first_line(str(e), limit)
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from advharness.core.errors import one_line
+
 
 class _SigintRecorder:
     """A ``SIGINT`` handler that remembers it fired, then raises ``KeyboardInterrupt``."""
@@ -67,11 +69,8 @@ def describe(e: BaseException) -> str:
     """One line for an exception that ended an attack, e.g. ``SystemExit(4) raised inside
     the attack``."""
     if isinstance(e, SystemExit):
-        what = f"SystemExit({e.code!r}) (sys.exit called inside the attack)"
-    else:
-        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        what += " raised inside the attack (not a Ctrl-C)"
-    return what.splitlines()[0][:500]
+        return f"SystemExit({e.code!r}) (sys.exit called inside the attack)"
+    return f"{one_line(e, 500)} raised inside the attack (not a Ctrl-C)"
 
 
 class RunInterrupted(KeyboardInterrupt):

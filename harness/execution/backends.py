@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
 
+from advharness.core.errors import one_line
 from advharness.core.interrupts import describe, exit_description
 from advharness.execution.plan import CellTask
 from advharness.execution.worker import KILL_GRACE_S, RunContext, execute, fault_row
@@ -39,7 +40,7 @@ def _error(task: CellTask, e: BaseException) -> Outcome:
     if isinstance(e, (SystemExit, KeyboardInterrupt)):  # raised in a worker, outside the attack
         msg = describe(e).replace("inside the attack", "in the worker")
     else:
-        msg = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
+        msg = one_line(e, 500)
     return {"summary": fault_row(task, "error", msg), "records": None}
 
 

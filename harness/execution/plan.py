@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from advharness.adapters import get_adapter
 from advharness.config.experiment import Experiment, ModelConfig
 from advharness.core.seeding import content_key, derive_seed
+from advharness.core.versions import package_version
 from advharness.zoo.data import Dataset
 
 
@@ -42,13 +42,6 @@ class CellTask:
     #: parameter hashes of the models the cell runs on (its model, a transfer source), as
     #: planned: a worker checks that the models it built are these
     params: dict[str, str] = field(default_factory=dict)
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def model_identity(mc: ModelConfig, exp: Experiment, params: Mapping[str, str]) -> dict[str, Any]:
@@ -101,7 +94,7 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
     data_hash = ds.fingerprint()
     identities = {mc.key: model_identity(mc, exp, params) for mc in exp.models}
     frameworks = {mc.key: mc.framework for mc in exp.models}
-    harness_version = _version("advharness")
+    harness_version = package_version("advharness")
     library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
     tasks: list[CellTask] = []
     for run_seed in exp.run_seeds:

@@ -48,12 +48,9 @@ class SampleTrack:
     #: (query index, norm) each time the best norm improved; the first is the first success.
     improvements: list[tuple[int, float]] = field(default_factory=list)
 
-    def first_success(self, eps: float | None = None) -> float:
-        """1-based index of the first query that was a valid adversarial (within ``eps``)."""
-        for q, n in self.improvements:
-            if eps is None or bool(within_eps(np.array([n]), eps)[0]):
-                return float(q)
-        return float("nan")
+    def first_success(self) -> float:
+        """1-based index of the first query that was a valid adversarial."""
+        return float(self.improvements[0][0]) if self.improvements else float("nan")
 
     def norm_at(self, level: int) -> float:
         """Best norm found within the first ``level`` queries (inf if none)."""
@@ -329,8 +326,6 @@ class QueryLedger:
             "stopped_at_budget": np.array([i in self.stopped for i in range(len(self.tracks))]),
             "first_success_query": np.array([t.first_success() for t in self.tracks]),
         }
-        if self.eps is not None and not self.enforce_eps:
-            cols["first_success_query_at_eps"] = np.array([t.first_success(self.eps) for t in self.tracks])
         for level in levels:
             cols[f"norm_at_q{level}"] = np.array([t.norm_at(level) for t in self.tracks])
         return cols

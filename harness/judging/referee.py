@@ -35,10 +35,6 @@ class Verdict:
 
     records: pd.DataFrame
 
-    @property
-    def n(self) -> int:
-        return len(self.records)
-
 
 _NORM_FUNCS: dict[str, Any] = {
     "l0": lambda d: (np.abs(d) > L0_ATOL).sum(axis=1).astype(np.float64),

@@ -17,6 +17,7 @@ import tensorflow as tf
 from advharness.core.errors import HarnessError
 from advharness.core.types import Layout, Outputs, ThreatModel
 from advharness.models.base import Counts, QueryCounter, WrappedModel
+from advharness.models.layout import shape_from, shape_in
 
 
 class TFCounter(QueryCounter):
@@ -231,9 +232,9 @@ def check_declared_shape(model: Any, wrapped: WrappedModel) -> None:
         f"model {wrapped.name!r}: the Keras model takes inputs of shape "
         f"(N, {', '.join(map(str, known))}), but input_shape is {s}"
     )
-    if len(s) == 3 and known == (s[1], s[2], s[0]):
+    if len(s) == 3 and known == shape_in("NHWC", s):
         msg += f"; the model expects NHWC: set input_shape: {list(known)} and layout: NHWC"
-    elif len(s) == 3 and known == (s[2], s[0], s[1]):
+    elif len(s) == 3 and known == shape_from("NHWC", s):
         msg += f"; the model expects NCHW: set input_shape: {list(known)} and layout: NCHW"
     else:
         msg += f"; set input_shape: {list(known)}"

@@ -19,7 +19,6 @@ from advharness.config.catalogue import SHORT
 from advharness.reporting.tables import Cell, head_to_head, table_rows
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
-FORMATS = ("table", "csv", "md", "latex")
 LEGEND = (
     "cell: SR success rate (of initially-correct samples), RA robust accuracy (minimum-norm "
     "attacks with an eps: within it), each with its Wilson 95% interval [low-high]; median "

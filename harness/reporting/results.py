@@ -22,7 +22,6 @@ import logging
 import platform
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ import pandas as pd
 
 from advharness.core.atomic import atomic_write
 from advharness.core.errors import HarnessError
+from advharness.core.versions import package_version
 from advharness.reporting.store import CellStore
 
 if TYPE_CHECKING:
@@ -59,13 +59,7 @@ log = logging.getLogger(__name__)
 
 def versions() -> dict[str, str]:
     """Installed versions of the harness, the three libraries and the frameworks."""
-    out = {"python": platform.python_version()}
-    for p in PACKAGES:
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            out[p] = "not installed"
-    return out
+    return {"python": platform.python_version(), **{p: package_version(p) for p in PACKAGES}}
 
 
 def git_commit(directory: str | Path | None = None) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from advharness.core.atomic import atomic_write
-from advharness.core.errors import HarnessError
+from advharness.core.errors import HarnessError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,7 @@ class CellStore:
             records = pd.read_parquet(records_path) if records_path.is_file() else None
         except (OSError, ValueError) as e:
             raise HarnessError(
-                f"stored cell file {path} is unreadable ({type(e).__name__}: "
-                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                f"stored cell file {path} is unreadable ({one_line(e)}); "
                 "delete it and run again to recompute the cell"
             ) from None
         return summary, records

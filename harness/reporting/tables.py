@@ -134,7 +134,6 @@ class Cell:
     sd: dict[str, float] = field(default_factory=dict)
     n_seeds: int = 1
     n_failed_seeds: int = 0
-    cell_keys: list[str] = field(default_factory=list)
 
 
 def label_of(key: dict[str, Any], shown: list[str], show_family: bool) -> str:
@@ -200,7 +199,6 @@ def _build(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], bool, list
 def _cell(cells: list[pd.Series]) -> Cell:
     """One entry from its cells (one per seed): means over the ``ok`` ones."""
     ok = [c for c in cells if c["status"] == "ok"]
-    keys = [str(c.get("cell_key", "")) for c in cells]
     if not ok:
         first = cells[0]
         return Cell(
@@ -209,7 +207,6 @@ def _cell(cells: list[pd.Series]) -> Cell:
             {m: first.get(m) for m in METRICS},
             n_seeds=0,
             n_failed_seeds=len(cells),
-            cell_keys=keys,
         )
     values: dict[str, Any] = {}
     sd: dict[str, float] = {}
@@ -229,7 +226,7 @@ def _cell(cells: list[pd.Series]) -> Cell:
     values["beats_white_box"] = any(bool(c.get("beats_white_box", False)) for c in ok)
     for col in ("threat_model", "substitute_queries", "kind"):
         values[col] = ok[0].get(col)
-    return Cell("ok", "", values, sd, len(ok), len(cells) - len(ok), keys)
+    return Cell("ok", "", values, sd, len(ok), len(cells) - len(ok))
 
 
 def head_to_head(summary: pd.DataFrame, per_seed: bool = False) -> pd.DataFrame:

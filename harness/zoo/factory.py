@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from advharness.core.errors import HarnessError
+from advharness.core.errors import HarnessError, one_line
 from advharness.core.imports import resolve_factory
 from advharness.core.interrupts import die_with_parent, exit_description
 
@@ -25,11 +25,8 @@ if TYPE_CHECKING:
 
 
 def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _wrapping(cfg: ModelConfig) -> dict[str, Any]:
@@ -72,10 +69,7 @@ def _load_weights(net: Any, cfg: ModelConfig) -> None:
         else:
             net.load_weights(cfg.weights)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise HarnessError(
-            f"model {cfg.key!r}: cannot load weights {cfg.weights} ({type(e).__name__}: {reason[:300]})"
-        ) from None
+        raise HarnessError(f"model {cfg.key!r}: cannot load weights {cfg.weights} ({one_line(e)})") from None
 
 
 def _check_type(net: Any, cfg: ModelConfig) -> None:
@@ -104,10 +98,7 @@ def load_factory_model(cfg: ModelConfig) -> WrappedModel:
     try:
         net = make()
     except Exception as e:
-        reason = next((line for line in str(e).splitlines() if line.strip()), "")
-        raise HarnessError(
-            f"model {cfg.key!r}: factory {cfg.factory} failed ({type(e).__name__}: {reason[:300]})"
-        ) from None
+        raise HarnessError(f"model {cfg.key!r}: factory {cfg.factory} failed ({one_line(e)})") from None
     _check_type(net, cfg)
     if cfg.weights is not None:
         _load_weights(net, cfg)
@@ -173,7 +164,6 @@ def _build_in_child(cfg: ModelConfig, send: Any) -> None:
     except SystemExit as e:
         problem = f"{what} called sys.exit({e.code!r}) while building the model"
     except BaseException as e:  # reported to the parent as the model's problem
-        reason = next((line for line in str(e).splitlines() if line.strip()), "")
-        problem = f"{what} failed ({type(e).__name__}: {reason[:300]})"
+        problem = f"{what} failed ({one_line(e)})"
     send.send(problem)
     send.close()

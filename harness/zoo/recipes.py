@@ -4,8 +4,8 @@ A :class:`Recipe` names a dataset, one architecture (a tuple of layer specs, bui
 way in every framework) and its training hyperparameters. :func:`load_recipe` trains it on
 the dataset's ``train`` split on first use and caches the weights; later calls load them.
 
-Cache files live in ``cache_dir``, else ``$ADVHARNESS_CACHE``, else
-``<repo>/.advh-cache/models``. Their names hold the recipe, framework, recipe version and a
+Cache files live in ``cache_dir``, else ``$ADVHARNESS_CACHE``, else ``models`` in the user's
+cache directory (:func:`default_cache_dir`). Their names hold the recipe, framework, recipe version and a
 hash of the hyperparameters, architecture and dataset fingerprints, so any change retrains.
 Each weights file has a JSON sidecar (train time, test accuracy, versions, hyperparameters).
 Torch weights are loaded with ``weights_only=True``; a file that cannot be loaded that way
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import platform
-import random
 import time
 import warnings
 from collections.abc import Callable
@@ -32,7 +31,9 @@ import numpy as np
 from advharness.config.catalogue import RECIPES, Recipe
 from advharness.core.atomic import atomic_write
 from advharness.core.errors import HarnessError
+from advharness.core.seeding import deterministic
 from advharness.models.base import WrappedModel
+from advharness.models.layout import from_nchw, shape_in, to_layout
 from advharness.zoo.data import Dataset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -69,16 +70,10 @@ def torch_build(recipe: Recipe) -> Any:
 def _torch_train(recipe: Recipe, train: Dataset) -> Any:
     import torch
 
-    prev = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
     threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)  # tiny ops: faster on busy CPUs, and thread-count independent
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
+        with deterministic("torch", recipe.seed, restore_generators=True):
             net = torch_build(recipe)
             x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
             opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
@@ -94,7 +89,6 @@ def _torch_train(recipe: Recipe, train: Dataset) -> Any:
             net.eval()
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
     return net
 
 
@@ -138,8 +132,7 @@ def _torch_versions() -> dict[str, str]:
 def keras_build(recipe: Recipe) -> Any:
     import keras
 
-    c, h, w = recipe.input_shape
-    layers: list[Any] = [keras.Input((h, w, c))]
+    layers: list[Any] = [keras.Input(shape_in("NHWC", recipe.input_shape))]
     for kind, *a in recipe.layers:
         if kind == "conv":
             layers.append(keras.layers.Conv2D(a[0], a[1]))
@@ -159,13 +152,8 @@ def keras_build(recipe: Recipe) -> Any:
 def _keras_train(recipe: Recipe, train: Dataset) -> Any:
     import keras
     import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
 
-    was_deterministic = tf_config.is_op_determinism_enabled()
-    py_state, np_state = random.getstate(), np.random.get_state()
-    keras.utils.set_random_seed(recipe.seed)
-    tf.config.experimental.enable_op_determinism()
-    try:
+    with deterministic("tensorflow", recipe.seed, restore_generators=True):
         net = keras_build(recipe)
         opt = keras.optimizers.Adam(recipe.lr, epsilon=1e-8)
         opt.build(net.trainable_variables)
@@ -179,18 +167,13 @@ def _keras_train(recipe: Recipe, train: Dataset) -> Any:
                 zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables, strict=True)
             )
 
-        x = np.ascontiguousarray(train.x.transpose(0, 2, 3, 1))
+        x = from_nchw(train.x, "NHWC")
         rng = np.random.default_rng(recipe.seed)
         for _ in range(recipe.epochs):
             perm = rng.permutation(len(x))
             for i in range(0, len(x), recipe.batch_size):
                 idx = perm[i : i + recipe.batch_size]
                 step(tf.constant(x[idx]), tf.constant(train.y[idx]))
-    finally:
-        if not was_deterministic:
-            tf_config.disable_op_determinism()
-        random.setstate(py_state)
-        np.random.set_state(np_state)
     return net
 
 
@@ -207,10 +190,9 @@ def _keras_load(recipe: Recipe, path: Path) -> Any:
 def _keras_wrap(net: Any, recipe: Recipe) -> WrappedModel:
     from advharness.models.tf_model import TFModel
 
-    c, h, w = recipe.input_shape
     return TFModel(
         net,
-        input_shape=(h, w, c),
+        input_shape=shape_in("NHWC", recipe.input_shape),
         nb_classes=recipe.nb_classes,
         bounds=(0.0, 1.0),
         layout="NHWC",
@@ -234,7 +216,6 @@ class _Backend:
     load: Callable[[Recipe, Path], Any]
     wrap: Callable[[Any, Recipe], WrappedModel]
     versions: Callable[[], dict[str, str]]
-    layout_nhwc: bool
 
 
 BACKENDS: dict[str, _Backend] = {
@@ -246,7 +227,6 @@ BACKENDS: dict[str, _Backend] = {
         _torch_load,
         _torch_wrap,
         _torch_versions,
-        layout_nhwc=False,
     ),
     "tensorflow": _Backend(
         ".weights.h5",
@@ -256,18 +236,20 @@ BACKENDS: dict[str, _Backend] = {
         _keras_load,
         _keras_wrap,
         _keras_versions,
-        layout_nhwc=True,
     ),
 }
 
 
 # -- cache ---------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$ADVHARNESS_CACHE``, else ``<repo>/.advh-cache/models``."""
+    """``$ADVHARNESS_CACHE``, else ``platformdirs.user_cache_dir("advharness")/models``
+    (``~/.cache/advharness/models`` on Linux, ``$XDG_CACHE_HOME`` honoured)."""
     env = os.environ.get("ADVHARNESS_CACHE")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / ".advh-cache" / "models"  # <repo>/harness/zoo/
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("advharness")) / "models"
 
 
 def get_recipe(name: str, framework: str) -> tuple[Recipe, _Backend]:
@@ -397,8 +379,7 @@ def load_recipe(
         net = backend.train(recipe, train)
         train_time = time.perf_counter() - start
         model = backend.wrap(net, recipe)
-        x_test = test.x.transpose(0, 2, 3, 1) if backend.layout_nhwc else test.x
-        accuracy = float(np.mean(model.predict(x_test) == test.y))
+        accuracy = float(np.mean(model.predict(to_layout(test.x, model)) == test.y))
         log.info("trained %s-%s in %.1f s; test accuracy %.4f", name, framework, train_time, accuracy)
         info = {
             "recipe": name,

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
 
 from advharness.config.catalogue import Recipe
 from advharness.core.errors import HarnessError
-from advharness.core.seeding import seed_everything
+from advharness.core.seeding import deterministic, seed_everything
 from advharness.core.types import ThreatModel
 from advharness.models.base import WrappedModel
+from advharness.models.layout import shape_in, to_layout
 from advharness.zoo.recipes import BACKENDS, get_recipe, keras_build, torch_build
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,12 @@ def _torch_thief(recipe: Recipe, target_layout: str, lr: float) -> tuple[Any, An
             return x.permute(0, 3, 1, 2)
 
     net = torch_build(recipe)
-    c, h, w = recipe.input_shape
     nchw = target_layout == "NCHW"
     estimator = PyTorchClassifier(
         model=net if nchw else torch.nn.Sequential(ToNCHW(), net),
         loss=torch.nn.CrossEntropyLoss(),
         optimizer=torch.optim.Adam(net.parameters(), lr=lr),
-        input_shape=(c, h, w) if nchw else (h, w, c),
+        input_shape=shape_in(target_layout, recipe.input_shape),
         nb_classes=recipe.nb_classes,
         clip_values=(0.0, 1.0),
         channels_first=nchw,
@@ -82,18 +81,17 @@ def _keras_thief(recipe: Recipe, target_layout: str, lr: float) -> tuple[Any, An
     from art.estimators.classification import TensorFlowV2Classifier
 
     net = keras_build(recipe)
-    c, h, w = recipe.input_shape
     nhwc = target_layout == "NHWC"
     front = net
     if not nhwc:
-        inp = keras.Input((c, h, w))
+        inp = keras.Input(recipe.input_shape)
         front = keras.Model(inp, net(keras.layers.Permute((2, 3, 1))(inp)))
     optimizer = keras.optimizers.Adam(lr)
     optimizer.build(front.trainable_variables)  # variables made here, not inside ART's tf.function
     estimator = TensorFlowV2Classifier(
         model=front,
         nb_classes=recipe.nb_classes,
-        input_shape=(h, w, c) if nhwc else (c, h, w),
+        input_shape=shape_in(target_layout, recipe.input_shape),
         loss_object=keras.losses.CategoricalCrossentropy(from_logits=True),
         optimizer=optimizer,
         train_step=None,
@@ -114,34 +112,6 @@ def _keras_thief(recipe: Recipe, target_layout: str, lr: float) -> tuple[Any, An
 
 
 THIEVES: dict[str, Thief] = {"torch": _torch_thief, "tensorflow": _keras_thief}
-
-
-@contextmanager
-def _deterministic(framework: str) -> Iterator[None]:
-    """Deterministic kernels for the thief's framework during extraction, restored after."""
-    if framework == "torch":
-        import torch
-
-        prev = (
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-        )
-        torch.use_deterministic_algorithms(True)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
-    else:
-        import tensorflow as tf
-        from tensorflow.python.framework import config as tf_config
-
-        was = tf_config.is_op_determinism_enabled()
-        tf.config.experimental.enable_op_determinism()
-        try:
-            yield
-        finally:
-            if not was:
-                tf_config.disable_op_determinism()
 
 
 # -- extraction methods ----------------------------------------------------------------------
@@ -248,7 +218,6 @@ def train_substitute(
     (``None`` without ``eval_x``; computed by the harness, not counted as queries).
     """
     from advharness.adapters.art.adapter import ArtAdapter
-    from advharness.models.layout import to_layout
 
     rec = _check(method, recipe, framework, target, pool_x, queries, epochs, batch_size, lr, eval_x)
     if framework == "tensorflow":
@@ -260,8 +229,7 @@ def train_substitute(
     target.check_inputs(x)
     with target.with_access(access):
         victim = ArtAdapter().model_form(target)
-        with _deterministic(framework):
-            seed_everything(seed)
+        with deterministic(framework, seed):
             net, thieved, thief_info = THIEVES[framework](rec, target.layout, lr)
             seed_everything(seed)  # CopycatCNN picks its queries with np.random.choice
             target.counter.reset()
