@@ -302,13 +302,13 @@ def test_tf2_cw_is_really_broken() -> None:
     import keras
     from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2
 
-    from advharness.adapters.cleverhans import _TF_CW_BROKEN
+    from advharness.adapters.cleverhans.whitebox import TF_CW_BROKEN
 
     net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
     x = np.full((2, 4, 4, 1), 0.5, np.float32)
     with pytest.raises(TypeError, match="'list' object is not callable") as err:
         carlini_wagner_l2(net, x, y=None, clip_min=0.0, clip_max=1.0, binary_search_steps=1, max_iterations=1)
-    assert f"{err.type.__name__}: {err.value}" in _TF_CW_BROKEN
+    assert f"{err.type.__name__}: {err.value}" in TF_CW_BROKEN
     assert err.traceback[-1].name == "_attack"
 
 

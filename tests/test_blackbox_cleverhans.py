@@ -247,7 +247,7 @@ def test_hsj_linf_float_gamma_really_crashes(model: WrappedModel) -> None:
     import torch
     from cleverhans.torch.attacks.hop_skip_jump_attack import hop_skip_jump_attack
 
-    from advharness.adapters.cleverhans import _HSJ_LINF_TYPEERROR
+    from advharness.adapters.cleverhans.blackbox import HSJ_LINF_TYPEERROR
 
     x = torch.full((1, 1, 28, 28), 0.5)
     kw = {
@@ -262,7 +262,7 @@ def test_hsj_linf_float_gamma_really_crashes(model: WrappedModel) -> None:
     }
     with model.with_access("decision-based"), pytest.raises(TypeError) as err:
         hop_skip_jump_attack(model.counted, x, gamma=1.0, **kw)
-    assert f"{err.type.__name__}: {err.value}".startswith(_HSJ_LINF_TYPEERROR)
+    assert f"{err.type.__name__}: {err.value}".startswith(HSJ_LINF_TYPEERROR)
     assert err.traceback[-1].name == "binary_search_batch"
     with model.with_access("decision-based"):
         out = hop_skip_jump_attack(model.counted, x, gamma=torch.tensor(1.0), **kw)
@@ -365,13 +365,13 @@ def test_tf2_spsa_is_really_broken() -> None:
     import tensorflow as tf
     from cleverhans.tf2.attacks.spsa import spsa
 
-    from advharness.adapters.cleverhans import _TF_SPSA_BROKEN
+    from advharness.adapters.cleverhans.blackbox import TF_SPSA_BROKEN
 
     net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
     x = tf.constant(np.full((1, 4, 4, 1), 0.5, np.float32))
     with pytest.raises(ValueError, match="not recognized") as err:
         spsa(net, x, tf.constant([0]), 0.1, 1, clip_min=0.0, clip_max=1.0, learning_rate=0.01, spsa_samples=2)
-    assert _TF_SPSA_BROKEN.startswith(f"{err.type.__name__}: {err.value}")
+    assert TF_SPSA_BROKEN.startswith(f"{err.type.__name__}: {err.value}")
     assert err.traceback[-1].frame.f_globals["__name__"].startswith("keras")
     with pytest.raises(ValueError, match="batch_size of 1"):  # and batch size 1 only
         spsa(net, tf.concat([x, x], 0), tf.constant([0, 1]), 0.1, 1)
