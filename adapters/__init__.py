@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from advharness.adapters.art.adapter import ArtAdapter
 from advharness.adapters.base import Adapter, AttackOutput, AttackRequest, LibraryCall
-from advharness.adapters.cleverhans import CleverHansAdapter
+from advharness.adapters.cleverhans.adapter import CleverHansAdapter
 from advharness.adapters.foolbox.adapter import FoolboxAdapter
 from advharness.core.errors import HarnessError
 from advharness.core.imports import resolve_factory

@@ -49,8 +49,7 @@ def _torch_cnn(seed: int = 0):  # type: ignore[no-untyped-def]
     )
 
 
-@pytest.fixture
-def torch_model():  # type: ignore[no-untyped-def]
+def tiny_torch_model():  # type: ignore[no-untyped-def]
     """An untrained, seeded torch CNN wrapped for the harness (NCHW, 1x28x28, 10 classes)."""
     from advharness.models.torch_model import TorchModel
 
@@ -59,8 +58,7 @@ def torch_model():  # type: ignore[no-untyped-def]
     )
 
 
-@pytest.fixture
-def tf_model():  # type: ignore[no-untyped-def]
+def tiny_tf_model():  # type: ignore[no-untyped-def]
     """An untrained, seeded Keras CNN wrapped for the harness (NHWC, 28x28x1, 10 classes)."""
     import keras
 
@@ -78,26 +76,23 @@ def tf_model():  # type: ignore[no-untyped-def]
     return TFModel(net, input_shape=(28, 28, 1), nb_classes=10, bounds=(0.0, 1.0), name="tiny-tf")
 
 
+@pytest.fixture
+def torch_model():  # type: ignore[no-untyped-def]
+    """A fresh :func:`tiny_torch_model`."""
+    return tiny_torch_model()
+
+
+@pytest.fixture
+def tf_model():  # type: ignore[no-untyped-def]
+    """A fresh :func:`tiny_tf_model`."""
+    return tiny_tf_model()
+
+
 def to_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
     """NCHW batch -> the model's layout (the harness's own conversion)."""
     from advharness.models.layout import from_nchw
 
     return from_nchw(x_nchw, layout)
-
-
-def combos(adapter: Any, attacks: Any, frameworks: tuple[str, ...] = ("torch", "tensorflow")) -> list[Any]:
-    """pytest params (attack, norm, fw, targeted) for every combination ``adapter`` supports."""
-    out = []
-    for attack in attacks:
-        for norm in adapter.IMPLS[attack].norms:
-            for fw in frameworks:
-                for targeted in (False, True):
-                    if adapter.unsupported_reason(attack, norm, fw, targeted) is None:
-                        mode = "targeted" if targeted else "untargeted"
-                        out.append(
-                            pytest.param(attack, norm, fw, targeted, id=f"{attack}-{norm}-{fw}-{mode}")
-                        )
-    return out
 
 
 @pytest.fixture(autouse=True, scope="module")

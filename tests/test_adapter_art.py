@@ -1,139 +1,45 @@
-"""ART adapter: every supported combination runs in bounds and budget, is recorded and counted."""
+"""ART adapter: dispatch, escape hatch, estimators, unsupported reasons, broken entries.
+
+Every supported combination runs in tests/test_adapter_contract.py (in bounds and budget,
+recorded with every constructor argument, counted); black-box specifics: test_blackbox_art.py.
+"""
 
 from __future__ import annotations
 
-import inspect
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import combos, to_layout
+from adapter_contract import N, make_request, make_spec
+from conftest import to_layout
 
 from advharness.adapters.art.adapter import ArtAdapter
 from advharness.adapters.base import AttackOutput, AttackRequest
 from advharness.config.catalogue import CATALOGUE
 from advharness.config.spec import AttackSpec
-from advharness.core.errors import Unsupported
 from advharness.models.base import WrappedModel
 
-N = 8
 ADAPTER = ArtAdapter()
-FIXED_EPS = {"linf": 0.1, "l2": 1.0}
-SMALL: dict[str, dict[str, Any]] = {
-    "bim": {"steps": 3},
-    "pgd": {"steps": 3},
-    "mim": {"steps": 3},
-    "apgd": {"steps": 3},
-    "cw": {"steps": 3, "params": {"binary_search_steps": 1, "learning_rate": 0.1, "c": 10.0}},
-    "ead": {"steps": 3, "params": {"binary_search_steps": 1, "learning_rate": 0.1, "c": 10.0}},
-    "deepfool": {"steps": 3},
-    "jsma": {"params": {"gamma": 0.1}},
-}
-
-
-def _cases() -> list[Any]:
-    white = [a for a in ADAPTER.IMPLS if CATALOGUE[a].threat_model == "white-box"]
-    return combos(ADAPTER, white)  # black-box entries: tests/test_blackbox_art.py
-
-
-def _spec(attack: str, norm: str, targeted: bool, **extra: Any) -> AttackSpec:
-    kw: dict[str, Any] = {
-        "attack": attack,
-        "norm": norm,
-        "targeted": targeted,
-        **SMALL.get(attack, {}),
-        **extra,
-    }
-    if CATALOGUE[attack].kind == "fixed":
-        kw.setdefault("eps", FIXED_EPS[norm])
-    return AttackSpec(**kw)
-
-
-def _request(
-    model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], spec: AttackSpec, batch_size: int = 4
-) -> AttackRequest:
-    """Labels are the model's own predictions, so every sample starts correctly classified."""
-    x = to_layout(image_batch[0][:N], model.layout)
-    pred = model.predict(x)
-    targets = (pred + 1) % model.nb_classes if spec.targeted else None
-    return AttackRequest(model, x, pred, targets, spec.resolve(), seed=0, batch_size=batch_size)
 
 
 def _run(
-    model: WrappedModel,
-    image_batch: tuple[np.ndarray, np.ndarray],
-    spec: AttackSpec,
+    model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], spec: AttackSpec
 ) -> tuple[AttackRequest, AttackOutput]:
-    req = _request(model, image_batch, spec)
+    req = make_request(model, image_batch, spec, batch_size=4)
     model.counter.reset()
     return req, ADAPTER.run(req)
-
-
-@pytest.mark.parametrize(("attack", "norm", "fw", "targeted"), _cases())
-def test_supported_combination(
-    attack: str,
-    norm: str,
-    fw: str,
-    targeted: bool,
-    get_model: Callable[[str], WrappedModel],
-    image_batch: tuple[np.ndarray, np.ndarray],
-    capfd: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    import art.attacks.evasion as evasion
-
-    caplog.set_level(logging.WARNING)
-
-    model = get_model(fw)
-    req, out = _run(model, image_batch, _spec(attack, norm, targeted))
-    s, x, x_adv = req.spec, req.x, out.x_adv
-    assert x_adv.shape == x.shape and x_adv.dtype == np.float32
-    lo, hi = model.bounds
-    assert x_adv.min() >= lo - 1e-6 and x_adv.max() <= hi + 1e-6
-    delta = (x_adv - x).reshape(len(x), -1).astype(np.float64)
-    assert np.any(np.abs(delta).max(axis=1) > 1e-6), "no sample changed"
-    if s.kind == "fixed":
-        assert s.eps is not None
-        size = np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
-        assert np.all(size <= s.eps * (1 + 1e-5) + 1e-6)
-
-    call = out.call
-    cls_name = call.callable.removeprefix("art.attacks.evasion.")
-    params = list(inspect.signature(getattr(evasion, cls_name).__init__).parameters)[1:]
-    assert set(call.kwargs) == set(params), "every constructor argument is passed explicitly"
-    assert call.kwargs[params[0]] == "<estimator>"
-    expected = {
-        "batch_size": req.batch_size,
-        "targeted": targeted,
-        "max_iter": s.steps,
-        "eps": s.eps,
-        "eps_step": s.step_size,
-        "verbose": False,
-        "summary_writer": False,
-    }
-    for key, value in expected.items():
-        if key in call.kwargs:
-            assert call.kwargs[key] == value, key
-    assert call.call_kwargs == {"y": None if attack == "deepfool" else ("targets" if targeted else "labels")}
-    assert call.notes and call.to_json()
-    counts = model.counter.read()
-    assert counts.forward > 0 and counts.backward > 0
-    assert "%|" not in capfd.readouterr().err, "tqdm bar printed"
-    loud = [r for r in caplog.records if r.name.split(".")[0] in ("art", "tensorflow")]
-    assert not loud, [r.getMessage()[:80] for r in loud]
 
 
 def test_records_pgd_dispatch_and_random_start(
     torch_model: WrappedModel, tf_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     for model, cls in ((torch_model, "PyTorch"), (tf_model, "TensorFlowV2")):
-        _, out = _run(model, image_batch, _spec("pgd", "linf", False, random_start=True))
+        _, out = _run(model, image_batch, make_spec("pgd", "linf", False, random_start=True))
         assert out.call.kwargs["num_random_init"] == 1
         assert f"ART dispatched ProjectedGradientDescent to ProjectedGradientDescent{cls}" in (out.call.notes)
-    _, out = _run(torch_model, image_batch, _spec("bim", "l2", False))
+    _, out = _run(torch_model, image_batch, make_spec("bim", "l2", False))
     assert out.call.callable.endswith("ProjectedGradientDescent")
     assert out.call.kwargs["num_random_init"] == 0 and out.call.kwargs["norm"] == 2
 
@@ -142,11 +48,13 @@ def test_escape_hatch_overrides_and_is_recorded(
     torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     opts = {"art": {"max_iter": 2, "batch_size": N}}
-    _, out = _run(torch_model, image_batch, _spec("pgd", "linf", False, library_options=opts))
+    _, out = _run(
+        torch_model, image_batch, make_spec("pgd", "linf", False, random_start=False, library_options=opts)
+    )
     assert out.call.kwargs["max_iter"] == 2 and out.call.kwargs["batch_size"] == N
     assert "library_options['art'] merged last: ['batch_size', 'max_iter']" in out.call.notes
     assert torch_model.counter.read().backward == 2 * N  # ART really ran 2 iterations
-    bad = _spec("fgsm", "linf", False, library_options={"art": {"no_such_kwarg": 1}})
+    bad = make_spec("fgsm", "linf", False, library_options={"art": {"no_such_kwarg": 1}})
     with pytest.raises(TypeError, match="no_such_kwarg"):
         _run(torch_model, image_batch, bad)
 
@@ -180,22 +88,11 @@ UNSUPPORTED = [
 
 
 @pytest.mark.parametrize(("attack", "kw", "fw", "reason"), UNSUPPORTED)
-def test_unsupported(
-    attack: str,
-    kw: dict[str, Any],
-    fw: str,
-    reason: str,
-    get_model: Callable[[str], WrappedModel],
-    image_batch: tuple[np.ndarray, np.ndarray],
-) -> None:
+def test_unsupported_reason(attack: str, kw: dict[str, Any], fw: str, reason: str) -> None:
+    """The reason says why (tests/test_adapter_contract.py checks run refuses with it)."""
     spec = AttackSpec(attack=attack, **kw).resolve()
     got = ADAPTER.unsupported_reason(attack, spec.norm, fw, spec.targeted)
     assert got is not None and reason in got
-    model = get_model(fw)
-    x = to_layout(image_batch[0][:2], model.layout)
-    targets = np.array([1, 2]) if spec.targeted else None
-    with pytest.raises(Unsupported, match=re.escape(reason)):
-        ADAPTER.run(AttackRequest(model, x, image_batch[1][:2], targets, spec, seed=0))
 
 
 def _art_tf_mim(tf_model: WrappedModel, x: np.ndarray) -> None:

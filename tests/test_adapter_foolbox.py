@@ -1,50 +1,28 @@
-"""Foolbox adapter: every supported combination runs, stays in bounds and eps, is recorded and
-counted; every unsupported reason is checked against the installed Foolbox."""
+"""Foolbox adapter: support table, every unsupported reason checked against the installed
+Foolbox, escape hatch, pass-through and crash handling, chunks, the model form.
+
+Every supported combination runs in tests/test_adapter_contract.py (in bounds and eps,
+recorded as Foolbox received it, counted, some sample fooled).
+"""
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import spy_constructor, to_layout
+from adapter_contract import N, cases, make_request, make_spec
+from conftest import to_layout
 
-from advharness.adapters.base import AttackOutput, AttackRequest
+from advharness.adapters.base import AttackRequest
 from advharness.adapters.foolbox.adapter import FoolboxAdapter
-from advharness.adapters.foolbox.whitebox import CLASSES
-from advharness.config.catalogue import CATALOGUE, Norm
-from advharness.config.spec import AttackSpec
 from advharness.core.errors import HarnessError, Unsupported
 from advharness.models.base import WrappedModel
 
-N = 8
-EPS = {"linf": 0.1, "l2": 1.0}
-#: Small but effective settings per attack (eps is added for fixed-budget attacks).
-SPEC_ARGS: dict[str, dict[str, Any]] = {
-    "fgsm": {},
-    "fgm": {},
-    "bim": {"steps": 3},
-    "pgd": {"steps": 3, "random_start": True},
-    "mim": {"steps": 3},
-    "ddn": {"steps": 10},
-    "cw": {"steps": 10, "params": {"binary_search_steps": 2, "c": 10.0, "learning_rate": 0.1}},
-    "ead": {"steps": 10, "params": {"binary_search_steps": 2, "c": 10.0, "learning_rate": 0.1}},
-    "deepfool": {"steps": 20, "params": {"candidates": 4}},
-    "fmn": {"steps": 10},
-}
 ADAPTER = FoolboxAdapter()
-COMBOS = [
-    (attack, norm, fw, targeted)
-    for attack, impl in FoolboxAdapter.IMPLS.items()
-    for norm in impl.norms
-    for fw in impl.frameworks
-    for targeted in (False, True)
-    if ADAPTER.unsupported_reason(attack, norm, fw, targeted) is None
-    and CATALOGUE[attack].threat_model == "white-box"  # black-box: tests/test_blackbox_foolbox.py
-]
 EXPECTED_UNSUPPORTED = {
     ("fgsm", "linf", True): "unsupported criterion",
     ("fgm", "l2", True): "unsupported criterion",
@@ -55,108 +33,8 @@ EXPECTED_UNSUPPORTED = {
 }
 
 
-def _id(combo: tuple[str, str, str, bool]) -> str:
-    attack, norm, fw, targeted = combo
-    return f"{attack}-{norm}-{fw}-{'targeted' if targeted else 'untargeted'}"
-
-
-def _seed(seed: int = 0) -> None:
-    import tensorflow as tf
-    import torch
-
-    torch.manual_seed(seed)
-    tf.random.set_seed(seed)
-
-
-def _model(request: pytest.FixtureRequest, fw: str) -> WrappedModel:
-    return cast(WrappedModel, request.getfixturevalue({"torch": "torch_model", "tensorflow": "tf_model"}[fw]))
-
-
-def _request(
-    model: WrappedModel, x_nchw: np.ndarray, spec: AttackSpec, batch_size: int = 256
-) -> AttackRequest:
-    """Labels are the model's own predictions: the untrained nets misclassify ~90 % of the
-    true labels, and minimum-norm attacks leave already-misclassified samples unchanged."""
-    x = to_layout(x_nchw[:N], model.layout)
-    y = model.predict(x)
-    resolved = spec.resolve()
-    targets = (y + 1 + np.arange(len(y)) % 9) % model.nb_classes if resolved.targeted else None
-    return AttackRequest(model=model, x=x, y=y, targets=targets, spec=resolved, seed=0, batch_size=batch_size)
-
-
-def _spec(attack: str, norm: Norm, targeted: bool, **over: Any) -> AttackSpec:
-    args = dict(SPEC_ARGS[attack])
-    args.update(over)
-    from advharness.config.catalogue import CATALOGUE
-
-    if CATALOGUE[attack].kind == "fixed":
-        args.setdefault("eps", EPS[norm])
-    return AttackSpec(attack=attack, norm=norm, targeted=targeted, **args)
-
-
-def _attacks() -> Any:
-    import foolbox.attacks
-
-    return foolbox.attacks
-
-
-def _norms(d: np.ndarray, norm: str) -> np.ndarray:
-    flat = d.reshape(len(d), -1)
-    return cast(
-        np.ndarray,
-        {
-            "linf": np.abs(flat).max(1),
-            "l2": np.linalg.norm(flat, axis=1),
-            "l1": np.abs(flat).sum(1),
-            "l0": (flat != 0).sum(1),
-        }[norm],
-    )
-
-
-@pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
-def test_supported_combination(
-    combo: tuple[str, Norm, str, bool],
-    request: pytest.FixtureRequest,
-    image_batch: tuple[np.ndarray, np.ndarray],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    attack, norm, fw, targeted = combo
-    model = _model(request, fw)
-    req = _request(model, image_batch[0], _spec(attack, norm, targeted))
-    class_name = CLASSES[attack][norm]
-    init_params = set(inspect.signature(getattr(_attacks(), class_name)).parameters)
-    seen = _spy_fb(monkeypatch, class_name)
-    _seed()
-    out: AttackOutput = ADAPTER.run(req)
-    x, x_adv, spec = req.x, out.x_adv, req.spec
-
-    assert x_adv.shape == x.shape and x_adv.dtype == np.float32
-    lo, hi = model.bounds
-    assert x_adv.min() >= lo - 1e-6 and x_adv.max() <= hi + 1e-6
-    if spec.kind == "fixed":
-        assert spec.eps is not None
-        assert np.all(_norms(x_adv - x, norm) <= spec.eps * (1 + 1e-5) + 1e-6)
-    assert np.any(np.abs(x_adv - x).reshape(N, -1).max(1) > 0), "no sample changed"
-    goal = model.predict(x_adv)
-    fooled = goal == req.targets if targeted else goal != req.y
-    assert fooled.any(), "no sample fooled"
-
-    call = out.call
-    assert call.callable == f"foolbox.attacks.{class_name}"
-    assert call.kwargs == seen  # every constructor kwarg passed is recorded
-    defaulted = init_params - {"rel_stepsize"} - set(seen)  # rel_ is overridden by abs_stepsize
-    assert not defaulted, f"relies on Foolbox defaults for {defaulted}"
-    assert call.call_kwargs == {
-        "epsilons": spec.eps if spec.kind == "fixed" else None,
-        "criterion": "TargetedMisclassification(targets)" if targeted else "Misclassification(labels)",
-    }
-    assert call.to_json()
-    counts = model.counter.read()
-    assert counts.forward > 0 and counts.backward > 0
-
-
 def test_support_table() -> None:
-    supported = {(a, n, fw, t) for a, n, fw, t in COMBOS}
+    supported = {(c.attack, c.norm, c.framework, c.targeted) for c in cases(library="foolbox", whitebox=True)}
     both = ("torch", "tensorflow")
     expected = (
         {("fgsm", "linf", fw, False) for fw in both}
@@ -183,28 +61,12 @@ def test_support_table() -> None:
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_UNSUPPORTED), ids=lambda c: f"{c[0]}-{c[1]}")
-def test_unsupported_reason_and_run(
-    case: tuple[str, Norm, bool], torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_unsupported_reason(case: tuple[str, str, bool]) -> None:
+    """The reason says why (tests/test_adapter_contract.py checks run refuses with it)."""
     attack, norm, targeted = case
     for fw in ("torch", "tensorflow"):
         reason = ADAPTER.unsupported_reason(attack, norm, fw, targeted)
         assert reason is not None and EXPECTED_UNSUPPORTED[case] in reason
-    spec = AttackSpec(
-        attack=attack, norm=norm, targeted=targeted, eps=0.1 if attack in ("fgsm", "fgm", "apgd") else None
-    )
-    req = AttackRequest(
-        model=torch_model,
-        x=image_batch[0][:2],
-        y=image_batch[1][:2],
-        targets=np.zeros(2, np.int64) if targeted else None,
-        spec=spec.resolve(),
-        seed=0,
-    )
-    with pytest.raises(Unsupported) as info:
-        ADAPTER.run(req)
-    assert info.value.reason == ADAPTER.unsupported_reason(attack, norm, "torch", targeted)
-    assert torch_model.counter.read().forward == 0
 
 
 @pytest.mark.parametrize("class_name", ["LinfFastGradientAttack", "L2FastGradientAttack"])
@@ -239,14 +101,14 @@ def test_foolbox_deepfool_ignores_target(
 
 
 def test_escape_hatch(torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    spec = _spec("pgd", "linf", False, library_options={"foolbox": {"rel_stepsize": 0.5, "steps": 1}})
-    out = ADAPTER.run(_request(torch_model, image_batch[0], spec))
+    spec = make_spec("pgd", "linf", False, library_options={"foolbox": {"rel_stepsize": 0.5, "steps": 1}})
+    out = ADAPTER.run(make_request(torch_model, image_batch, spec))
     assert out.call.kwargs["rel_stepsize"] == 0.5 and out.call.kwargs["steps"] == 1
     assert any("override: steps=1" in n for n in out.call.notes)
     assert torch_model.counter.read().backward == N  # one gradient step, not spec.steps=3
-    bad = _spec("pgd", "linf", False, library_options={"foolbox": {"no_such_kwarg": 1}})
+    bad = make_spec("pgd", "linf", False, library_options={"foolbox": {"no_such_kwarg": 1}})
     with pytest.raises(HarnessError, match="no_such_kwarg"):
-        ADAPTER.run(_request(torch_model, image_batch[0], bad))
+        ADAPTER.run(make_request(torch_model, image_batch, bad))
 
 
 def test_cw_zero_images_pass_through(
@@ -257,10 +119,10 @@ def test_cw_zero_images_pass_through(
     import foolbox
     import torch
 
-    spec = _spec(
+    spec = make_spec(
         "cw", "l2", False, steps=2, params={"binary_search_steps": 1, "c": 0.01, "learning_rate": 0.01}
     )
-    req = _request(torch_model, image_batch[0], spec)
+    req = make_request(torch_model, image_batch, spec)
     out = ADAPTER.run(req)
     zero = np.abs(out.x_adv).reshape(N, -1).max(1) == 0
     assert zero.sum() >= N // 2, "expected most samples to fail with 2 steps and c=0.01"
@@ -275,17 +137,17 @@ def test_cw_zero_images_pass_through(
 
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
 def test_l0_fmn_overflow_is_real_and_reported(
-    fw: str, request: pytest.FixtureRequest, image_batch: tuple[np.ndarray, np.ndarray]
+    fw: str, get_model: Callable[[str], WrappedModel], image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     """A sample that stays non-adversarial until its L0 budget reaches 784 features makes
     L0FMNAttack index past the end (~120 steps with gamma=0.05; gamma=1 doubles it: ~11)."""
     import eagerpy as ep
     import foolbox
 
-    model = _model(request, fw)
+    model = get_model(fw)
     fmn: dict[str, Any] = {"steps": 30, "max_stepsize": 1e-8, "min_stepsize": 1e-9, "gamma": 1.0}
-    spec = _spec("fmn", "l0", False, steps=30, params={k: v for k, v in fmn.items() if k != "steps"})
-    req = _request(model, image_batch[0][:2], spec)
+    spec = make_spec("fmn", "l0", False, steps=30, params={k: v for k, v in fmn.items() if k != "steps"})
+    req = make_request(model, image_batch, spec, rows=2)
     xt = model.to_tensor(req.x)
     labels = ep.from_numpy(ep.astensor(xt), req.y).raw
     attack = foolbox.attacks.L0FMNAttack(**fmn, init_attack=None, binary_search_steps=10)
@@ -324,7 +186,7 @@ def test_mim_accumulates_normalised_gradient(
         return original(self, gradient)
 
     monkeypatch.setattr(mi_fgsm.GDMOptimizer, "__call__", record)
-    ADAPTER.run(_request(torch_model, image_batch[0], _spec("mim", "linf", False)))
+    ADAPTER.run(make_request(torch_model, image_batch, make_spec("mim", "linf", False)))
     assert received and all(set(np.unique(g)) <= {-1.0, 0.0, 1.0} for g in received)
 
 
@@ -333,9 +195,9 @@ def test_chunks_match_one_batch(
 ) -> None:
     """Chunks round the gradient differently from one batch; L2 steps are continuous in it,
     so the results agree to ~1e-7 (asserted to 1e-6)."""
-    spec = _spec("bim", "l2", False)
-    whole = ADAPTER.run(_request(torch_model, image_batch[0], spec))
-    chunked = ADAPTER.run(_request(torch_model, image_batch[0], spec, batch_size=3))
+    spec = make_spec("bim", "l2", False)
+    whole = ADAPTER.run(make_request(torch_model, image_batch, spec))
+    chunked = ADAPTER.run(make_request(torch_model, image_batch, spec, batch_size=3))
     np.testing.assert_allclose(chunked.x_adv, whole.x_adv, atol=1e-6)
     assert any("chunk of 3" in n for n in chunked.call.notes)
 
@@ -343,18 +205,18 @@ def test_chunks_match_one_batch(
 def test_targeted_without_targets_is_an_error(
     torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    req = _request(torch_model, image_batch[0], _spec("pgd", "linf", True))
+    req = make_request(torch_model, image_batch, make_spec("pgd", "linf", True))
     with pytest.raises(HarnessError, match="target"):
         ADAPTER.run(AttackRequest(model=req.model, x=req.x, y=req.y, targets=None, spec=req.spec, seed=0))
 
 
 @pytest.mark.parametrize("fw", ["torch", "tensorflow"])
 def test_model_form_is_cached_and_counted(
-    fw: str, request: pytest.FixtureRequest, image_batch: tuple[np.ndarray, np.ndarray]
+    fw: str, get_model: Callable[[str], WrappedModel], image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     import foolbox
 
-    model = _model(request, fw)
+    model = get_model(fw)
     fmodel = ADAPTER.model_form(model)
     assert fmodel is ADAPTER.model_form(model) and fmodel.bounds == model.bounds
     assert isinstance(fmodel, {"torch": foolbox.PyTorchModel, "tensorflow": foolbox.TensorFlowModel}[fw])
@@ -370,9 +232,3 @@ def test_import_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-
-
-def _spy_fb(monkeypatch: pytest.MonkeyPatch, class_name: str) -> dict[str, Any]:
-    import foolbox.attacks as fa
-
-    return spy_constructor(monkeypatch, fa, class_name)

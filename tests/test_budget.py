@@ -7,9 +7,9 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+from adapter_contract import Case, cases, make_spec, params
 from conftest import to_layout
 
-from advharness.adapters import ADAPTERS
 from advharness.cells.cell import CellInputs
 from advharness.cells.dispatch import run_cell
 from advharness.config.catalogue import CATALOGUE, FRAMEWORKS
@@ -20,7 +20,6 @@ from advharness.models.layout import from_nchw
 
 BUDGET = 30
 N = 3
-FIXED_EPS = {"linf": 0.1, "l2": 1.0}
 #: Enough work per sample that every attack would exceed BUDGET queries if not stopped.
 LONG: dict[str, dict[str, Any]] = {
     "square": {"steps": 200},
@@ -40,25 +39,6 @@ LONG: dict[str, dict[str, Any]] = {
 BLACKBOX = [a for a, d in CATALOGUE.items() if d.threat_model != "white-box"]
 
 
-def _pool_cases() -> list[Any]:
-    out = []
-    for lib, cls in ADAPTERS.items():
-        adapter = cls()
-        for attack in BLACKBOX:
-            impl = adapter.IMPLS.get(attack)
-            for norm in impl.norms if impl else ():
-                for fw in FRAMEWORKS:
-                    for targeted in (False, True):
-                        if adapter.unsupported_reason(attack, norm, fw, targeted) is None:
-                            mode = "targeted" if targeted else "untargeted"
-                            out.append(
-                                pytest.param(
-                                    lib, attack, norm, fw, targeted, id=f"{lib}-{attack}-{norm}-{fw}-{mode}"
-                                )
-                            )
-    return out
-
-
 def _inputs(
     model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray], n: int, targeted: bool
 ) -> CellInputs:
@@ -69,31 +49,19 @@ def _inputs(
     return CellInputs(model, x, pred, pred, targets)
 
 
-def _spec(attack: str, norm: str, targeted: bool, **extra: Any) -> AttackSpec:
-    kw: dict[str, Any] = {"attack": attack, "norm": norm, "targeted": targeted, **LONG[attack], **extra}
-    if CATALOGUE[attack].kind == "fixed":
-        kw["eps"] = FIXED_EPS[norm]
-    return AttackSpec(**kw)
-
-
 def test_every_blackbox_attack_has_a_budget_case() -> None:
     assert set(LONG) == set(BLACKBOX) - {"geoda"}  # GeoDA: broken in every framework
 
 
-@pytest.mark.parametrize(("lib", "attack", "norm", "fw", "targeted"), _pool_cases())
+@pytest.mark.parametrize("case", params(cases(whitebox=False)))
 def test_budget_is_never_exceeded(
-    lib: str,
-    attack: str,
-    norm: str,
-    fw: str,
-    targeted: bool,
-    get_model: Callable[[str], WrappedModel],
-    image_batch: tuple[np.ndarray, np.ndarray],
+    case: Case, get_model: Callable[[str], WrappedModel], image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     np.random.seed(0)
-    model = get_model(fw)
-    spec = _spec(attack, norm, targeted, budget=BUDGET).resolve()
-    res = run_cell(_inputs(model, image_batch, N, targeted), spec, lib, seed=0, batch_size=8)
+    model = get_model(case.framework)
+    spec = make_spec(case.attack, case.norm, case.targeted, settings=LONG, budget=BUDGET).resolve()
+    inputs = _inputs(model, image_batch, N, case.targeted)
+    res = run_cell(inputs, spec, case.library, seed=0, batch_size=8)
     assert res.summary["status"] == "ok", res.summary.get("reason")
     r = res.records
     assert r is not None
