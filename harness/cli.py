@@ -145,7 +145,13 @@ def describe_cell(summary: Any, key: str) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from advharness.reporting.support import defaults_table, support_matrix, support_table
+    from advharness.reporting.support import (
+        defaults_table,
+        framework_lines,
+        framework_status,
+        support_matrix,
+        support_table,
+    )
 
     matrix = support_matrix()
     if args.attack:
@@ -154,6 +160,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     _console().print(support_table(matrix, show_reasons=args.reasons))
     if args.attack:
         _console().print(defaults)
+    print(framework_lines(framework_status()))
     return 0
 
 
@@ -226,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
         "status, reason, traceback, library call, spec, metrics",
     )
     s.set_defaults(func=_cmd_show)
-    ls = sub.add_parser("list", help="print the support matrix (attack x library x framework)")
+    ls = sub.add_parser(
+        "list",
+        help="print the support matrix (attack x library x framework) and which frameworks are installed",
+    )
     ls.add_argument(
         "--attack",
         default=None,

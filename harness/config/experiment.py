@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR, LIBRARIES
 from advharness.config.experiment_checks import (
@@ -76,10 +84,11 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # first: the factory's check reads it
+    framework: Literal["torch", "tensorflow"]
     recipe: str | None = None
     factory: str | None = None
     weights: str | None = None
-    framework: Literal["torch", "tensorflow"]
     name: str | None = None
     input_shape: tuple[Annotated[Int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
     nb_classes: Int | None = Field(default=None, ge=2)
@@ -102,10 +111,14 @@ class ModelConfig(BaseModel):
 
     @field_validator("factory")
     @classmethod
-    def _importable(cls, v: str | None) -> str | None:
+    def _importable(cls, v: str | None, info: ValidationInfo) -> str | None:
+        from advharness.core.frameworks import framework_available
         from advharness.core.imports import resolve_factory
 
-        if v is not None:
+        # Without its framework installed, the module (which likely imports it) is not
+        # imported: the model's cells are unsupported rows naming the extra to install.
+        framework = info.data.get("framework")
+        if v is not None and (framework is None or framework_available(framework)):
             resolve_factory(v)  # a HarnessError is a ValueError: reported at models[i].factory
         return v
 

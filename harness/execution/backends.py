@@ -151,6 +151,9 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        from advharness.core.frameworks import require_framework
+
+        require_framework("ray", "the Ray backend")  # an optional extra
         self.workers, self.address = workers, address
 
     def run(

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ import pandas as pd
 
 from advharness.config.experiment import Experiment
 from advharness.core.errors import HarnessError
+from advharness.core.frameworks import OPTIONAL_FRAMEWORKS, missing_framework_reason
 from advharness.core.interrupts import RunInterrupted
 from advharness.execution.plan import CellTask, plan_cells
 from advharness.execution.runlock import run_lock
 from advharness.models.base import WrappedModel
 from advharness.reporting.run_result import RunResult
 from advharness.reporting.store import FAILED, CellStore
-from advharness.zoo.build import build_models, check_factories
+from advharness.zoo.build import build_models, check_factories, missing_framework
 from advharness.zoo.data import Dataset
 
 log = logging.getLogger(__name__)
@@ -56,12 +58,14 @@ def run_experiment(
     """
     start = time.perf_counter()
     from advharness.execution.backends import BACKENDS
-    from advharness.execution.worker import RunContext
+    from advharness.execution.worker import RunContext, fault_row
     from advharness.reporting.results import build_manifest, collect_store, write_results
     from advharness.zoo.data import load_dataset
 
     if backend not in BACKENDS:
         raise HarnessError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    # before any model is built: a backend whose framework is not installed says so
+    runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
     if results_root is not None or out_dir is not None:  # before any model is built
         check_run_dir(_target(exp, results_root, out_dir), probe=True)
     d = exp.data
@@ -84,14 +88,19 @@ def run_experiment(
         record_plan(tasks, store, exp.clean_accuracy_floor)
         ctx = RunContext(exp.model_dump_json(), str(run_dir / "logs"))
         limit = getattr(exp, "time_limit_s", None)
-        runner = BACKENDS[backend](workers or getattr(exp, "workers", None), ray_address)
+        missing = missing_frameworks(exp, todo)  # their rows are written here, not run
         run_now = 0
         try:
             with (
                 _progress(len(tasks), len(tasks) - len(todo), progress) as advance,
-                closing(runner.run(todo, ctx, limit)) as outcomes,
+                closing(runner.run([t for t in todo if t.key not in missing], ctx, limit)) as outcomes,
             ):  # stopped on any exit
-                for task, out in outcomes:
+                unsupported = (
+                    (t, {"summary": fault_row(t, "unsupported", missing[t.key]), "records": None})
+                    for t in todo
+                    if t.key in missing
+                )
+                for task, out in chain(unsupported, outcomes):
                     try:
                         store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
                     except OSError as e:  # e.g. the disk filled up: what is stored stays usable
@@ -119,6 +128,9 @@ def run_experiment(
             "wall_time_s": round(time.perf_counter() - start, 3),
             "cells_stored": int(result.summary["cell_key"].nunique()),
             "cells_superseded": result.superseded,
+            "frameworks_missing": {
+                name: reason for name in OPTIONAL_FRAMEWORKS if (reason := missing_framework_reason(name))
+            },
         }
         if results_root is not None or out_dir is not None:
             try:
@@ -152,9 +164,11 @@ def plan_table(
     run_dir = _target(exp, results_root or ".", out_dir)
     check_run_dir(run_dir, probe=False)
     store = CellStore(run_dir)
+    # models whose framework is missing are never built: their keys are known as planned
+    ready = set(built) | {mc.key for mc in exp.models if missing_framework(exp, mc.key) is not None}
     rows = []
     for t in tasks:
-        known = t.model in built and t.row.get("source_model", t.model) in built
+        known = t.model in ready and t.row.get("source_model", t.model) in ready
         status = store.status(t.key) if known else None
         spec = t.spec
         rows.append(
@@ -172,6 +186,25 @@ def plan_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def missing_frameworks(exp: Experiment, tasks: list[CellTask]) -> dict[str, str]:
+    """The reason, by cell key, of each of ``tasks`` whose model (or transfer source) needs a
+    framework that is not installed: one line naming the extra to install. Logged as a
+    warning once per model that cannot be built."""
+    reasons = {mc.key: missing_framework(exp, mc.key) for mc in exp.models}
+    out: dict[str, str] = {}
+    cells: dict[str, int] = {}  # by the model that cannot be built
+    for t in tasks:
+        for key in (t.model, t.row.get("source_model") or t.model):
+            reason = reasons[key]
+            if reason is not None:
+                out[t.key] = reason
+                cells[key] = cells.get(key, 0) + 1
+                break
+    for key, n in cells.items():
+        log.warning("model %s: %s (%d cells are unsupported rows)", key, reasons[key], n)
+    return out
 
 
 def _to_run(exp: Experiment, store: CellStore, key: str, retry_failed: bool) -> bool:

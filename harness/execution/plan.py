@@ -62,8 +62,11 @@ def model_identity(mc: ModelConfig, exp: Experiment, params: Mapping[str, str]) 
             **built,
         }
     if mc.factory is not None:
+        from advharness.core.frameworks import framework_available
         from advharness.zoo.factory import model_fingerprint
 
+        if not framework_available(mc.framework):  # not imported: its cells are unsupported rows
+            return {"factory": mc.factory, "framework_missing": mc.framework, **built}
         return {"factory": model_fingerprint(mc), **built}
     assert mc.recipe is not None  # validated: exactly one of recipe / factory
     return {"recipe": cache_paths(mc.recipe, mc.framework, data_path=d.path)[0].stem, **built}

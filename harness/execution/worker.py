@@ -53,9 +53,12 @@ def init_worker(log_dir: str, threads: int = 1) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     die_with_parent()  # no worker outlives its run
     redirect_output(Path(log_dir) / f"worker-{os.getpid()}.log")
-    import torch
+    from advharness.core.frameworks import framework_available
 
-    torch.set_num_threads(threads)
+    if framework_available("torch"):  # an optional extra
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def redirect_output(path: Path) -> None:

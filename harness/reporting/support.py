@@ -38,6 +38,50 @@ def support_matrix() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: What each optional framework is for, in ``advharness list``.
+FRAMEWORK_USES = {
+    "torch": "PyTorch models: their cells are unsupported rows without it",
+    "tensorflow": "TensorFlow/Keras models: their cells are unsupported rows without it",
+    "ray": "the Ray backend, --backend ray",
+}
+
+
+def framework_status() -> list[dict[str, Any]]:
+    """One entry per optional framework (an extra of the package): ``framework``, ``installed``,
+    ``version`` (its distribution's, when known), ``use`` and ``reason`` (what to install when it
+    is missing). Nothing is imported."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from advharness.core.frameworks import OPTIONAL_FRAMEWORKS, missing_framework_reason
+
+    out = []
+    for name in OPTIONAL_FRAMEWORKS:
+        reason = missing_framework_reason(name)
+        try:
+            found = version(name) if reason is None else ""
+        except PackageNotFoundError:  # installed under another distribution name
+            found = ""
+        out.append(
+            {
+                "framework": name,
+                "installed": reason is None,
+                "version": found,
+                "use": FRAMEWORK_USES.get(name, ""),
+                "reason": reason or "",
+            }
+        )
+    return out
+
+
+def framework_lines(status: list[dict[str, Any]]) -> str:
+    """:func:`framework_status` as lines: the frameworks installed, then one line per missing
+    one saying what to install (the cells that need it are ``unsupported`` rows)."""
+    installed = [f"{s['framework']} {s['version']}".strip() for s in status if s["installed"]]
+    lines = [f"frameworks installed: {', '.join(installed) or 'none'}"]
+    lines += [f"{s['reason']} (for {s['use']})" for s in status if not s["installed"]]
+    return "\n".join(lines)
+
+
 def support_table(matrix: pd.DataFrame, show_reasons: bool = False) -> Any:
     """A rich table: per (library, framework) ``u`` untargeted, ``t`` targeted, ``-`` neither."""
     from rich.console import Group

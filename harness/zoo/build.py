@@ -5,19 +5,34 @@ from __future__ import annotations
 import numpy as np
 
 from advharness.config.experiment import Experiment, ModelConfig
+from advharness.core.frameworks import missing_framework_reason
 from advharness.core.seeding import derive_seed
 from advharness.models.base import WrappedModel
 from advharness.zoo.data import Dataset
 
 
+def missing_framework(exp: Experiment, key: str) -> str | None:
+    """Why model ``key`` of ``exp`` cannot be built here: its framework (a substitute's, or
+    its target's) is not installed, as one line naming the extra to install; else None."""
+    mc = next(m for m in exp.models if m.key == key)
+    reason = missing_framework_reason(mc.framework)
+    if reason is None and mc.substitute_of is not None:
+        return missing_framework(exp, mc.substitute_of)
+    return reason
+
+
 def build_models(exp: Experiment, ds: Dataset, *, train: bool = True) -> dict[str, WrappedModel]:
     """The experiment's models by key: recipes (trained once, cached), factories, substitutes.
 
-    ``train=False``: only the models that need no training (factories, cached recipes)."""
+    ``train=False``: only the models that need no training (factories, cached recipes).
+    Models whose framework is not installed (:func:`missing_framework`) are left out: their
+    cells are ``unsupported`` rows."""
     from advharness.zoo.recipes import load_recipe, recipe_info
 
     models: dict[str, WrappedModel] = {}
     for mc in exp.models:
+        if missing_framework(exp, mc.key) is not None:
+            continue
         if mc.substitute_of is not None:
             if not train:
                 continue
@@ -44,7 +59,7 @@ def check_factories(exp: Experiment) -> None:
     from advharness.zoo.factory import check_factory_model
 
     for mc in exp.models:
-        if mc.factory is not None:
+        if mc.factory is not None and missing_framework(exp, mc.key) is None:
             check_factory_model(mc, exp.model_build_time_limit_s)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from advharness.core.errors import HarnessError, one_line
+from advharness.core.frameworks import require_framework
 from advharness.core.imports import resolve_factory
 from advharness.core.interrupts import die_with_parent, exit_description
 
@@ -94,6 +95,7 @@ def load_factory_model(cfg: ModelConfig) -> WrappedModel:
 
     if cfg.factory is None or cfg.input_shape is None or cfg.nb_classes is None:
         raise HarnessError(f"model {cfg.key!r} is not a factory model")
+    require_framework(cfg.framework, f"model {cfg.key!r} ({cfg.framework})")
     make = resolve_factory(cfg.factory)
     try:
         net = make()

@@ -346,7 +346,10 @@ def load_recipe(
     The returned model's ``recipe_info`` attribute is the sidecar dict plus ``weights_path``
     and ``from_cache`` (whether this call loaded cached weights rather than training).
     """
+    from advharness.core.frameworks import require_framework
+
     recipe, backend = get_recipe(name, framework)
+    require_framework(framework, f"recipe {name!r} ({framework})")
     if framework == "tensorflow":
         from advharness.core.quiet import import_tensorflow
 

@@ -218,8 +218,10 @@ def train_substitute(
     (``None`` without ``eval_x``; computed by the harness, not counted as queries).
     """
     from advharness.adapters.art.adapter import ArtAdapter
+    from advharness.core.frameworks import require_framework
 
     rec = _check(method, recipe, framework, target, pool_x, queries, epochs, batch_size, lr, eval_x)
+    require_framework(framework, f"substitute {recipe!r} ({framework})")
     if framework == "tensorflow":
         from advharness.core.quiet import import_tensorflow
 
