@@ -114,7 +114,7 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
     library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
     tasks: list[CellTask] = []
     twins: list[tuple[CellTask, AttackSpec]] = []
-    k = min(exp.convergence_samples, len(ds.x))
+    check_samples = min(exp.convergence_samples, len(ds.x))
     for run_seed in exp.run_seeds:
         for mc in exp.models:
             for a in exp.attacks:
@@ -173,7 +173,7 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                     if twin is not None:
                         twins.append((task, twin))
     for base, twin in twins:  # after every ordinary cell: their table order is unchanged
-        tasks.append(_convergence_task(base, twin, k, len(tasks)))
+        tasks.append(_convergence_task(base, twin, check_samples, len(tasks)))
     return tasks
 
 
