@@ -35,6 +35,7 @@ LONG: dict[str, dict[str, Any]] = {
     "salt_and_pepper": {"steps": 200},
     "contrast": {"steps": 200},
     "blended_noise": {"steps": 200},
+    "noise": {"params": {"draws": 100}},
 }
 BLACKBOX = [a for a, d in CATALOGUE.items() if d.threat_model != "white-box"]
 

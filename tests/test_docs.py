@@ -169,8 +169,8 @@ def _generic(column: str) -> str:
 
 def test_data_dictionary_lists_every_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run with every kind of row (white-box, minimum-norm at a radius, black-box with a
-    budget, transfer, error, unsupported) has no summary or records column that
-    docs/results.md does not describe."""
+    budget, transfer, eps search, convergence check, error, unsupported) has no summary or
+    records column that docs/results.md does not describe."""
     from advharness import run_experiment
     from advharness.config.experiment import parse_experiment
 
@@ -181,7 +181,11 @@ def test_data_dictionary_lists_every_column(tmp_path: Path, monkeypatch: pytest.
             "data": {"dataset": "digits", "n_samples": 8},
             "models": [{"recipe": "digits_mlp", "framework": ["torch", "tensorflow"]}],
             "libraries": ["art", "faulty:FaultyAdapter"],
+            "checks": ["convergence"],
+            "convergence_samples": 4,
             "attacks": [
+                {"attack": "bim", "eps": 0.1, "steps": 2},  # and its convergence cell
+                {"attack": "fgsm", "search": {"eps": {"start": 0.1, "max": 0.2, "steps": 1}}},
                 {"attack": "fgsm", "eps": 0.01},  # the faulty adapter raises: an error row
                 {"attack": "deepfool", "steps": 5, "eps": 0.5},
                 {
@@ -199,6 +203,7 @@ def test_data_dictionary_lists_every_column(tmp_path: Path, monkeypatch: pytest.
     statuses = set(res.summary["status"])
     assert {"ok", "error", "unsupported"} <= statuses, statuses
     assert "transfer" in set(res.summary["threat_model"])
+    assert "convergence" in set(res.summary["check"]) and "search_eps" in res.records
     summary = {_generic(c) for c in res.summary.columns}
     records = {_generic(c) for c in res.records.columns}
     assert summary - _documented("Summary columns") == set()

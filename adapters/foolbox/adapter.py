@@ -7,6 +7,7 @@ from typing import Any
 from advharness.adapters.base import Adapter, Impl
 from advharness.adapters.foolbox.blackbox import BLACKBOX_IMPLS
 from advharness.adapters.foolbox.common import CONVERTERS
+from advharness.adapters.foolbox.noise import NOISE_IMPLS
 from advharness.adapters.foolbox.whitebox import WHITEBOX_IMPLS
 from advharness.models.base import WrappedModel
 
@@ -18,8 +19,8 @@ class FoolboxAdapter(Adapter):
     package = "foolbox"
     MODULES = {fw: ("foolbox", "eagerpy") for fw in ("torch", "tensorflow")}
     #: White-box attacks in adapters/foolbox/whitebox.py, decision-based ones in
-    #: adapters/foolbox/blackbox.py.
-    IMPLS: dict[str, Impl] = {**WHITEBOX_IMPLS, **BLACKBOX_IMPLS}
+    #: adapters/foolbox/blackbox.py, the random-noise baseline in adapters/foolbox/noise.py.
+    IMPLS: dict[str, Impl] = {**WHITEBOX_IMPLS, **BLACKBOX_IMPLS, **NOISE_IMPLS}
 
     def convert(self, model: WrappedModel) -> Any:
         """``foolbox.PyTorchModel`` / ``foolbox.TensorFlowModel`` around ``model.counted``."""

@@ -40,9 +40,15 @@ def index_errors(framework: str) -> tuple[type[BaseException], ...]:
 
 
 def run_foolbox(
-    request: AttackRequest, class_name: str, kwargs: dict[str, Any], notes: list[str]
+    request: AttackRequest,
+    class_name: str,
+    kwargs: dict[str, Any],
+    notes: list[str],
+    attack_class: type | None = None,
 ) -> AttackOutput:
     """Build ``foolbox.attacks.<class_name>(**kwargs)`` + escape hatch, run it in chunks, record it.
+
+    ``attack_class``: a subclass to build instead (a workaround; recorded by its own name).
 
     Fixed-budget specs are called with ``epsilons=eps`` and return ``clipped``; minimum-norm
     specs with ``epsilons=None`` and return ``raw``. Shared by the white- and black-box tables.
@@ -54,8 +60,9 @@ def run_foolbox(
     extra = spec.options_for("foolbox")
     notes += [f"library_options override: {k}={v!r}" for k, v in extra.items() if k in kwargs]
     kwargs.update(extra)
+    cls = attack_class if attack_class is not None else getattr(foolbox.attacks, class_name)
     try:
-        attack = getattr(foolbox.attacks, class_name)(**kwargs)
+        attack = cls(**kwargs)
     except TypeError as e:
         raise HarnessError(f"library_options.foolbox for {class_name}: {e}") from None
 
@@ -90,7 +97,11 @@ def run_foolbox(
         notes.append(f"called once per chunk of {batch} samples (Foolbox does not mini-batch)")
     call = request.announce(
         LibraryCall(
-            callable=f"foolbox.attacks.{class_name}",
+            callable=(
+                f"foolbox.attacks.{class_name}"
+                if attack_class is None
+                else f"{attack_class.__module__}.{attack_class.__qualname__}"
+            ),
             kwargs=kwargs,
             call_kwargs={"epsilons": epsilons, "criterion": criterion},
             notes=notes,

@@ -14,6 +14,7 @@ from advharness.analytics.agreement import (
     paired_distance_test,
     rank_biserial,
 )
+from advharness.analytics.convergence import convergence_changes
 from advharness.analytics.curves import security_curves
 from advharness.analytics.distances import distance_cdf, per_sample_distances, step_radii
 from advharness.analytics.frames import one_per_sample, with_settings
@@ -49,6 +50,7 @@ __all__ = [
     "compare_rates",
     "compare_runs",
     "complementarity",
+    "convergence_changes",
     "distance_cdf",
     "ensemble_robust_accuracy",
     "global_optimality",

@@ -39,6 +39,18 @@ class CellInputs:
     #: Transfer cells: the source model and the same batch in its layout (crafted there).
     source: CellInputs | None = None
 
+    def take(self, index: np.ndarray | slice) -> CellInputs:
+        """The same cell on the samples ``index`` selects (an eps search's subsets, a
+        convergence check's first samples)."""
+        return CellInputs(
+            self.model,
+            self.x[index],
+            self.y[index],
+            self.clean_pred[index],
+            None if self.targets is None else self.targets[index],
+            None if self.source is None else self.source.take(index),
+        )
+
 
 @dataclass
 class CellResult:

@@ -8,6 +8,7 @@ from typing import Any
 from advharness.adapters import get_adapter
 from advharness.adapters.base import LibraryCall
 from advharness.cells.cell import CellInputs, CellResult, attack_batch, log
+from advharness.cells.search import run_search
 from advharness.cells.transfer import run_transfer
 from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported, one_line
@@ -38,7 +39,8 @@ def run_cell(inputs: CellInputs, spec: ResolvedSpec, library: str, seed: int, ba
     try:
         with attacked.with_access(spec.threat_model):
             if inputs.source is None:
-                result = attack_batch(adapter, inputs, spec, seed, batch_size, base, on_call=calls.append)
+                run = run_search if spec.search is not None else attack_batch
+                result = run(adapter, inputs, spec, seed, batch_size, base, on_call=calls.append)
             else:
                 result = run_transfer(adapter, inputs, spec, seed, batch_size, base, on_call=calls.append)
             if attacked.violation:  # the library caught our exception and carried on

@@ -44,6 +44,8 @@ class AttackDef:
     #: Parameters that count input elements: each must not exceed the input's number of
     #: features or pixels (checked against the data before anything runs).
     size_limits: dict[str, SizeUnit] = field(default_factory=dict)
+    #: String parameters with a closed set of values (validated in the spec).
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 _ITER = frozenset({"steps", "step_size"})
@@ -202,6 +204,16 @@ CATALOGUE: dict[str, AttackDef] = {
         threat_model="score-based",
     ),
     # -- black-box: decision-based (top-1 label only) ----------------------------------
+    "noise": AttackDef(
+        "noise",
+        "fixed",
+        ("linf", "l2"),
+        "Random noise of norm eps, `draws` draws per sample (a baseline white-box attacks must beat).",
+        frozenset(),
+        {"distribution": "uniform", "draws": 100},
+        threat_model="decision-based",
+        choices={"distribution": ("uniform", "gaussian")},
+    ),
     "boundary": AttackDef(
         "boundary",
         "minimal",
@@ -301,8 +313,13 @@ POSITIVE_PARAMS = frozenset(
         "max_evals",
         "init_evals",
         "gamma",
+        "draws",
     }
 )
+
+
+#: Attack-specific parameters that must be whole numbers (counts).
+INTEGER_PARAMS = frozenset({"draws"})
 
 
 #: One image of each dataset, (C, H, W), as published: experiment files are checked against

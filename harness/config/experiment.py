@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR, LIBRARIES
+from advharness.config.checks import DEFAULT_CONVERGENCE_SAMPLES, Check
 from advharness.config.experiment_checks import (
     param_size_problems,
     plan_too_large,
@@ -216,6 +217,10 @@ class Experiment(BaseModel):
     clean_accuracy_floor: Float = Field(default=CLEAN_ACCURACY_FLOOR, ge=0, le=1)
     #: Wall-clock limit for building each factory model (checked in a child process first).
     model_build_time_limit_s: Float = Field(default=300.0, gt=0)
+    #: Sanity checks that add cells (see :mod:`advharness.config.checks`).
+    checks: list[Check] = Field(default_factory=list)
+    #: The convergence check re-runs this many samples (the first of the batch).
+    convergence_samples: Int = Field(default=DEFAULT_CONVERGENCE_SAMPLES, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -248,6 +253,13 @@ class Experiment(BaseModel):
                 )
         if len(set(v)) != len(v):
             raise ValueError("libraries are listed more than once")
+        return v
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_checks(cls, v: list[Check]) -> list[Check]:
+        if len(set(v)) != len(v):
+            raise ValueError("checks are listed more than once")
         return v
 
     @field_validator("seeds")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from advharness.config.catalogue import INPUT_SHAPES
+from advharness.config.checks import converges
 from advharness.config.grid import Problem
 from advharness.config.spec import AttackSpec, size_problems
 
@@ -24,15 +25,27 @@ def unique_specs(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
 
 
 def plan_too_large(exp: Experiment) -> str | None:
-    """Why the plan exceeds :attr:`max_cells` (counting each distinct spec once)."""
-    if exp.grid_size() <= exp.max_cells:
+    """Why the plan exceeds :attr:`max_cells` (counting each distinct spec once, and the
+    cells ``checks`` add)."""
+
+    def twins(attacks: Sequence[AttackSpec]) -> int:
+        if "convergence" not in exp.checks:
+            return 0
+        return sum(converges(a) for a in attacks)
+
+    per_spec = len(exp.models) * len(exp.libraries) * len(exp.run_seeds)
+    if per_spec * (len(exp.attacks) + twins(exp.attacks)) <= exp.max_cells:
         return None
-    specs = len(unique_specs(exp.attacks))
-    cells = len(exp.models) * specs * len(exp.libraries) * len(exp.run_seeds)
+    unique = unique_specs(exp.attacks)
+    specs, extra = len(unique), twins(unique)
+    cells = per_spec * (specs + extra)
     if cells <= exp.max_cells:
         return None
+    specs_text = f"{specs:,} attack specs"
+    if extra:
+        specs_text = f"({specs_text} + {extra:,} convergence checks)"
     counts = (
-        f"{len(exp.models):,} models x {specs:,} attack specs x "
+        f"{len(exp.models):,} models x {specs_text} x "
         f"{len(exp.libraries)} libraries x {len(exp.run_seeds)} seeds"
     )
     return (

@@ -9,11 +9,78 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from advharness.config.catalogue import CATALOGUE, DEFAULT_QUERY_LEVELS, LIBRARIES, POSITIVE_PARAMS, Norm
+from advharness.config.catalogue import (
+    CATALOGUE,
+    DEFAULT_QUERY_LEVELS,
+    INTEGER_PARAMS,
+    LIBRARIES,
+    POSITIVE_PARAMS,
+    Norm,
+)
 from advharness.config.fields import Bool, Float, Int, scalar
 from advharness.core.types import ThreatModel
 
+#: At most this many bisection steps (float32 inputs: 2^-30 of a bracket is below rounding).
+MAX_BISECTION_STEPS = 30
+#: At most this many doublings from ``start`` to ``max``.
+MAX_DOUBLINGS = 30
+
 TargetMode = Literal["random", "least_likely"]
+
+
+class EpsSearchSpec(BaseModel):
+    """``search: {eps: {start, max, steps}}``: a per-sample radius search (absolute eps, in
+    input units): double from ``start`` until the refereed attack succeeds or ``max`` is
+    reached (``max`` is always tried), then ``steps`` bisection steps between the last
+    failing and the first succeeding eps (see :mod:`advharness.cells.search`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: Annotated[Float, Field(gt=0)]
+    max: Annotated[Float, Field(gt=0)]
+    steps: Annotated[Int, Field(ge=0, le=MAX_BISECTION_STEPS)] = 8
+
+    @model_validator(mode="after")
+    def _order(self) -> EpsSearchSpec:
+        if self.max < self.start:
+            raise ValueError(f"max ({self.max:g}) must be >= start ({self.start:g})")
+        if self.max / self.start > 2.0**MAX_DOUBLINGS:
+            raise ValueError(
+                f"max / start is {self.max / self.start:.3g}: at most 2^{MAX_DOUBLINGS} "
+                f"({MAX_DOUBLINGS} doublings); raise start or lower max"
+            )
+        return self
+
+
+class SearchSpec(BaseModel):
+    """What a cell searches instead of running at one setting; only ``eps`` for now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eps: EpsSearchSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, v: Any) -> Any:
+        if not isinstance(v, dict | SearchSpec):
+            what = "search: eps needs its range" if v == "eps" else f"must be a mapping, got {v!r}"
+            raise ValueError(
+                f"{what}: search: {{eps: {{start: 0.01, max: 1.0, steps: 8}}}} (start and max "
+                "absolute, in input units; steps: bisection steps, default 8)"
+            )
+        return v
+
+
+@dataclass(frozen=True)
+class EpsSearch:
+    """A resolved :class:`EpsSearchSpec`."""
+
+    start: float
+    max: float
+    steps: int
+
+    def to_json(self) -> str:
+        return json.dumps({"eps": asdict(self)}, sort_keys=True)
 
 
 class AttackSpec(BaseModel):
@@ -49,6 +116,8 @@ class AttackSpec(BaseModel):
         default_factory=dict
     )
     library_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Per-sample search of the smallest successful eps (fixed-budget attacks; no ``eps``).
+    search: SearchSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> AttackSpec:
@@ -57,7 +126,17 @@ class AttackSpec(BaseModel):
         d = CATALOGUE[self.attack]
         if self.norm is not None and self.norm not in d.norms:
             raise ValueError(f"{self.attack} supports norms {list(d.norms)}, not {self.norm!r}")
-        if d.kind == "fixed" and self.eps is None:
+        if self.search is not None:
+            if d.kind != "fixed":
+                raise ValueError(
+                    f"search: eps is for fixed-budget attacks; {self.attack} is a minimum-norm "
+                    "attack (its per-sample norms are already distances)"
+                )
+            if self.eps is not None:
+                raise ValueError("give eps or search (which searches eps per sample), not both")
+            if self.source is not None:
+                raise ValueError("search: eps is not for transfer cells (source)")
+        elif d.kind == "fixed" and self.eps is None:
             raise ValueError(f"{self.attack} is a fixed-budget attack: eps is required")
         for name, value, used in (
             ("steps", self.steps, "steps" in d.common),
@@ -99,6 +178,10 @@ class AttackSpec(BaseModel):
                 raise ValueError(f"params.{k} must be a finite number, got {v!r}")
             if k in POSITIVE_PARAMS and not (isinstance(v, int | float) and v > 0):
                 raise ValueError(f"params.{k} must be > 0")
+            if k in INTEGER_PARAMS and not float(v).is_integer():
+                raise ValueError(f"params.{k} must be a whole number, got {v!r}")
+            if k in d.choices and v not in d.choices[k]:
+                raise ValueError(f"params.{k} must be one of {', '.join(d.choices[k])}, got {v!r}")
         bad_libs = set(self.library_options) - set(LIBRARIES)
         if bad_libs:
             raise ValueError(
@@ -114,11 +197,8 @@ class AttackSpec(BaseModel):
         if self.attack in ("fgsm", "fgm"):
             steps = 1
         step_size = self.step_size
-        if step_size is None and "step_size" in d.common and self.eps is not None:
-            # Madry et al.'s rule, absolute; APGD starts from 2*eps as in Croce & Hein.
-            step_size = 2.0 * self.eps if self.attack == "apgd" else 2.5 * self.eps / float(steps or 1)
-        if self.attack in ("fgsm", "fgm"):
-            step_size = self.eps
+        if self.eps is not None and (step_size is None or self.attack in ("fgsm", "fgm")):
+            step_size = default_step_size(self.attack, self.eps, steps)
         random_start = self.random_start or self.attack == "apgd"
         params = {**d.params, **self.params}
         return ResolvedSpec(
@@ -139,7 +219,19 @@ class AttackSpec(BaseModel):
             target_models=self.target_models,
             params=params,
             library_options={k: dict(v) for k, v in self.library_options.items()},
+            search=None if self.search is None else EpsSearch(**self.search.eps.model_dump()),
         )
+
+
+def default_step_size(attack: str, eps: float, steps: int | None) -> float | None:
+    """The step size a spec that leaves ``step_size`` out gets at ``eps``: Madry et al.'s
+    ``2.5*eps/steps``, APGD's ``2*eps`` (Croce & Hein), FGSM/FGM's ``eps`` (one step); None
+    for attacks without one."""
+    if attack in ("fgsm", "fgm"):
+        return eps
+    if "step_size" not in CATALOGUE[attack].common:
+        return None
+    return 2.0 * eps if attack == "apgd" else 2.5 * eps / float(steps or 1)
 
 
 def size_problems(
@@ -201,15 +293,26 @@ class ResolvedSpec:
     target_models: tuple[str, ...] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     library_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search: EpsSearch | None = None
 
     @property
     def label(self) -> str:
         """Short human label, e.g. ``pgd-linf eps=0.1 targeted``."""
         eps = "" if self.eps is None else f" eps={self.eps:g}"
+        if self.search is not None:
+            eps = f" eps=search[{self.search.start:g}..{self.search.max:g}]"
         access = "" if self.threat_model == "white-box" else f" [{self.threat_model}]"
         budget = "" if self.budget is None else f" budget={self.budget}"
         source = "" if self.source is None else f" from {self.source}"
         return f"{self.attack}-{self.norm}{eps}{' targeted' if self.targeted else ''}{access}{budget}{source}"
+
+    def at_eps(self, eps: float) -> ResolvedSpec:
+        """This spec run at ``eps`` without its search (one step of an eps search): a
+        ``step_size`` the spec left out follows the default rule at ``eps``."""
+        step_size = self.step_size
+        if step_size is None or self.attack in ("fgsm", "fgm"):
+            step_size = default_step_size(self.attack, eps, self.steps)
+        return replace(self, eps=float(eps), step_size=step_size, search=None)
 
     def for_cell(self) -> ResolvedSpec:
         """The spec a cell runs: a minimum-norm attack's ``eps`` only changes reporting (see
@@ -239,6 +342,7 @@ class ResolvedSpec:
             "library_options": (
                 json.dumps(self.library_options, sort_keys=True, default=str) if self.library_options else ""
             ),
+            "search": "" if self.search is None else self.search.to_json(),
         }
         out.update({f"param_{k}": v for k, v in sorted(self.params.items())})
         return out
@@ -248,7 +352,12 @@ class ResolvedSpec:
         return dict(self.library_options.get(library, {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; ``search`` only when set (the content keys of cells without a search
+        stay what they were before searches existed)."""
+        out = asdict(self)
+        if out["search"] is None:
+            del out["search"]
+        return out
 
 
 def _num(v: float | None) -> float:

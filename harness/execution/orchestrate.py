@@ -179,13 +179,15 @@ def plan_table(
                 "model": t.model,
                 "attack": spec["attack"],
                 "eps": spec.get("eps"),
+                "check": t.row.get("check", ""),
                 "threat_model": t.row["threat_model"],
                 "library": t.library,
                 "stored": status or ("-" if known else "?"),
                 "will_run": not known or _to_run(exp, store, t.key, retry_failed),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table if exp.checks else table.drop(columns="check", errors="ignore")
 
 
 def missing_frameworks(exp: Experiment, tasks: list[CellTask]) -> dict[str, str]:

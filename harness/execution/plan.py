@@ -9,17 +9,24 @@ model's parameters and buffers, so weights a factory loads by itself or a change
 module that changes them give new keys), the exact input batch, the cell seed, the batch
 size and the harness version. Same experiment, same seed -> same keys, so a re-run skips
 finished cells, and any change that could change a result gives a new key.
+
+With ``checks: [convergence]``, each iterative fixed-budget cell also gets a convergence
+cell (2x steps and restarts on the first ``convergence_samples`` samples, see
+:mod:`advharness.config.checks`), planned after all ordinary cells and keyed by its base
+cell's key, its own spec and the subsample.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advharness.adapters import get_adapter
+from advharness.config.checks import CONVERGENCE, convergence_spec
 from advharness.config.experiment import Experiment, ModelConfig
+from advharness.config.spec import AttackSpec
 from advharness.core.seeding import content_key, derive_seed
 from advharness.core.versions import package_version
 from advharness.zoo.data import Dataset
@@ -42,6 +49,8 @@ class CellTask:
     #: parameter hashes of the models the cell runs on (its model, a transfer source), as
     #: planned: a worker checks that the models it built are these
     params: dict[str, str] = field(default_factory=dict)
+    #: Run on the first this many samples of the batch only (a convergence check); None: all.
+    samples: int | None = None
 
 
 def model_identity(mc: ModelConfig, exp: Experiment, params: Mapping[str, str]) -> dict[str, Any]:
@@ -100,6 +109,8 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
     harness_version = package_version("advharness")
     library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
     tasks: list[CellTask] = []
+    twins: list[tuple[CellTask, AttackSpec]] = []
+    check_samples = min(exp.convergence_samples, len(ds.x))
     for run_seed in exp.run_seeds:
         for mc in exp.models:
             for a in exp.attacks:
@@ -108,6 +119,7 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                 reported = a.resolve()
                 spec = reported.for_cell()
                 seed = derive_seed(run_seed, mc.key, spec.label)
+                twin = convergence_spec(a) if CONVERGENCE in exp.checks else None
                 for lib in exp.libraries:
                     content = {
                         "spec": spec.to_dict(),
@@ -141,18 +153,47 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                     if a.source:
                         row["source_model"] = a.source
                     used = {k: params[k] for k in (mc.key, a.source) if k is not None and k in params}
-                    tasks.append(
-                        CellTask(
-                            len(tasks),
-                            key,
-                            mc.key,
-                            a.model_dump(mode="json"),
-                            lib,
-                            seed,
-                            run_seed,
-                            row,
-                            report_eps=reported.eps,
-                            params=used,
-                        )
+                    task = CellTask(
+                        len(tasks),
+                        key,
+                        mc.key,
+                        a.model_dump(mode="json"),
+                        lib,
+                        seed,
+                        run_seed,
+                        row,
+                        report_eps=reported.eps,
+                        params=used,
                     )
+                    tasks.append(task)
+                    if twin is not None:
+                        twins.append((task, twin))
+    for base, twin in twins:  # after every ordinary cell: their table order is unchanged
+        tasks.append(_convergence_task(base, twin, check_samples, len(tasks)))
     return tasks
+
+
+def _convergence_task(base: CellTask, twin: AttackSpec, samples: int, index: int) -> CellTask:
+    """The convergence check of ``base``: ``twin`` (2x steps and restarts, see
+    :mod:`advharness.config.checks`) on the first ``samples`` samples, keyed by the base
+    cell's key, the twin spec and the subsample; same seed as the base cell."""
+    spec = twin.resolve().for_cell()
+    check = {"check": CONVERGENCE, "check_of": base.key, "check_samples": samples}
+    key = content_key({"spec": spec.to_dict(), **check})
+    row = {
+        **base.row,
+        **spec.columns(),
+        **check,
+        "n": samples,
+        "cell_key": key,
+        "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str),
+    }
+    return replace(
+        base,
+        index=index,
+        key=key,
+        spec=twin.model_dump(mode="json"),
+        row=row,
+        report_eps=None,
+        samples=samples,
+    )

@@ -174,6 +174,8 @@ def execute(
             }
     spec = AttackSpec.model_validate(task.spec).resolve().for_cell()
     inputs = cell_inputs(state.models, state.prepared, task.model, spec, state.ds.y, task.run_seed)
+    if task.samples is not None:  # a convergence check: the first samples of the batch
+        inputs = inputs.take(slice(0, task.samples))
     try:
         with catch_user_interrupts(), _time_limit(time_limit_s, hard_kill):
             res = run_cell(inputs, spec, task.library, task.seed, state.exp.batch_size)

@@ -84,8 +84,8 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
 
 def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """Column types a reader can rely on: numeric ``eps``/``step_size`` (NaN where none),
-    nullable integers for ``steps``/``restarts``/``budget``, and ``param_*`` columns that
-    mix strings and numbers (different attacks) as strings."""
+    nullable integers for ``steps``/``restarts``/``budget``, ``search`` empty where none, and
+    ``param_*`` columns that mix strings and numbers (different attacks) as strings."""
     s = summary.copy()
     for col in ("eps", "step_size"):
         if col in s:
@@ -93,6 +93,8 @@ def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:
     for col in ("steps", "restarts", "budget"):
         if col in s:
             s[col] = pd.to_numeric(s[col], errors="coerce").astype("Int64")
+    if "search" in s:  # cells stored before eps searches existed have no such column
+        s["search"] = s["search"].fillna("")
     for col in [c for c in s.columns if c.startswith("param_")]:
         values = s[col].dropna()
         if values.map(type).nunique() > 1 and (values.map(lambda v: isinstance(v, str))).any():

@@ -3,7 +3,8 @@
 A row is keyed by every setting that varies within the results (:func:`row_keys`): the
 model family, attack, norm, eps, targeting, threat model and transfer source always, and
 ``steps``, ``step_size``, ``restarts``, ``random_start``, ``target_mode``, ``budget``, each
-``param_<name>``, ``library_options``, the data or the batch size whenever they differ
+``param_<name>``, ``library_options``, an eps ``search``, a ``check`` (convergence cells),
+the data or the batch size whenever they differ
 between cells of one attack (two models of one family in one framework get rows of their
 own). No cell is ever dropped: two cells with the same key and
 column are a bug, and :func:`table_rows` raises. Cells run with several experiment seeds
@@ -64,10 +65,20 @@ OPTIONAL_KEYS: dict[str, Callable[[Any], str]] = {
     "query_levels": lambda v: f"q-levels={v}",
     "target_models": lambda v: f"judged on {v}",
     "library_options": lambda v: f"options={v}" if v else "no options",
+    "search": lambda v: _search_label(v) if v else "at eps",
+    "check": lambda v: f"[{v} check]",
     "n": lambda v: f"n={_g(v)}",
     "data_sha256": lambda v: f"data={str(v)[:8]}",
     "batch_size": lambda v: f"batch={_g(v)}",
 }
+
+
+def _search_label(v: str) -> str:
+    """``search`` JSON -> ``eps search 0.01..1 (8 bisections)``."""
+    import json
+
+    eps = json.loads(v)["eps"]
+    return f"eps search {eps['start']:g}..{eps['max']:g} ({eps['steps']} bisections)"
 
 
 def _missing(v: Any) -> bool:
