@@ -1,13 +1,16 @@
-"""Rendering the head-to-head table: rich (terminal), plain text, Markdown, LaTeX and CSV.
+"""Rendering the head-to-head table: rich (terminal), plain text, Markdown, HTML, LaTeX and CSV.
 
 Every format shows the same rows (:func:`advharness.reporting.tables.table_rows`): a compact label per
 row and, per (library, framework), success rate | robust accuracy (at the row's eps for a
 minimum-norm attack given one), the median perturbation of the successes, wall time and
-queries per sample; ``±`` sample sd and ``n=`` over seeds when several ran.
+queries per sample; ``±`` sample sd and ``n=`` over seeds when several ran; ``[lo, hi]``
+after a success rate where the summary carries its confidence bounds
+(:data:`advharness.reporting.tables.CI_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from advharness.config.catalogue import SHORT
-from advharness.reporting.tables import Cell, head_to_head, table_rows
+from advharness.reporting.tables import Cell, Row, head_to_head, table_rows
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
 FORMATS = ("table", "csv", "md", "latex")
@@ -24,6 +27,7 @@ LEGEND = (
     "attacks with an eps: within it); median perturbation norm of the successes; attack wall "
     "time, forward+backward queries per sample (black-box: exact mean/median per attacked "
     "sample, <=budget when one is enforced); with several seeds: mean ± sd, n seeds. "
+    "[lo, hi] after a success rate: its 95 % confidence interval, where the summary has one. "
     "T: targeted. Transfer rows are crafted on the source model and judged on the row's "
     "model. Numbers in [ ] refer to the notes below."
 )
@@ -53,7 +57,7 @@ def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]
         ("success_rate_at_eps", "robust_accuracy_at_eps") if at_eps else ("success_rate", "robust_accuracy")
     )
     lines = [
-        f"{_pm(cell, sr)} | {_pm(cell, ra)}",
+        f"{_pm(cell, sr)}{_ci(v, sr)} | {_pm(cell, ra)}",
         f"med {_fmt(v.get('median_norm'), '.3g')}",
         f"{_fmt(v.get('time_s'), '.2f')}s {_queries(v)}",
     ]
@@ -61,6 +65,12 @@ def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]
         failed = f", {cell.n_failed_seeds} failed" if cell.n_failed_seeds else ""
         lines.append(f"n={cell.n_seeds}{failed}")
     return lines, _flags(v)
+
+
+def _ci(v: dict[str, Any], metric: str) -> str:
+    """`` [lo, hi]`` where the entry has both confidence bounds of ``metric``, else ``""``."""
+    lo, hi = v.get(f"{metric}_ci_low"), v.get(f"{metric}_ci_high")
+    return "" if _missing(lo) or _missing(hi) else f" [{lo:.2f}, {hi:.2f}]"
 
 
 def _queries(v: dict[str, Any]) -> str:
@@ -141,9 +151,11 @@ def render_text(
     return console.export_text()
 
 
-def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[list[str]]], dict[str, int]]:
+def _grid(
+    summary: pd.DataFrame, per_seed: bool, rows: list[Row] | None = None
+) -> tuple[list[str], list[list[list[str]]], dict[str, int]]:
     """Header and rows of text lines per entry, for the plain-text formats."""
-    rows = table_rows(summary, per_seed)
+    rows = table_rows(summary, per_seed) if rows is None else rows
     groups = _columns(summary) if rows else []
     notes: dict[str, int] = {}
     body = []
@@ -160,9 +172,10 @@ def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[l
     return ["attack", *[f"{lib} {SHORT.get(fw, fw)}" for lib, fw in groups]], body, notes
 
 
-def to_markdown(summary: pd.DataFrame, per_seed: bool = False) -> str:
-    """A GitHub-flavoured Markdown table (lines within an entry joined by ``<br>``)."""
-    header, body, notes = _grid(summary, per_seed)
+def to_markdown(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+    """A GitHub-flavoured Markdown table (lines within an entry joined by ``<br>``);
+    ``rows``: :func:`~advharness.reporting.tables.table_rows` of ``summary`` if already built."""
+    header, body, notes = _grid(summary, per_seed, rows)
 
     def esc(t: str) -> str:
         return t.replace("|", "\\|")
@@ -171,6 +184,36 @@ def to_markdown(summary: pd.DataFrame, per_seed: bool = False) -> str:
     out += ["| " + " | ".join("<br>".join(esc(x) for x in e) for e in entries) + " |" for entries in body]
     out += [""] + [f"[{n}] {esc(text)}" for text, n in notes.items()]
     return "\n".join(out).rstrip() + "\n"
+
+
+def to_html(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+    """An HTML ``<table class="h2h">`` (lines within an entry joined by ``<br>``; failed entries
+    in ``class="failed"``, warnings in ``class="warn"``) and the numbered notes after it;
+    ``rows`` as for :func:`to_markdown`."""
+    rows = table_rows(summary, per_seed) if rows is None else rows
+    groups = _columns(summary) if rows else []
+    notes: dict[str, int] = {}
+    head = "".join(f"<th>{html.escape(lib)}<br>{html.escape(SHORT.get(fw, fw))}</th>" for lib, fw in groups)
+    out = ['<table class="h2h">', f"<thead><tr><th>attack</th>{head}</tr></thead>", "<tbody>"]
+    for row in rows:
+        first, *rest = row.label.split("\n")
+        label = html.escape(first) + "".join(f'<br><span class="dim">{html.escape(r)}</span>' for r in rest)
+        tds = [f"<th>{label}</th>"]
+        for g in groups:
+            cell = row.cells.get(g)
+            if cell is None:
+                tds.append("<td></td>")
+                continue
+            lines, warn = cell_lines(cell, notes)
+            text = "<br>".join(html.escape(x) for x in lines)
+            text += "".join(f'<br><span class="warn">{html.escape(w)}</span>' for w in warn)
+            tds.append(f'<td class="failed">{text}</td>' if cell.status != "ok" else f"<td>{text}</td>")
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    out += ["</tbody>", "</table>"]
+    if notes:
+        items = "".join(f"<li>[{n}] {html.escape(text)}</li>" for text, n in notes.items())
+        out.append(f'<ul class="notes">{items}</ul>')
+    return "\n".join(out) + "\n"
 
 
 _LATEX = {
@@ -189,7 +232,8 @@ _LATEX = {
 }
 
 
-def _latex(text: str) -> str:
+def latex_escape(text: str) -> str:
+    """Plain text for LaTeX: special characters escaped, ``±`` and ``<=`` as math."""
     out = text.replace("\\", "\x00")
     for k, v in _LATEX.items():
         if k != "\\":
@@ -197,19 +241,20 @@ def _latex(text: str) -> str:
     return out.replace("\x00", _LATEX["\\"])
 
 
-def to_latex(summary: pd.DataFrame, per_seed: bool = False) -> str:
-    """A LaTeX ``tabular`` (booktabs rules; entries as ``\\shortstack``), notes after it."""
-    header, body, notes = _grid(summary, per_seed)
+def to_latex(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+    """A LaTeX ``tabular`` (booktabs rules; entries as ``\\shortstack``), notes after it;
+    ``rows`` as for :func:`to_markdown`."""
+    header, body, notes = _grid(summary, per_seed, rows)
 
     def entry(lines: list[str]) -> str:
         if len(lines) <= 1:
-            return _latex(lines[0]) if lines else ""
-        return r"\shortstack{" + r" \\ ".join(_latex(x) for x in lines) + "}"
+            return latex_escape(lines[0]) if lines else ""
+        return r"\shortstack{" + r" \\ ".join(latex_escape(x) for x in lines) + "}"
 
     out = [
         r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
         r"\toprule",
-        " & ".join(_latex(h) for h in header) + r" \\",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
         r"\midrule",
     ]
     out += [" & ".join(entry(e) for e in entries) + r" \\" for entries in body]

@@ -37,6 +37,11 @@ METRICS = (
 )
 #: Metrics that get a sample sd over seeds.
 SPREAD = ("success_rate", "robust_accuracy", "median_norm", "success_rate_at_eps", "robust_accuracy_at_eps")
+#: Confidence bounds a summary may carry (``<metric>_ci_low``/``_ci_high``); a one-seed
+#: entry keeps them (:func:`advharness.reporting.render.cell_lines` shows them).
+CI_COLUMNS = tuple(
+    f"{m}_ci_{end}" for m in ("success_rate", "success_rate_at_eps") for end in ("low", "high")
+)
 #: Always part of a row's key.
 BASE_KEYS = ("family", "attack", "norm", "eps", "targeted", "threat_model", "source_model")
 
@@ -149,6 +154,21 @@ def label_of(key: dict[str, Any], shown: list[str], show_family: bool) -> str:
     return text + (f"\n{key['family']}" if show_family else "")
 
 
+def row_labels(summary: pd.DataFrame) -> pd.Series:
+    """Each summary row's table label (first line only: the family is left out), on the
+    summary's index: the row of the head-to-head table the cell lands in."""
+    if summary.empty:
+        return pd.Series([], index=summary.index, dtype=object)
+    s = prepare_summary(summary)
+    keys = row_keys(s)
+    varying = varying_by_attack(s)
+    labels = [
+        label_of({c: None if _missing(r[c]) else r[c] for c in keys}, varying[str(r["attack"])], False)
+        for _, r in s.iterrows()
+    ]
+    return pd.Series(labels, index=summary.index, dtype=object)
+
+
 def table_rows(summary: pd.DataFrame, per_seed: bool = False) -> list[Row]:
     """The table's rows in first-appearance order (see the module docstring)."""
     return _build(summary, per_seed)[2]
@@ -217,6 +237,9 @@ def _cell(cells: list[pd.Series]) -> Cell:
     for col in ("n_eps_violations", "n_box_violations", "n_degenerate", "n_nonfinite", "low_clean_accuracy"):
         values[col] = sum(int(c.get(col) or 0) for c in ok)
     values["beats_white_box"] = any(bool(c.get("beats_white_box", False)) for c in ok)
+    if len(ok) == 1:  # a confidence interval is one cell's; no mean of intervals over seeds
+        for col in CI_COLUMNS:
+            values[col] = ok[0].get(col)
     for col in ("threat_model", "substitute_queries", "kind"):
         values[col] = ok[0].get(col)
     return Cell("ok", "", values, sd, len(ok), len(cells) - len(ok), keys)
