@@ -25,6 +25,7 @@ from advharness.reporting.render import to_latex, to_markdown
 from advharness.reporting.report import SECTIONS, Fragment, ReportContext, Section, write_report
 from advharness.reporting.report.base import paragraph
 from advharness.reporting.results import read_results
+from advharness.reporting.tables import row_labels, table_rows
 
 EXP = {
     "name": "tiny",
@@ -208,6 +209,14 @@ def test_confidence_interval_shown_where_the_summary_has_one(run_dir: Path) -> N
     assert "[" not in to_markdown(fgsm).split("\n\n")[0].replace("\\|", "")  # no interval columns
     with_ci = fgsm.assign(success_rate_ci_low=0.25, success_rate_ci_high=0.875)
     assert to_markdown(with_ci).count("[0.25, 0.88]") == 2  # one per library
+
+
+def test_row_labels_are_the_table_rows(run_dir: Path) -> None:
+    """Each summary row's label (what the plots and flags call a setting) is its table row's."""
+    s = read_results(run_dir).summary
+    labels = row_labels(s)
+    assert labels.index.equals(s.index)
+    assert set(labels) == {row.label for row in table_rows(s)}  # one family: one-line labels
 
 
 def test_write_report_is_in_the_top_level_api() -> None:
