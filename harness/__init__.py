@@ -3,7 +3,7 @@
 Python API (imports are lazy, so ``import advharness`` stays cheap)::
 
     from advharness import run_attacks, run_experiment, load_experiment, read_results
-    from advharness import wrap_model, load_dataset, load_recipe, AttackSpec
+    from advharness import wrap_model, load_dataset, load_recipe, AttackSpec, write_report
 
 Analytics over the results (intervals, security curves, optimality, worst case, agreement
 between libraries): ``advharness.analytics``.
@@ -32,6 +32,7 @@ _API = {
     "run_experiment": "advharness.execution.orchestrate",
     "support_matrix": "advharness.reporting.support",
     "wrap_model": "advharness.models.wrap",
+    "write_report": "advharness.reporting.report.page",
 }
 
 

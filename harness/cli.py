@@ -1,4 +1,4 @@
-"""Command line: ``advharness run|show|list`` (also ``python -m advharness``)."""
+"""Command line: ``advharness run|show|report|list`` (also ``python -m advharness``)."""
 
 from __future__ import annotations
 
@@ -144,6 +144,17 @@ def describe_cell(summary: Any, key: str) -> str:
     return "\n".join(out)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from advharness.reporting.report.page import FIGURES_DIR, LATEX_DIR, MARKDOWN_NAME, write_report
+
+    page = write_report(args.results, args.out, latex=args.latex)
+    print(f"report: {page}")
+    print(f"markdown: {page.with_name(MARKDOWN_NAME)} (figures in {page.parent / FIGURES_DIR})")
+    if args.latex:
+        print(f"latex tables: {page.parent / LATEX_DIR}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from advharness.reporting.support import (
         defaults_table,
@@ -233,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         "status, reason, traceback, library call, spec, metrics",
     )
     s.set_defaults(func=_cmd_show)
+    rp = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report and a Markdown file of a results directory",
+    )
+    rp.add_argument("results", help="results directory (e.g. results/quickstart)")
+    rp.add_argument("--out", default=None, help="where to write it (default: <results>/report)")
+    rp.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (latex/*.tex)")
+    rp.set_defaults(func=_cmd_report)
     ls = sub.add_parser(
         "list",
         help="print the support matrix (attack x library x framework) and which frameworks are installed",

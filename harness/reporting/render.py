@@ -1,4 +1,4 @@
-"""Rendering the head-to-head table: rich (terminal), plain text, Markdown, LaTeX and CSV.
+"""Rendering the head-to-head table: rich (terminal), plain text, Markdown, HTML, LaTeX and CSV.
 
 Every format shows the same rows (:func:`advharness.reporting.tables.table_rows`): a compact label per
 row and, per (library, framework), the success rate and the robust accuracy (at the row's
@@ -9,6 +9,7 @@ sample; ``±`` sample sd and ``n=`` over seeds when several ran (instead of the 
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from advharness.config.catalogue import SHORT
-from advharness.reporting.tables import Cell, head_to_head, table_rows
+from advharness.reporting.tables import Cell, Row, head_to_head, table_rows
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
 LEGEND = (
@@ -158,9 +159,11 @@ def render_text(
     return console.export_text()
 
 
-def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[list[str]]], dict[str, int]]:
+def _grid(
+    summary: pd.DataFrame, per_seed: bool, rows: list[Row] | None = None
+) -> tuple[list[str], list[list[list[str]]], dict[str, int]]:
     """Header and rows of text lines per entry, for the plain-text formats."""
-    rows = table_rows(summary, per_seed)
+    rows = table_rows(summary, per_seed) if rows is None else rows
     groups = _columns(summary) if rows else []
     notes: dict[str, int] = {}
     body = []
@@ -177,9 +180,10 @@ def _grid(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], list[list[l
     return ["attack", *[f"{lib} {SHORT.get(fw, fw)}" for lib, fw in groups]], body, notes
 
 
-def to_markdown(summary: pd.DataFrame, per_seed: bool = False) -> str:
-    """A GitHub-flavoured Markdown table (lines within an entry joined by ``<br>``)."""
-    header, body, notes = _grid(summary, per_seed)
+def to_markdown(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+    """A GitHub-flavoured Markdown table (lines within an entry joined by ``<br>``);
+    ``rows``: :func:`~advharness.reporting.tables.table_rows` of ``summary`` if already built."""
+    header, body, notes = _grid(summary, per_seed, rows)
 
     def esc(t: str) -> str:
         return t.replace("|", "\\|")
@@ -188,6 +192,36 @@ def to_markdown(summary: pd.DataFrame, per_seed: bool = False) -> str:
     out += ["| " + " | ".join("<br>".join(esc(x) for x in e) for e in entries) + " |" for entries in body]
     out += [""] + [f"[{n}] {esc(text)}" for text, n in notes.items()]
     return "\n".join(out).rstrip() + "\n"
+
+
+def to_html(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+    """An HTML ``<table class="h2h">`` (lines within an entry joined by ``<br>``; failed entries
+    in ``class="failed"``, warnings in ``class="warn"``) and the numbered notes after it;
+    ``rows`` as for :func:`to_markdown`."""
+    rows = table_rows(summary, per_seed) if rows is None else rows
+    groups = _columns(summary) if rows else []
+    notes: dict[str, int] = {}
+    head = "".join(f"<th>{html.escape(lib)}<br>{html.escape(SHORT.get(fw, fw))}</th>" for lib, fw in groups)
+    out = ['<table class="h2h">', f"<thead><tr><th>attack</th>{head}</tr></thead>", "<tbody>"]
+    for row in rows:
+        first, *rest = row.label.split("\n")
+        label = html.escape(first) + "".join(f'<br><span class="dim">{html.escape(r)}</span>' for r in rest)
+        tds = [f"<th>{label}</th>"]
+        for g in groups:
+            cell = row.cells.get(g)
+            if cell is None:
+                tds.append("<td></td>")
+                continue
+            lines, warn = cell_lines(cell, notes)
+            text = "<br>".join(html.escape(x) for x in lines)
+            text += "".join(f'<br><span class="warn">{html.escape(w)}</span>' for w in warn)
+            tds.append(f'<td class="failed">{text}</td>' if cell.status != "ok" else f"<td>{text}</td>")
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    out += ["</tbody>", "</table>"]
+    if notes:
+        items = "".join(f"<li>[{n}] {html.escape(text)}</li>" for text, n in notes.items())
+        out.append(f'<ul class="notes">{items}</ul>')
+    return "\n".join(out) + "\n"
 
 
 _LATEX = {
@@ -206,7 +240,8 @@ _LATEX = {
 }
 
 
-def _latex(text: str) -> str:
+def latex_escape(text: str) -> str:
+    """Plain text for LaTeX: special characters escaped, ``±`` and ``<=`` as math."""
     out = text.replace("\\", "\x00")
     for k, v in _LATEX.items():
         if k != "\\":
@@ -214,19 +249,20 @@ def _latex(text: str) -> str:
     return out.replace("\x00", _LATEX["\\"])
 
 
-def to_latex(summary: pd.DataFrame, per_seed: bool = False) -> str:
-    """A LaTeX ``tabular`` (booktabs rules; entries as ``\\shortstack``), notes after it."""
-    header, body, notes = _grid(summary, per_seed)
+def to_latex(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+    """A LaTeX ``tabular`` (booktabs rules; entries as ``\\shortstack``), notes after it;
+    ``rows`` as for :func:`to_markdown`."""
+    header, body, notes = _grid(summary, per_seed, rows)
 
     def entry(lines: list[str]) -> str:
         if len(lines) <= 1:
-            return _latex(lines[0]) if lines else ""
-        return r"\shortstack{" + r" \\ ".join(_latex(x) for x in lines) + "}"
+            return latex_escape(lines[0]) if lines else ""
+        return r"\shortstack{" + r" \\ ".join(latex_escape(x) for x in lines) + "}"
 
     out = [
         r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
         r"\toprule",
-        " & ".join(_latex(h) for h in header) + r" \\",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
         r"\midrule",
     ]
     out += [" & ".join(entry(e) for e in entries) + r" \\" for entries in body]

@@ -46,7 +46,7 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
     (:func:`advharness.analytics.intervals.summary_intervals`) and numbered (``cell``); its
     records get the cell's identifying columns, so no analysis needs to parse a spec string.
     """
-    rows, recs = [], []
+    rows, parts, idents = [], [], []
     ids = (
         "cell",
         "cell_key",
@@ -67,19 +67,29 @@ def assemble(cells: Iterable[tuple[dict[str, Any], pd.DataFrame | None, float | 
         row = {"cell": i, **row}
         rows.append(row)
         if records is not None and len(records):
-            r = records.assign(
-                **{k: row.get(k) for k in ids}, **({"run_seed": row["run_seed"]} if "run_seed" in row else {})
-            )
-            front = [c for c in (*ids, "run_seed") if c in r.columns]
-            recs.append(r[[*front, *[c for c in records.columns if c not in front]]])
+            ident = {k: row.get(k) for k in ids}
+            if "run_seed" in row:
+                ident["run_seed"] = row["run_seed"]
+            parts.append(records.drop(columns=[c for c in ident if c in records.columns]))
+            idents.append(ident)
     summary = tidy_summary(pd.DataFrame(rows))
     if len(summary):
         summary["beats_white_box"] = flag_gradient_masking(summary)
         floor = summary.get("clean_accuracy_floor", pd.Series(CLEAN_ACCURACY_FLOOR, index=summary.index))
         summary["low_clean_accuracy"] = flag_low_clean_accuracy(summary, floor.fillna(CLEAN_ACCURACY_FLOOR))
         summary = summary_intervals(summary)
-    records_df = pd.concat(recs, ignore_index=True) if recs else pd.DataFrame()
+    records_df = with_identity(parts, idents) if parts else pd.DataFrame()
     return RunResult(summary=summary, records=records_df)
+
+
+def with_identity(parts: list[pd.DataFrame], idents: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every cell's records in one frame, each row led by its cell's identifying columns
+    (``idents``, one dict per part): one concatenation and one repeat, not a column
+    assignment per cell (slow with thousands of cells)."""
+    body = pd.concat(parts, ignore_index=True)
+    front = pd.DataFrame(idents)
+    front = front.loc[front.index.repeat([len(p) for p in parts])].reset_index(drop=True)
+    return pd.concat([front, body], axis=1)
 
 
 def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:

@@ -167,6 +167,21 @@ def label_of(key: dict[str, Any], shown: list[str], show_family: bool) -> str:
     return text + (f"\n{key['family']}" if show_family else "")
 
 
+def row_labels(summary: pd.DataFrame) -> pd.Series:
+    """Each summary row's table label (first line only: the family is left out), on the
+    summary's index: the row of the head-to-head table the cell lands in."""
+    if summary.empty:
+        return pd.Series([], index=summary.index, dtype=object)
+    s = prepare_summary(summary)
+    keys = row_keys(s)
+    varying = varying_by_attack(s)
+    labels = [
+        label_of({c: None if _missing(r[c]) else r[c] for c in keys}, varying[str(r["attack"])], False)
+        for _, r in s.iterrows()
+    ]
+    return pd.Series(labels, index=summary.index, dtype=object)
+
+
 def table_rows(summary: pd.DataFrame, per_seed: bool = False) -> list[Row]:
     """The table's rows in first-appearance order (see the module docstring)."""
     return _build(summary, per_seed)[2]
