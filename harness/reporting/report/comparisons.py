@@ -73,7 +73,8 @@ def build_optimality(ctx: ReportContext) -> Fragment:
     local = local_optimality(distances)
     if local.empty or local["local_optimality"].isna().all():
         return Fragment.unavailable(
-            "no model has a minimum-norm cell that broke a sample (nothing to compare)"
+            "every local optimality is undefined: on each model the empirical best curve is "
+            "flat (nothing to compare)"
         )
     glob = global_optimality(local).sort_values("global_optimality", ascending=False, na_position="last")
     g_metrics = ("global_optimality", "min_local", "max_local", "n_models", "n_cells")
@@ -240,11 +241,14 @@ def build_worst_case(ctx: ReportContext) -> Fragment:
     each pair of libraries (``pairwise_complementarity``)."""
     if ctx.records.empty:
         return Fragment.unavailable("no per-sample records")
-    best = best_implementation(ctx.records, ctx.summary)
+    try:
+        best = best_implementation(ctx.records, ctx.summary)
+        ens = ensemble_robust_accuracy(ctx.records, ctx.summary)
+        comp = pairwise_complementarity(ctx.records, summary=ctx.summary)
+    except ValueError as e:  # runs of one group disagree on the clean predictions
+        return Fragment.unavailable(f"the runs cannot be pooled per sample ({e})")
     best = best[best["n_members"] >= 2] if len(best) else best
-    ens = ensemble_robust_accuracy(ctx.records, ctx.summary)
     ens = ens[ens["n_members"] >= 2] if len(ens) else ens
-    comp = pairwise_complementarity(ctx.records, summary=ctx.summary)
     if best.empty and ens.empty and comp.empty:
         return Fragment.unavailable("no setting, and no model, norm and eps, has two or more runs")
     out = heading("Over libraries (best implementation)")
