@@ -34,7 +34,8 @@ EXP = {
     "models": [{"recipe": "digits_mlp", "framework": "torch"}],
     "libraries": ["art", "foolbox"],
     "attacks": [
-        {"attack": "fgsm", "eps": 0.1},
+        {"attack": "fgsm", "eps": [0.05, 0.1]},
+        {"attack": "deepfool", "steps": 10, "eps": 0.5},  # minimum-norm: distance CDFs, optimality
         {"attack": "square", "eps": 0.2, "budget": 40, "query_levels": [10, 40]},  # ART only
         {
             "attack": "hsj",
@@ -45,6 +46,8 @@ EXP = {
         },
     ],
 }
+#: The sections drawn from advharness.analytics (every one has data in this run).
+ANALYTICS = ("security-curves", "distance-cdfs", "optimality", "agreement", "worst-case")
 APT = "DEBIAN_FRONTEND=noninteractive apt-get"
 INSTALL = f"{APT} update -q && {APT} install -y -q --no-install-recommends chromium"
 
@@ -104,8 +107,9 @@ def test_page_renders_in_headless_chromium(run_dir: Path, chromium: str, tmp_pat
     loaded = re.search(r'<body[^>]*data-images-loaded="(\d+)/(\d+)"', dom.stdout)
     assert loaded, dom.stdout[:500]  # the page's check script ran
     ok, total = map(int, loaded.groups())
-    assert ok == total and total >= 4, (ok, total)  # time/success, queries, 2+ example grids
-    assert dom.stdout.count("<table") >= 5
+    # security curves, distance CDFs, agreement, time/success, queries, 2+ example grids
+    assert ok == total and total >= 7, (ok, total)
+    assert dom.stdout.count("<table") >= 11
     assert 'class="h2h"' in dom.stdout
 
 
@@ -116,7 +120,7 @@ def test_markdown_has_the_tables_and_its_figures(run_dir: Path, tmp_path: Path) 
     for _, part in s.groupby("threat_model", sort=False):  # one table per threat model
         assert to_markdown(part).strip() in md
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
-    assert len(figures) >= 4 and all((page.parent / f).is_file() for f in figures)
+    assert len(figures) >= 7 and all((page.parent / f).is_file() for f in figures)
     for needle in (
         "## What was run",
         "digits\\_mlp-torch",
@@ -158,7 +162,7 @@ def _copy(run_dir: Path, tmp_path: Path) -> Path:
 
 def test_sections_without_their_data_say_not_available(run_dir: Path, tmp_path: Path) -> None:
     """No stored adversarials, no manifest, no black-box cells, no records: the sections
-    that need them say so; the others still render."""
+    that need them say so; the others still render (the security curves from the summary)."""
     d = _copy(run_dir, tmp_path)
     s = read_results(d).summary
     for key in s.loc[s["threat_model"] != "white-box", "cell_key"]:
@@ -171,9 +175,60 @@ def test_sections_without_their_data_say_not_available(run_dir: Path, tmp_path: 
     assert sections["examples"].startswith("*not available: no adversarial examples are stored")
     assert sections["query-efficiency"].startswith("*not available: no black-box")
     assert sections["provenance"].startswith("*not available: no manifest.json")
-    for key in ("overview", "head-to-head", "time-vs-success", "flags"):
+    for key in ANALYTICS[1:]:  # per-sample analytics
+        assert sections[key].startswith("*not available: no"), key
+    for key in ("overview", "head-to-head", "security-curves", "time-vs-success", "flags"):
         assert not sections[key].startswith("*not available"), key
     assert "fgsm linf eps=0.1" in md
+
+
+def _sections(md: str) -> dict[str, str]:
+    """Each section's anchor -> its content up to the next section."""
+    parts = re.split(r'<a id="([^"]+)"></a>\n\n## [^\n]+\n\n', md)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_analytics_sections_show_figures_and_tables(run_dir: Path, tmp_path: Path) -> None:
+    """Each analytics section renders its figure or table from advharness.analytics."""
+    page = write_report(run_dir, tmp_path / "out", latex=True)
+    sections = _sections(page.with_name("report.md").read_text())
+    for key in ANALYTICS:
+        assert "not available" not in sections[key].split("###")[0], key
+    for key, fig in (
+        ("security-curves", "security-curves"),
+        ("distance-cdfs", "distance-cdfs"),
+        ("agreement", "library-agreement"),
+    ):
+        assert f"(figures/{fig}.png)" in sections[key], key
+        assert (page.parent / "figures" / f"{fig}.png").is_file()
+    assert "| deepfool | art |" in sections["optimality"]  # global optimality, per library
+    assert "local\\_optimality" in sections["optimality"]
+    agreement = sections["agreement"]
+    assert "fgsm linf eps=0.1" in agreement and "deepfool l2" in agreement
+    assert re.search(r"\| (identical|equivalent|differs) \|", agreement)
+    worst = sections["worst-case"]
+    assert "art;foolbox" in worst and "robust accuracy \\[95% CI\\]" in worst
+    assert "complementarity" in worst and "not available" not in worst
+    tex = {p.stem for p in (page.parent / "latex").glob("*.tex")}
+    assert {"global-optimality", "local-optimality", "library-agreement", "complementarity"} <= tex
+    assert {"worst-case-libraries", "worst-case-attacks"} <= tex
+
+
+def test_analytics_sections_without_their_data(run_dir: Path, tmp_path: Path) -> None:
+    """One library's fixed-budget cells only: the curves render; no minimum-norm cell (no
+    CDFs, no optimality), nothing to pair (no agreement, no worst case over two runs)."""
+    d = _copy(run_dir, tmp_path)
+    s = read_results(d).summary
+    drop = s.loc[(s["library"] != "art") | (s["attack"] != "fgsm") | (s["eps"] != 0.1), "cell_key"]
+    for key in set(drop):
+        for f in (d / "cells").glob(f"{key}*"):
+            f.unlink()
+    sections = _sections(write_report(d).with_name("report.md").read_text())
+    assert "(figures/security-curves.png)" in sections["security-curves"]
+    assert sections["distance-cdfs"].startswith("*not available: no minimum-norm cell")
+    assert sections["optimality"].startswith("*not available: no minimum-norm cell")
+    assert sections["agreement"].startswith("*not available: a single library")
+    assert sections["worst-case"].startswith("*not available: no setting")
 
 
 def test_adversarials_alone_when_the_clean_inputs_are_not_recoverable(run_dir: Path, tmp_path: Path) -> None:
@@ -196,7 +251,7 @@ def test_a_new_section_plugs_in_and_a_failing_one_names_itself(run_dir: Path, tm
 
     sections = {**SECTIONS, "count": Section("Cell count", cells)}
     page = write_report(run_dir, tmp_path / "a", sections=sections)
-    assert '<section id="count">' in page.read_text() and "6 cells in tiny" in page.read_text()
+    assert '<section id="count">' in page.read_text() and "10 cells in tiny" in page.read_text()
     assert "## Cell count" in page.with_name("report.md").read_text()
     with pytest.raises(ZeroDivisionError) as e:
         write_report(run_dir, tmp_path / "b", sections={"broken": Section("Broken", broken)})

@@ -9,6 +9,8 @@ assembly does not change. ``write_report(..., sections=...)`` takes another mapp
 from __future__ import annotations
 
 from advharness.reporting.report.base import Section
+from advharness.reporting.report.comparisons import build_agreement, build_optimality, build_worst_case
+from advharness.reporting.report.curves import build_distance_cdfs, build_security_curves
 from advharness.reporting.report.examples import build_examples
 from advharness.reporting.report.flags import build_flags
 from advharness.reporting.report.head_to_head import build_head_to_head
@@ -18,6 +20,11 @@ from advharness.reporting.report.plots import build_query_efficiency, build_time
 SECTIONS: dict[str, Section] = {
     "overview": Section("What was run", build_overview),
     "head-to-head": Section("Head-to-head", build_head_to_head),
+    "security-curves": Section("Security curves", build_security_curves),
+    "distance-cdfs": Section("Distance CDFs (minimum-norm cells)", build_distance_cdfs),
+    "optimality": Section("Optimality (AttackBench)", build_optimality),
+    "agreement": Section("Agreement between libraries", build_agreement),
+    "worst-case": Section("Worst case over libraries and attacks", build_worst_case),
     "time-vs-success": Section("Time against success", build_time_vs_success),
     "query-efficiency": Section("Query efficiency (black-box cells)", build_query_efficiency),
     "examples": Section("Adversarial examples", build_examples),
