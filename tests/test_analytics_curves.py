@@ -104,6 +104,13 @@ def test_minimum_norm_curve_without_records_uses_the_reporting_radii() -> None:
     assert curves["point"].tolist() == ["clean", "radius", "radius"]
 
 
+def test_minimum_norm_curve_without_recomputed_radii_has_only_the_clean_point() -> None:
+    """Cells stored without records carry no ``robust_accuracy_at_eps``: no radius points."""
+    curves = security_curves(_cw_summary(0.2, 0.5).drop(columns="robust_accuracy_at_eps"))
+    assert curves["point"].tolist() == ["clean"]
+    assert curves["robust_accuracy"].tolist() == pytest.approx([0.8])
+
+
 def test_per_sample_distances_of_a_minimum_norm_cell() -> None:
     """Successes keep their norm, failures are +inf, misclassified samples 0; a cell
     reported at two radii appears once."""

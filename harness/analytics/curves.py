@@ -97,8 +97,8 @@ def security_curves(
             rows += [
                 _point(ident, c["eps"], c["robust_accuracy_at_eps"], int(c["n"]), "radius", c["cell_key"])
                 for _, c in cells.drop_duplicates("eps").iterrows()
-                if not pd.isna(c["eps"]) and c["eps"] > 0
-            ]
+                if not pd.isna(c["eps"]) and c["eps"] > 0 and not pd.isna(c.get("robust_accuracy_at_eps"))
+            ]  # a radius without its recomputed accuracy (no records stored) has no point
             continue
         norm = str(first["norm"])
         grid = step_radii(own.loc[own["success"].astype(bool), norm]) if radii is None else radii

@@ -108,16 +108,8 @@ def build_security_curves(ctx: ReportContext) -> Fragment:
     one panel per model and norm."""
     if ctx.summary.empty:
         return Fragment.unavailable("the results directory holds no cells")
-    summary, note = ctx.summary, ""
-    if ctx.records.empty and "robust_accuracy_at_eps" not in summary and "kind" in summary:
-        # security_curves reads a minimum-norm row's robust_accuracy_at_eps without records
-        summary = summary[summary["kind"] != "minimal"]
-        note = " Minimum-norm cells are left out: no per-sample records, no robust_accuracy_at_eps."
-    curves = (
-        security_curves(summary, ctx.records if len(ctx.records) else None)
-        if len(summary)
-        else pd.DataFrame()
-    )
+    summary = ctx.summary
+    curves = security_curves(summary, ctx.records if len(ctx.records) else None)
     if curves.empty or not (curves["point"] != "clean").any():
         return Fragment.unavailable("no cell ran (no ok row with an eps or per-sample norms)")
     line_keys = [c for c in curves.columns if c not in ("eps", *_POINT)]
@@ -150,7 +142,6 @@ def build_security_curves(ctx: ReportContext) -> Fragment:
         "step curve from their per-sample norms; the band is the Wilson 95% interval "
         "(ci_low, ci_high). Colour: library; line style: attack; one panel per model and norm."
         + _notes(len(panels), capped)
-        + note
     )
     return figure(Image("security-curves", to_png(fig), "robust accuracy against eps"), caption)
 
