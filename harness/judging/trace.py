@@ -1,0 +1,92 @@
+"""Per-sample loss traces of a white-box attack, and Indicator I4 (incomplete optimization).
+
+The counting wrapper hands the loss of every forward row attributed to a sample to
+:class:`LossTraces` (one value per sample and forward pass: the smallest, when a pass holds
+several rows of one sample). The sign is such that the attack minimises it: ``-CE(logits,
+label)`` untargeted, ``CE(logits, target)`` targeted.
+
+Memory is bounded: each sample keeps its last ``cap`` values (float32) in a ring, plus its
+exact minimum, maximum and the minimum of the values that left the ring, which is all the
+indicator needs: it is exact however long the attack ran.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Indicator I4 (Pintor et al. 2022): the trace rescaled to [0, 1] and made monotone by a
+#: running minimum still fell by more than this over its last :data:`I4_WINDOW` passes.
+I4_THRESHOLD = 0.05
+I4_WINDOW = 10
+
+
+class LossTraces:
+    """The loss of each of ``n`` samples per forward pass: the last ``cap`` passes (float32)."""
+
+    def __init__(self, n: int, cap: int) -> None:
+        self.cap = max(int(cap), I4_WINDOW + 1)
+        self.n = n
+        self._values: np.ndarray | None = None  # (n, cap) float32, on first use
+        self.length = np.zeros(n, np.int64)  # passes seen per sample (may exceed cap)
+        self._lo = np.full(n, np.inf, np.float32)
+        self._hi = np.full(n, -np.inf, np.float32)
+        self._dropped_min = np.full(n, np.inf, np.float32)  # minimum of values overwritten
+
+    def append(self, samples: np.ndarray, loss: np.ndarray) -> None:
+        """One pass: ``loss[i]`` for sample ``samples[i]`` (samples unique)."""
+        if not len(samples):
+            return
+        if self._values is None:
+            self._values = np.full((self.n, self.cap), np.nan, np.float32)
+        loss = np.asarray(loss, np.float32)
+        length = self.length[samples]
+        pos = length % self.cap
+        full = length >= self.cap
+        if full.any():
+            old = self._values[samples[full], pos[full]]
+            self._dropped_min[samples[full]] = np.fmin(self._dropped_min[samples[full]], old)
+        self._values[samples, pos] = loss
+        self.length[samples] = length + 1
+        self._lo[samples] = np.fmin(self._lo[samples], loss)  # fmin/fmax skip NaN
+        self._hi[samples] = np.fmax(self._hi[samples], loss)
+
+    def ordered(self, i: int) -> np.ndarray:
+        """Sample ``i``'s stored values, oldest first (at most ``cap``)."""
+        t = int(self.length[i])
+        if self._values is None or t == 0:
+            return np.zeros(0, np.float32)
+        row = self._values[i]
+        if t <= self.cap:
+            return row[:t].copy()
+        start = t % self.cap
+        return np.concatenate([row[start:], row[:start]])
+
+    def tail_range(self, window: int = I4_WINDOW) -> np.ndarray:
+        """Per sample: the trace rescaled to [0, 1] by its minimum and maximum, made
+        monotone by a running minimum, its range over the last ``min(window, T)`` passes
+        (NaN for a sample without a trace; 0 for a flat one)."""
+        out = np.full(self.n, np.nan)
+        for i in np.flatnonzero(self.length):
+            lo, hi = float(self._lo[i]), float(self._hi[i])
+            span = hi - lo
+            if not (np.isfinite(span) and span > 0):
+                out[i] = 0.0
+                continue
+            scaled = (self.ordered(i).astype(np.float64) - lo) / span
+            before = (float(self._dropped_min[i]) - lo) / span  # inf while nothing left the ring
+            running = np.fmin.accumulate(np.concatenate([[before], scaled]))[1:]
+            w = min(window, int(self.length[i]))
+            out[i] = float(running[-w] - running[-1]) if np.isfinite(running[-w]) else 0.0
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What ``cells/<key>.trace.npz`` holds: ``loss`` (n, L) float32, each sample's last
+        stored passes oldest first, NaN-padded; ``length`` (n,) passes seen; ``start`` (n,)
+        the pass index of ``loss[:, 0]`` (non-zero where the ring dropped older passes)."""
+        width = int(min(self.cap, self.length.max(initial=0)))
+        loss = np.full((self.n, width), np.nan, np.float32)
+        for i in np.flatnonzero(self.length):
+            v = self.ordered(i)
+            loss[i, : len(v)] = v
+        start = np.maximum(self.length - self.cap, 0)
+        return {"loss": loss, "length": self.length.copy(), "start": start}
