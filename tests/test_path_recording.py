@@ -16,7 +16,9 @@ from advharness.config.spec import AttackSpec, ResolvedSpec
 from advharness.judging.trace import LossTraces
 from advharness.models.base import WrappedModel
 
-FRAMEWORKS = ("torch", "tensorflow")
+#: "tensorflow-device": TF with the recorder's eager-TF-ops side (what a GPU runs) forced
+#: on the CPU, where it would otherwise work in NumPy.
+FRAMEWORKS = ("torch", "tensorflow", "tensorflow-device")
 #: Four separated originals, each with x0 > x1 (class 0 of :func:`linear_model`).
 X = np.array(
     [[0.6, 0.2, 0.1, 0.9], [0.9, 0.5, 0.8, 0.1], [0.5, 0.1, 0.5, 0.5], [0.8, 0.3, 0.2, 0.2]], np.float32
@@ -39,10 +41,16 @@ def linear_model(framework: str) -> WrappedModel:
     import keras
 
     from advharness.models.tf_model import TFModel
+    from advharness.models.tf_path import TFPathOps
 
     knet = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, use_bias=False)])
     knet.layers[0].set_weights([w.T])
-    return TFModel(knet, input_shape=(4,), nb_classes=2, name="lin-tf")
+    model = TFModel(knet, input_shape=(4,), nb_classes=2, name="lin-tf")
+    if framework == "tensorflow-device":
+        model._make_path_ops = lambda x, norm, sep, remember: TFPathOps(  # type: ignore[method-assign]
+            x, norm, sep, remember, on_host=False
+        )
+    return model
 
 
 def forward(model: WrappedModel, rows: np.ndarray) -> None:
@@ -284,3 +292,34 @@ def test_save_traces_on_a_stored_run_fills_in_the_white_box_cells(tmp_path: Any)
     (cell,) = read_traces(tmp_path / "traced")
     assert again.summary.loc[again.summary["cell"] == cell, "threat_model"].item() == "white-box"
     assert run_experiment(traced, tmp_path, backend="inline").manifest["cells_run_now"] == 0
+
+
+def test_compiled_libraries_record_with_one_inter_op_thread() -> None:
+    """As in the workers (one TF inter-op thread): the recorder, reached through a
+    ``tf.py_function`` inside CleverHans' and ART's compiled functions, must not wait for
+    TF's thread pool (a ``tf.function`` called there deadlocks)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from advharness.cells.cell import CellInputs
+from advharness.cells.dispatch import run_cell
+from advharness.config.spec import AttackSpec
+from advharness.models.layout import to_layout
+from advharness.zoo.data import load_dataset
+from advharness.zoo.recipes import load_recipe
+m = load_recipe("digits_mlp", "tensorflow")
+ds = load_dataset("digits", n_samples=6)
+x = to_layout(ds.x, m)
+spec = AttackSpec(attack="pgd", eps=0.1, steps=3, step_size=0.05).resolve()
+for lib in ("cleverhans", "art"):
+    s = run_cell(CellInputs(m, x, ds.y, m.predict(x), None), spec, lib, 0, 4).summary
+    assert s["status"] == "ok" and s["path_rows"] == round(s["forward_per_sample"] * 6), s
+print("recorded")
+"""
+    threads = {"TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, **threads}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "recorded" in out.stdout, out.stderr[-2000:]

@@ -51,9 +51,12 @@ def torch_layer(fn: Any) -> Any:
 
 
 def test_a_normal_torch_model_is_quiet(batch: tuple[np.ndarray, np.ndarray]) -> None:
-    got = flags(torch_wrap(), *batch)
+    model = torch_wrap()
+    got = flags(model, *batch)
     assert list(got) == list(PROBES)
     assert not any(r["flagged"] for r in got.values()), got
+    counts = model.counter.read()
+    assert counts.forward == counts.backward == 0  # probes are not queries
 
 
 def test_torch_gradient_masking_randomness_and_batch_norm_are_flagged(

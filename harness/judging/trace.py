@@ -61,32 +61,46 @@ class LossTraces:
         start = t % self.cap
         return np.concatenate([row[start:], row[:start]])
 
+    def _chronological(self) -> np.ndarray:
+        """(n, W) every sample's stored values oldest first, NaN after its last."""
+        width = int(min(self.cap, self.length.max(initial=0)))
+        if self._values is None or width == 0:
+            return np.full((self.n, 0), np.nan, np.float32)
+        out = self._values[:, :width].copy()
+        for i in np.flatnonzero(self.length > self.cap):  # rings that wrapped: rotate
+            out[i] = self.ordered(i)
+        return out
+
     def tail_range(self, window: int = I4_WINDOW) -> np.ndarray:
         """Per sample: the trace rescaled to [0, 1] by its minimum and maximum, made
         monotone by a running minimum, its range over the last ``min(window, T)`` passes
         (NaN for a sample without a trace; 0 for a flat one)."""
+        values = self._chronological().astype(np.float64)
         out = np.full(self.n, np.nan)
-        for i in np.flatnonzero(self.length):
-            lo, hi = float(self._lo[i]), float(self._hi[i])
-            span = hi - lo
-            if not (np.isfinite(span) and span > 0):
-                out[i] = 0.0
-                continue
-            scaled = (self.ordered(i).astype(np.float64) - lo) / span
-            before = (float(self._dropped_min[i]) - lo) / span  # inf while nothing left the ring
-            running = np.fmin.accumulate(np.concatenate([[before], scaled]))[1:]
-            w = min(window, int(self.length[i]))
-            out[i] = float(running[-w] - running[-1]) if np.isfinite(running[-w]) else 0.0
+        has = self.length > 0
+        if not values.shape[1]:
+            return out
+        lo, hi = self._lo.astype(np.float64), self._hi.astype(np.float64)
+        span = hi - lo
+        ok = has & np.isfinite(span) & (span > 0)
+        out[has & ~ok] = 0.0
+        if not ok.any():
+            return out
+        rows = np.flatnonzero(ok)
+        sc = span[rows, None]
+        before = (self._dropped_min[rows].astype(np.float64) - lo[rows]) / span[rows]  # inf: none dropped
+        scaled = (values[rows] - lo[rows, None]) / sc
+        running = np.fmin.accumulate(np.concatenate([before[:, None], scaled], axis=1), axis=1)[:, 1:]
+        stored = np.minimum(self.length[rows], self.cap)  # columns filled, oldest first
+        w = np.minimum(window, self.length[rows])
+        first = running[np.arange(rows.size), stored - w]
+        last = running[np.arange(rows.size), stored - 1]
+        out[rows] = np.where(np.isfinite(first), first - last, 0.0)
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What ``cells/<key>.trace.npz`` holds: ``loss`` (n, L) float32, each sample's last
         stored passes oldest first, NaN-padded; ``length`` (n,) passes seen; ``start`` (n,)
         the pass index of ``loss[:, 0]`` (non-zero where the ring dropped older passes)."""
-        width = int(min(self.cap, self.length.max(initial=0)))
-        loss = np.full((self.n, width), np.nan, np.float32)
-        for i in np.flatnonzero(self.length):
-            v = self.ordered(i)
-            loss[i, : len(v)] = v
         start = np.maximum(self.length - self.cap, 0)
-        return {"loss": loss, "length": self.length.copy(), "start": start}
+        return {"loss": self._chronological(), "length": self.length.copy(), "start": start}

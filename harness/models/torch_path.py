@@ -12,11 +12,10 @@ import torch
 
 from advharness.judging.path import PathOps
 from advharness.judging.referee import L0_ATOL
+from advharness.models.host_path import EXACT_SEPARATION_MAX, l2_separation_bound
 
 #: Element budget of one chunk of a pairwise distance computation.
 _CHUNK_ELEMENTS = 1 << 24
-#: Beyond this many originals, separations are bounded through L2 (BLAS) instead of exact.
-EXACT_SEPARATION_MAX = 2048
 
 
 def _attr_p(norm: str) -> float:
@@ -121,24 +120,7 @@ class TorchPathOps(PathOps):
             return torch.cat(out).cpu().numpy().astype(np.float64)
 
     def _l2_bound(self) -> np.ndarray:
-        """Lower bounds of the separations from L2 distances (float64 BLAS): L-inf >= L2 /
-        sqrt(D), L1 >= L2, changed coordinates >= L2^2 / (largest coordinate difference)^2."""
-        o = self._orig.double()
-        sq = (o * o).sum(dim=1)
-        dim = o.shape[1]
-        out = []
-        step = max(1, _CHUNK_ELEMENTS // max(1, self.n))
-        for i in range(0, self.n, step):
-            d2 = (sq[i : i + step, None] + sq[None, :] - 2 * o[i : i + step] @ o.T).clamp_min(0)
-            d2[torch.arange(len(d2)), torch.arange(i, i + len(d2))] = float("inf")
-            out.append(d2.amin(dim=1))
-        l2 = torch.cat(out).sqrt().cpu().numpy() * (1 - 1e-6)  # mm rounding
-        if self.norm == "linf":
-            return l2 / np.sqrt(dim)
-        if self.norm == "l0":
-            spread = float((o.amax() - o.amin()).item()) or 1.0
-            return np.floor(l2**2 / spread**2)
-        return l2
+        return l2_separation_bound(self._orig.cpu().numpy(), self.norm)
 
     def keep(self, x: Any, rows: np.ndarray, samples: np.ndarray) -> None:
         with torch.no_grad():
