@@ -206,6 +206,7 @@ class PathRecorder:
                     if ok.sum() > confirmed.sum():
                         offset, confirmed, pos_dist, norms = other, ok, pos[:, 0], pos[:, 1].copy()
             sample[confirmed] = offset + index[confirmed]
+        placed = int(confirmed.sum())  # rows attributed by their place in the chunk
         rest = np.flatnonzero(finite & ~confirmed)
         if rest.size:
             idx, dist = self.ops.nearest(x, rest)
@@ -215,13 +216,14 @@ class PathRecorder:
             if offset is not None:  # the row's place in the chunk is its unique nearest
                 by_position = unique & (pos_dist[rest] <= d1 * (1 + _SEP_MARGIN))
                 sample[rest[by_position]] = offset + rest[by_position]
+                placed += int(by_position.sum())
             by_radius = ~by_position & (d1 < self._radius[near])
             moved = rest[by_radius]
             if moved.size:
                 sample[moved] = near[by_radius]
                 norms[moved] = self.ops.norms_to(x, moved, near[by_radius], exact=False)
             self.rows_ambiguous += int(rest.size - by_position.sum() - by_radius.sum())
-        if offset is not None and (sample >= 0).any():
+        if offset is not None and placed:
             self._last = (offset, b)
         return sample, norms
 
@@ -243,6 +245,7 @@ class PathRecorder:
         mn, mx = info[rows, 2], info[rows, 3]
         valid = (
             hit
+            & np.isfinite(logits).all(axis=1)
             & self._correct[s]
             & (mn >= lo - BOX_ATOL * self._scale)
             & (mx <= hi + BOX_ATOL * self._scale)
