@@ -27,6 +27,7 @@ _API = {
     "load_recipe": "advharness.zoo.recipes",
     "read_adversarials": "advharness.reporting.results",
     "read_results": "advharness.reporting.results",
+    "read_traces": "advharness.reporting.results",
     "robust_accuracy_at": "advharness.judging.referee",
     "run_attacks": "advharness.execution.api",
     "run_experiment": "advharness.execution.orchestrate",

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from advharness.adapters.base import AttackOutput, AttackRequest, LibraryCall
+from advharness.cells.recording import make_recorder, path_summary
 from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported
 from advharness.core.seeding import seed_everything
@@ -57,6 +58,11 @@ class CellResult:
     summary: dict[str, Any]
     records: pd.DataFrame | None
     x_adv: np.ndarray | None
+    #: White-box cells: each sample's best valid adversarial the attack passed through (its
+    #: clean input where none), in the model's layout.
+    x_seen: np.ndarray | None = None
+    #: White-box cells: the per-sample loss traces (:meth:`LossTraces.arrays`).
+    traces: dict[str, np.ndarray] | None = None
 
 
 def attack_batch(
@@ -67,11 +73,18 @@ def attack_batch(
     batch_size: int,
     base: dict[str, Any],
     on_call: Callable[[LibraryCall], None] | None = None,
+    record: bool = True,
 ) -> CellResult:
     """Attack ``inputs.model`` (all restarts) and referee the result on it (``on_call``:
-    given each library call as the adapter announces it, before the library runs)."""
+    given each library call as the adapter announces it, before the library runs).
+
+    White-box cells record what the attack passes through the counting wrapper (``record``
+    and the model's ``record_path``; see :mod:`advharness.judging.path`)."""
     model = inputs.model
     ledger = make_ledger(inputs, spec) if spec.threat_model != "white-box" else None
+    recorder = None
+    if ledger is None and record and model.record_path:
+        recorder = make_recorder(model, inputs.x, inputs.y, inputs.targets, inputs.clean_pred, spec)
     x_best: np.ndarray | None = None
     records: pd.DataFrame | None = None
     elapsed, fwd, bwd = 0.0, 0, 0
@@ -91,11 +104,14 @@ def attack_batch(
             on_call=on_call,
         )
         t0 = time.perf_counter()
-        if ledger is None:
-            out = adapter.run(request)
-        else:
+        if ledger is not None:
             with model.with_ledger(ledger):
                 out = run_per_sample(adapter, request, ledger, inputs.clean_pred)
+        elif recorder is not None:
+            with model.with_recorder(recorder):
+                out = adapter.run(request)
+        else:
+            out = adapter.run(request)
         elapsed += time.perf_counter() - t0
         counts = model.counter.read()
         fwd, bwd = fwd + counts.forward, bwd + counts.backward
@@ -137,6 +153,9 @@ def attack_batch(
     if ledger is not None:
         records = records.assign(**ledger.columns(spec.query_levels))
         summary.update(query_summary(records, spec))
+    if recorder is not None:
+        records = records.assign(**recorder.columns(records["success"].to_numpy()))
+        summary.update(path_summary(records, recorder))
     if summary["n_nonfinite"]:  # a fault, not just failed samples: the row says so
         summary.update(
             status="error",
@@ -145,7 +164,9 @@ def attack_batch(
                 "samples (refereed as failures)"
             ),
         )
-    return CellResult(summary, records, x_best)
+    if recorder is None:
+        return CellResult(summary, records, x_best)
+    return CellResult(summary, records, x_best, recorder.best_seen(), recorder.traces.arrays())
 
 
 def make_ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:

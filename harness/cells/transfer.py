@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from advharness.cells.cell import CellInputs, CellResult, attack_batch
+from advharness.cells.recording import PATH_SUMMARY
 from advharness.judging.referee import judge, summarize
 from advharness.models.layout import convert
 
@@ -50,7 +51,7 @@ def run_transfer(
         enforce_eps=spec.kind == "fixed",
         targets=inputs.targets,
     ).records
-    on_source = crafted.summary
+    on_source = {k: v for k, v in crafted.summary.items() if k not in PATH_SUMMARY}
     info = getattr(source.model, "substitute_info", None) or {}
     summary = {
         **on_source,

@@ -209,6 +209,8 @@ class Experiment(BaseModel):
     #: Store each cell's adversarial examples (``cells/<key>.adv.npz``, see
     #: :mod:`advharness.reporting.store`).
     save_adversarials: bool = False
+    #: Store each white-box cell's per-sample loss traces (``cells/<key>.trace.npz``).
+    save_traces: bool = False
     #: At most this many cells (models x attack specs x libraries x seeds): a grid typo is
     #: refused before anything runs. Raise it in the file or with ``max_cells=N``.
     max_cells: Int = Field(default=DEFAULT_MAX_CELLS, ge=1)

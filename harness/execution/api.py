@@ -130,14 +130,18 @@ def run_attacks(
     progress: bool = False,
     return_adversarials: bool = False,
     clean_accuracy_floor: float = CLEAN_ACCURACY_FLOOR,
+    return_traces: bool = False,
+    probes: bool = True,
 ) -> RunResult:
     """Attack every model with every spec from every library; referee each cell.
 
     ``x`` is an NCHW (or flat) float32 batch inside the models' bounds, ``y`` int labels.
     All inputs are validated before any attack runs. ``return_adversarials``: also return
-    each cell's adversarial examples (``RunResult.adversarials``, by ``cell``). Cells whose
+    each cell's adversarial examples (``RunResult.adversarials``, by ``cell``);
+    ``return_traces``: each white-box cell's loss traces (``RunResult.traces``). Cells whose
     model classifies less than ``clean_accuracy_floor`` of ``x`` correctly are flagged
-    ``low_clean_accuracy``.
+    ``low_clean_accuracy``. ``probes``: probe every model on ``x`` first
+    (``RunResult.probes``, see :mod:`advharness.models.probes`).
     """
     from advharness.adapters import get_adapter
 
@@ -166,9 +170,18 @@ def run_attacks(
     results = [
         run_cell(inp, spec.for_cell(), lib, s, batch_size) for inp, spec, lib, s in _progress(jobs, progress)
     ]
-    out = _collect(results, jobs, data_fingerprint(x, y), clean_accuracy_floor)
+    data_hash = data_fingerprint(x, y)
+    out = _collect(results, jobs, data_hash, clean_accuracy_floor)
     if return_adversarials:
         out.adversarials = {i: r.x_adv for i, r in enumerate(results) if r.x_adv is not None}
+    if return_traces:
+        out.traces = {i: r.traces for i, r in enumerate(results) if r.traces is not None}
+    if probes:
+        from advharness.execution.probing import probe_entry
+        from advharness.reporting.run_result import probes_table
+
+        entries = [probe_entry(m.name, m, prepared[m.name][0], y, batch_size, data_hash) for m in models]
+        out.probes = probes_table(entries)
     return out
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from advharness.config.experiment import Experiment
@@ -26,6 +27,7 @@ from advharness.core.errors import HarnessError
 from advharness.core.frameworks import OPTIONAL_FRAMEWORKS, missing_framework_reason
 from advharness.core.interrupts import RunInterrupted
 from advharness.execution.plan import CellTask, plan_cells
+from advharness.execution.probing import probe_models
 from advharness.execution.runlock import run_lock
 from advharness.models.base import WrappedModel
 from advharness.reporting.run_result import RunResult
@@ -73,13 +75,15 @@ def run_experiment(
     _check_sizes(exp, ds)
     check_factories(exp)
     models = build_models(exp, ds)  # trains missing recipes once, before any worker starts
-    tasks = plan_cells(exp, ds, checked_parameters(exp, ds, models))
+    checked = checked_parameters(exp, ds, models)
+    tasks = plan_cells(exp, ds, checked)
     with (
         _run_dir(exp, results_root, out_dir) as run_dir,
         run_lock(run_dir),
         _log_file(run_dir / "logs" / "run.log"),
     ):
         store = CellStore(run_dir)
+        probe_models(models, _model_batch(ds), ds.y, ds.fingerprint(), exp.batch_size, store, checked)
         # specs that differ only in a minimum-norm radius share a cell: run it once
         todo = list({t.key: t for t in reversed(tasks) if _to_run(exp, store, t.key, retry_failed)}.values())[
             ::-1
@@ -102,7 +106,14 @@ def run_experiment(
                 )
                 for task, out in chain(unsupported, outcomes):
                     try:
-                        store.write(task.key, out["summary"], out["records"], out.get("x_adv"))
+                        store.write(
+                            task.key,
+                            out["summary"],
+                            out["records"],
+                            out.get("x_adv"),
+                            out.get("traces"),
+                            out.get("x_seen"),
+                        )
                     except OSError as e:  # e.g. the disk filled up: what is stored stays usable
                         stored = sum(store.done(t.key) for t in tasks)
                         raise HarnessError(
@@ -211,9 +222,18 @@ def missing_frameworks(exp: Experiment, tasks: list[CellTask]) -> dict[str, str]
 
 def _to_run(exp: Experiment, store: CellStore, key: str, retry_failed: bool) -> bool:
     """Whether a cell runs: not stored (or failed, with ``retry_failed``), or stored without
-    the adversarials ``save_adversarials`` asks for."""
-    return not store.done(key, retry_failed) or (
-        exp.save_adversarials and store.status(key) == "ok" and not store.adversarials_path(key).is_file()
+    the adversarials ``save_adversarials`` asks for, or (a white-box cell) without the
+    traces ``save_traces`` asks for."""
+    if not store.done(key, retry_failed):
+        return True
+    if not (exp.save_adversarials or exp.save_traces) or store.status(key) != "ok":
+        return False
+    if exp.save_adversarials and not store.adversarials_path(key).is_file():
+        return True
+    return (
+        exp.save_traces
+        and not store.traces_path(key).is_file()
+        and store.read(key)[0].get("threat_model") == "white-box"
     )
 
 
@@ -270,6 +290,14 @@ def checked_parameters(exp: Experiment, ds: Dataset, models: dict[str, WrappedMo
                 floor,
             )
     return {key: m.parameter_hash() for key, m in models.items()}
+
+
+def _model_batch(ds: Dataset) -> Callable[[str, WrappedModel], np.ndarray]:
+    """``batch(name, model)``: the run's data on ``model``'s bounds, in its layout, checked."""
+    from advharness.execution.api import prepare
+    from advharness.zoo.data import to_bounds
+
+    return lambda name, m: prepare(m, to_bounds(ds.x, m.bounds), ds.y)[0]
 
 
 def _target(exp: Experiment, root: str | Path | None, out: str | Path | None) -> Path:

@@ -194,6 +194,8 @@ def execute(
         },
         "records": res.records,
         "x_adv": res.x_adv if state.exp.save_adversarials else None,
+        "x_seen": res.x_seen if state.exp.save_adversarials else None,
+        "traces": res.traces if state.exp.save_traces else None,
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +25,10 @@ from advharness.core.types import THREAT_MODELS, Framework, Layout, Outputs, Thr
 
 if TYPE_CHECKING:
     from advharness.judging.ledger import QueryLedger
+    from advharness.judging.path import PathOps, PathRecorder
+
+#: Separations of recent batches kept per model (see :meth:`WrappedModel.path_ops`).
+_SEPARATIONS_KEPT = 8
 
 
 class ThreatModelViolation(RuntimeError):
@@ -89,6 +93,12 @@ class WrappedModel(ABC):
         self.violation: str | None = None
         #: Per-sample query accounting of the running black-box cell (see :meth:`with_ledger`).
         self.ledger: QueryLedger | None = None
+        #: What the running white-box cell's attack passes through (see :meth:`with_recorder`).
+        self.recorder: PathRecorder | None = None
+        #: Whether the counted callable hands white-box forward passes to a recorder at all
+        #: (False: not even the hook is built, e.g. a benchmark's baseline).
+        self.record_path = True
+        self._separations: dict[tuple[str, str], np.ndarray] = {}
 
     # -- framework-specific ------------------------------------------------------------
     @property
@@ -134,6 +144,43 @@ class WrappedModel(ABC):
             yield
         finally:
             self.ledger = previous
+
+    @contextmanager
+    def with_recorder(self, recorder: PathRecorder) -> Iterator[None]:
+        """Hand every white-box forward pass of the counted callable to ``recorder``."""
+        previous, self.recorder = self.recorder, recorder
+        try:
+            yield
+        finally:
+            self.recorder = previous
+
+    def path_ops(self, x: np.ndarray, norm: str) -> PathOps:
+        """The framework's side of path recording for a cell on ``x`` (model layout) in
+        ``norm``. The originals' separations (pairwise, O(n^2 d)) are computed on the first
+        forward pass, once per batch and norm, and kept for the model's next cells."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        key = (hashlib.blake2b(x.data, digest_size=16).hexdigest() + str(x.shape), norm)
+
+        def remember(separation: np.ndarray) -> None:
+            self._separations[key] = separation
+            while len(self._separations) > _SEPARATIONS_KEPT:
+                self._separations.pop(next(iter(self._separations)))
+
+        return self._make_path_ops(x, norm, self._separations.get(key), remember)
+
+    @abstractmethod
+    def _make_path_ops(
+        self,
+        x: np.ndarray,
+        norm: str,
+        separation: np.ndarray | None,
+        remember: Callable[[np.ndarray], None],
+    ) -> PathOps: ...
+
+    @abstractmethod
+    def input_gradients(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Uncounted gradient of the cross-entropy (float64, summed over the batch) of the
+        model's logits against ``y`` with respect to the float32 batch ``x``."""
 
     def answer_query(self, x: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """What a query-only oracle answers for ``x``, given the model's float32 ``logits``

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from advharness.core.errors import HarnessError
 from advharness.core.types import Layout, Outputs, ThreatModel
+from advharness.judging.path import PathOps
 from advharness.models.base import Counts, QueryCounter, WrappedModel
 from advharness.models.layout import shape_from, shape_in
 
@@ -109,7 +110,9 @@ class CountingCallable:
         rows = tf.cast(tf.shape(x)[0], tf.int64)
         self.counter.forward.assign_add(rows)
         if self.access == "white-box":
-            return self._count_backward(self._as_logits(self.inner(x, **self._inference)), rows)
+            out = self._as_logits(self.inner(x, **self._inference))
+            self._record(x, out)
+            return self._count_backward(out, rows)
         out = self._answer(x)
         guarded = self._refuse_gradient(out)
         if self.access == "decision-based":
@@ -118,6 +121,24 @@ class CountingCallable:
             labels = tf.one_hot(tf.argmax(out, axis=1), tf.shape(out)[1], dtype=tf.float32)
             return labels + 0.0 * guarded
         return guarded
+
+    def _record(self, x: tf.Tensor, out: tf.Tensor) -> None:
+        """Hand a white-box forward pass to the owner's path recorder: directly when eager,
+        else through a ``tf.py_function`` that asks for the recorder when the graph runs (a
+        library's compiled function is traced once and reused by later cells)."""
+        owner = self.owner
+        if owner is None or not owner.record_path:
+            return
+        if tf.executing_eagerly():
+            if owner.recorder is not None:
+                owner.recorder.observe(x, out)
+            return
+
+        def observe(rows: tf.Tensor, logits: tf.Tensor) -> None:
+            if owner.recorder is not None:
+                owner.recorder.observe(rows, logits)
+
+        tf.py_function(observe, [tf.stop_gradient(x), tf.stop_gradient(out)], [])
 
     def _answer(self, x: tf.Tensor) -> tf.Tensor:
         """The oracle's logits. The model runs in TensorFlow (compiled when the library
@@ -290,6 +311,32 @@ class TFModel(WrappedModel):
 
     def to_tensor(self, x: np.ndarray) -> Any:
         return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
+
+    def _make_path_ops(
+        self,
+        x: np.ndarray,
+        norm: str,
+        separation: np.ndarray | None,
+        remember: Callable[[np.ndarray], None],
+    ) -> PathOps:
+        from advharness.models.tf_path import TFPathOps
+
+        return TFPathOps(x, norm, separation, remember)
+
+    def input_gradients(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        xt = tf.convert_to_tensor(np.asarray(x, np.float32))
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            out = tf.cast(self.model(xt, training=False), tf.float64)
+            if self.outputs == "probabilities":
+                out = tf.math.log(tf.maximum(out, 1e-30))
+            loss = tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=np.asarray(y, np.int64), logits=out)
+            )
+        grad = tape.gradient(loss, xt)
+        if grad is None:  # the output does not depend on the input
+            return np.zeros_like(np.asarray(x, np.float32))
+        return np.asarray(grad.numpy(), np.float32)
 
     def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
         """Keras ``weights`` (trainable and not), else a ``tf.Module``'s ``variables``, by

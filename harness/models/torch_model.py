@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import numpy as np
 import torch
 
 from advharness.core.types import Layout, Outputs, ThreatModel
+from advharness.judging.path import PathOps
 from advharness.models.base import Counts, QueryCounter, WrappedModel
 
 
@@ -36,7 +37,9 @@ class CountingModule(torch.nn.Module):
       backward pass that reaches the output, whichever library asks for the gradient);
     * for declared probability models returns ``log(p)``, which are valid logits;
     * as a query-only oracle (``access`` not white-box) refuses inputs that require a
-      gradient (a threat-model violation) and, decision-based, returns one-hot top-1 labels.
+      gradient (a threat-model violation) and, decision-based, returns one-hot top-1 labels;
+    * white-box, hands each forward pass to the owner's path recorder, if a cell set one
+      (:mod:`advharness.judging.path`).
     """
 
     def __init__(
@@ -74,6 +77,9 @@ class CountingModule(torch.nn.Module):
         out = self._inner(x)
         if self.probabilities:
             out = torch.log(out.clamp_min(1e-30))
+        owner = self._owner[0]
+        if owner is not None and owner.recorder is not None:
+            owner.recorder.observe(x, out)
         if out.requires_grad:
             counter = self.counter
 
@@ -202,6 +208,32 @@ class TorchModel(WrappedModel):
 
     def to_tensor(self, x: np.ndarray) -> Any:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self._device)
+
+    def _make_path_ops(
+        self,
+        x: np.ndarray,
+        norm: str,
+        separation: np.ndarray | None,
+        remember: Callable[[np.ndarray], None],
+    ) -> PathOps:
+        from advharness.models.torch_path import TorchPathOps
+
+        return TorchPathOps(x, norm, self._device, separation, remember)
+
+    def input_gradients(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self._device, self._dtype)
+        xt.requires_grad_(True)
+        with torch.enable_grad():
+            out = self.module(xt).double()
+            if self.outputs == "probabilities":
+                out = torch.log(out.clamp_min(1e-30))
+            loss = torch.nn.functional.cross_entropy(
+                out, torch.from_numpy(np.asarray(y, np.int64)).to(self._device), reduction="sum"
+            )
+            (grad,) = torch.autograd.grad(loss, xt, allow_unused=True)
+        if grad is None:  # the output does not depend on the input
+            return np.zeros_like(np.asarray(x, np.float32))
+        return grad.detach().cpu().float().numpy()
 
 
 def network_dtype(module: torch.nn.Module) -> torch.dtype:

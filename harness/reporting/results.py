@@ -4,6 +4,7 @@ Layout of a results directory::
 
     cells/            one file pair per finished cell (see :mod:`harness.store`)
     plans/            what each run asked for (order, reporting radii, clean-accuracy floor)
+    probes/           each model's probes on the run's data
     summary.parquet   one row per cell (status, reason, metrics, library call, spec)
     summary.csv       the same, for spreadsheets
     records.parquet   one row per (cell, sample): predictions, flags, norms
@@ -130,17 +131,17 @@ def write_results(result: RunResult, target: Path) -> Path:
     return target
 
 
-def read_adversarials(path: str | Path) -> dict[int, np.ndarray]:
+def read_adversarials(path: str | Path, seen: bool = False) -> dict[int, np.ndarray]:
     """The adversarial examples stored in a results directory (``save_adversarials: true``),
     by the summary's ``cell``, each in the attacked model's layout; cells without stored
-    adversarials (failed, unsupported, or run without the option) are absent."""
-    from advharness.reporting.store import CellStore
-
+    adversarials (failed, unsupported, or run without the option) are absent. ``seen``:
+    instead, each white-box cell's best valid adversarial seen on the attack's path (the
+    clean input where none; ``seen_success`` in the records says which)."""
     summary = read_results(path).summary
     store = CellStore(path)
     out = {}
     for cell, key in zip(summary["cell"], summary["cell_key"], strict=True):
-        x_adv = store.read_adversarials(str(key))
+        x_adv = store.read_adversarials(str(key), "x_seen" if seen else "x_adv")
         if x_adv is not None:
             out[int(cell)] = x_adv
     return out
@@ -157,6 +158,20 @@ def read_adversarials_by_key(path: str | Path, keys: Iterable[str] | None = None
         x_adv = store.read_adversarials(str(key))
         if x_adv is not None:
             out[str(key)] = x_adv
+    return out
+
+
+def read_traces(path: str | Path) -> dict[int, dict[str, np.ndarray]]:
+    """The loss traces stored in a results directory (``save_traces: true``), by the
+    summary's ``cell``: ``loss`` (samples, passes) float32, ``length``, ``start`` (see
+    :meth:`advharness.judging.trace.LossTraces.arrays`); cells without traces are absent."""
+    summary = read_results(path).summary
+    store = CellStore(path)
+    out = {}
+    for cell, key in zip(summary["cell"], summary["cell_key"], strict=True):
+        traces = store.read_traces(str(key))
+        if traces is not None:
+            out[int(cell)] = traces
     return out
 
 
@@ -178,11 +193,14 @@ def read_results(path: str | Path) -> RunResult:
     missing = [f for f in FILES if not (p / f).is_file()]
     if missing:
         raise HarnessError(f"{p} is not a results directory (no stored cells; missing {', '.join(missing)})")
+    from advharness.reporting.run_result import probes_table
+
     return RunResult(
         summary=pd.read_parquet(p / "summary.parquet"),
         records=pd.read_parquet(p / "records.parquet"),
         manifest=manifest,
         path=p,
+        probes=probes_table(store.all_probes()),
     )
 
 
@@ -197,7 +215,7 @@ def collect_store(store: CellStore) -> RunResult:
     content key (a library, model or harness version changed) is *superseded*: the cell
     planned last (else the newest) is kept, and ``RunResult.superseded`` counts the others.
     """
-    from advharness.reporting.run_result import assemble
+    from advharness.reporting.run_result import assemble, probes_table
 
     stored = {k: store.read(k) for k in store.keys()}
     planned_at: dict[str, float] = {}
@@ -250,6 +268,7 @@ def collect_store(store: CellStore) -> RunResult:
         )
     result = assemble(cells)
     result.superseded = superseded
+    result.probes = probes_table(store.all_probes())
     return result
 
 

@@ -29,6 +29,12 @@ class RunResult:
     #: layout; set by ``run_attacks(..., return_adversarials=True)``, else None (see
     #: :func:`advharness.reporting.results.read_adversarials` for a results directory).
     adversarials: dict[int, np.ndarray] | None = None
+    #: Model probes, one row per (model, data, probe) (see :func:`probes_table`).
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Per-sample loss traces by ``cell`` (white-box cells); set by
+    #: ``run_attacks(..., return_traces=True)``, else None (see
+    #: :func:`advharness.reporting.results.read_traces` for a results directory).
+    traces: dict[int, dict[str, np.ndarray]] | None = None
 
     def table(self) -> pd.DataFrame:
         """The head-to-head table (see :func:`advharness.reporting.tables.head_to_head`)."""
@@ -90,6 +96,45 @@ def with_identity(parts: list[pd.DataFrame], idents: list[dict[str, Any]]) -> pd
     front = pd.DataFrame(idents)
     front = front.loc[front.index.repeat([len(p) for p in parts])].reset_index(drop=True)
     return pd.concat([front, body], axis=1)
+
+
+PROBE_COLUMNS = (
+    "model",
+    "framework",
+    "probe",
+    "flagged",
+    "value",
+    "threshold",
+    "rule",
+    "source",
+    "n_samples",
+    "samples",
+    "detail",
+    "data_sha256",
+    "batch_size",
+    "parameter_hash",
+)
+
+
+def probes_table(entries: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, data, probe) from stored or fresh probe entries (see
+    :func:`advharness.execution.probing.probe_entry`); ``samples`` as a comma-separated
+    string of sample indices."""
+    rows = []
+    for e in entries:
+        for p in e.get("probes", []):
+            rows.append(
+                {
+                    **{
+                        k: e.get(k)
+                        for k in ("model", "framework", "data_sha256", "batch_size", "parameter_hash")
+                    },
+                    **p,
+                    "samples": ",".join(str(i) for i in p.get("samples", [])),
+                }
+            )
+    table = pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
+    return table.astype({"flagged": bool}) if len(table) else table
 
 
 def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:

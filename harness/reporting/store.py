@@ -2,8 +2,11 @@
 
 ``<run>/cells/<key>.json`` holds the cell's summary row, ``<key>.parquet`` its per-sample
 records (absent for cells without records), ``<key>.adv.npz`` its adversarial examples
-(``x_adv``, in the attacked model's layout; only with ``save_adversarials``). The records
-and adversarials are written first and the JSON last, each through a temporary file and
+(``x_adv``, in the attacked model's layout, and for white-box cells ``x_seen``, the best
+valid adversarial each sample's attack passed through; only with ``save_adversarials``),
+``<key>.trace.npz`` a white-box cell's per-sample loss traces (only with ``save_traces``).
+``<run>/probes/<model>-<data>.json`` holds a model's probes on the run's data. The records,
+adversarials and traces are written first and the JSON last, each through a temporary file and
 ``os.replace``, so a cell counts as finished exactly when its JSON exists, and a run killed
 at any moment (SIGKILL included) leaves only whole cells behind. Each file and its
 directory are fsynced, so a power loss does not leave an empty file under a cell's name
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +85,20 @@ class CellStore:
     def adversarials_path(self, key: str) -> Path:
         return self.dir / f"{key}.adv.npz"
 
+    def traces_path(self, key: str) -> Path:
+        return self.dir / f"{key}.trace.npz"
+
     def write(
-        self, key: str, summary: dict[str, Any], records: pd.DataFrame | None, x_adv: np.ndarray | None = None
+        self,
+        key: str,
+        summary: dict[str, Any],
+        records: pd.DataFrame | None,
+        x_adv: np.ndarray | None = None,
+        traces: dict[str, np.ndarray] | None = None,
+        x_seen: np.ndarray | None = None,
     ) -> None:
-        """Store one finished cell atomically (records and ``x_adv`` first, then the summary)."""
+        """Store one finished cell atomically (records, ``x_adv`` (with ``x_seen``) and
+        ``traces`` first, then the summary)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         summary_path, records_path = self._paths(key)
         if records is not None and len(records):
@@ -92,7 +106,11 @@ class CellStore:
         else:
             records_path.unlink(missing_ok=True)
         if x_adv is not None:
-            atomic_write(self.adversarials_path(key), lambda p: np.savez_compressed(p, x_adv=x_adv))
+            arrays: dict[str, Any] = {"x_adv": x_adv, **({"x_seen": x_seen} if x_seen is not None else {})}
+            atomic_write(self.adversarials_path(key), lambda p: np.savez_compressed(p, **arrays))
+        if traces is not None:
+            saved: dict[str, Any] = dict(traces)
+            atomic_write(self.traces_path(key), lambda p: np.savez_compressed(p, **saved))
         text = json.dumps(summary, default=_jsonable, sort_keys=True)
         atomic_write(summary_path, lambda p: p.write_text(text))
 
@@ -123,13 +141,44 @@ class CellStore:
                 log.warning("plan %s is unreadable (%s: %s); ignored", path, type(e).__name__, e)
         return sorted(out, key=lambda p: float(p.get("planned_at", 0.0)))
 
-    def read_adversarials(self, key: str) -> np.ndarray | None:
-        """The cell's stored adversarial examples, or None if none were stored."""
+    def read_adversarials(self, key: str, which: str = "x_adv") -> np.ndarray | None:
+        """The cell's stored adversarial examples (``which="x_seen"``: the best seen on the
+        attack's path), or None if none were stored."""
         path = self.adversarials_path(key)
         if not path.is_file():
             return None
         with np.load(path) as f:
-            return np.asarray(f["x_adv"])
+            return np.asarray(f[which]) if which in f.files else None
+
+    def read_traces(self, key: str) -> dict[str, np.ndarray] | None:
+        """The cell's stored loss traces (``loss``, ``length``, ``start``), or None."""
+        path = self.traces_path(key)
+        if not path.is_file():
+            return None
+        with np.load(path) as f:
+            return {k: np.asarray(f[k]) for k in f.files}
+
+    def probes_path(self, model: str, data_sha256: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+        return self.dir.parent / "probes" / f"{safe}-{data_sha256[:16]}.json"
+
+    def write_probes(self, entry: dict[str, Any]) -> None:
+        """Store one model's probes (``model``, ``data_sha256``, ...) atomically."""
+        text = json.dumps(entry, default=_jsonable, sort_keys=True)
+        atomic_write(self.probes_path(entry["model"], entry["data_sha256"]), lambda p: p.write_text(text))
+
+    def read_probes(self, model: str, data_sha256: str) -> dict[str, Any] | None:
+        """One model's stored probes on that data, or None (absent or unreadable: logged)."""
+        path = self.probes_path(model, data_sha256)
+        return _read_json(path) if path.is_file() else None
+
+    def all_probes(self) -> list[dict[str, Any]]:
+        """Every stored model's probes (unreadable files are logged and skipped)."""
+        folder = self.dir.parent / "probes"
+        paths = (
+            sorted(p for p in folder.glob("*.json") if not p.name.startswith(".")) if folder.is_dir() else []
+        )
+        return [e for e in map(_read_json, paths) if e is not None]
 
     def read(self, key: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
         """A stored cell's summary and records (one-line error naming an unreadable file)."""
@@ -145,6 +194,15 @@ class CellStore:
                 "delete it and run again to recompute the cell"
             ) from None
         return summary, records
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log.warning("%s is unreadable (%s: %s); ignored", path, type(e).__name__, e)
+        return None
+    return out if isinstance(out, dict) else None
 
 
 def _jsonable(o: Any) -> Any:
