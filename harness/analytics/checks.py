@@ -175,7 +175,13 @@ CHECKS: dict[str, Check] = {
     ),
     **{
         f"probe_{name}": Check(
-            rule, threshold, source, runs.probe_check(name), severity, summary_columns=("model",), probes=True
+            rule,
+            threshold,
+            source,
+            runs.probe_check(name),
+            severity,
+            summary_columns=("cell_key", "model"),
+            probes=True,
         )
         for name, (rule, threshold, source, severity) in _PROBE_TEXT.items()
     },
@@ -184,7 +190,7 @@ CHECKS: dict[str, Check] = {
         "the probe's own",
         "the probe's own",
         runs.probe_check(None),
-        summary_columns=("model",),
+        summary_columns=("cell_key", "model"),
         probes=True,
     ),
     "convergence_gain": Check(

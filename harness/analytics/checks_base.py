@@ -115,7 +115,7 @@ def matched(a: pd.DataFrame, b: pd.DataFrame, column: str = "success_at_eps") ->
     """Two cells' samples side by side (only those both ran, initially correct in both):
     ``broken_a``, ``broken_b``, indexed by the sample keys."""
     pa, pb = per_sample(a, column), per_sample(b, column)
-    both = pa.join(pb, how="inner", lsuffix="_a", rsuffix="_b")
+    both = pa.add_suffix("_a").join(pb.add_suffix("_b"), how="inner")
     return both[both["correct_a"] & both["correct_b"]][["broken_a", "broken_b"]]
 
 

@@ -18,15 +18,15 @@ from advharness.analytics.agreement import library_agreement
 from advharness.analytics.checks_base import (
     Finding,
     Frames,
+    at,
     cells,
-    first,
     labels,
     listed,
     matched,
     sample_ids,
     where,
 )
-from advharness.analytics.frames import one_per_sample
+from advharness.analytics.frames import one_per_sample, present
 
 #: The model probes the checks know (the probes table's ``probe`` column).
 PROBES = ("zero_gradients", "randomized", "batch_size_dependent", "softmax_outputs")
@@ -192,15 +192,14 @@ def _cells_once(frames: Frames) -> dict[str, pd.DataFrame]:
 def _cell_finding(
     frames: Frames, key: str, cell: pd.DataFrame, value: float, ids: tuple[int, ...], text: str
 ) -> Finding:
+    """A finding on one cell's samples ``ids``: ``<cell label> <text> (<where>): <ids>``."""
     names = labels(frames.summary)
-    ident = {c: first(cell, c) for c in ("model", "norm", "eps", "targeted")}
+    ident = {c: cell[c].iloc[0] for c in present(cell, ("model", "norm", "eps", "targeted"))}
     return Finding(
         (key,),
         value,
         f"{names.get(key, key)} {text} ({where(ident)}): {listed(ids)}",
-        model=str(ident["model"]),
-        norm=str(ident["norm"]),
-        eps=float(ident["eps"]) if ident["eps"] != "" and not pd.isna(ident["eps"]) else float("nan"),
+        **at(ident),
         samples=ids,
     )
 
@@ -226,9 +225,7 @@ def library_disagreement(frames: Frames) -> list[Finding]:
                 float(row["agreement"]),
                 f"{names.get(ka, ka)} and {names.get(kb, kb)} agree on {row['agreement']:.0%} of "
                 f"{int(row['n'])} samples ({where(row)}): {row['verdict']}{evidence}{stronger}",
-                model=str(row.get("model", "")),
-                norm=str(row.get("norm", "")),
-                eps=float(row["eps"]) if "eps" in row and not pd.isna(row["eps"]) else float("nan"),
+                **at(row),
             )
         )
     return out
