@@ -61,7 +61,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         command=args.command_line,
         overrides=args.overrides,
     )
-    print_table(result.summary, "table", f"{exp.name}: head-to-head", per_seed=False)
+    checks = run_checks(result)
+    print_table(result.summary, "table", f"{exp.name}: head-to-head", per_seed=False, checks=checks)
+    print_checks(checks)
     print(f"results: {result.path}")
     return 0
 
@@ -81,7 +83,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return 0
     summary = filter_summary(result.summary, attack=args.attack, library=args.library, model=args.model)
     name = result.manifest.get("experiment", {}).get("name", str(args.results))
-    print_table(summary, args.format, f"{name}: head-to-head", args.per_seed)
+    checks = run_checks(result, set(summary["cell_key"].astype(str)) if "cell_key" in summary else set())
+    print_table(summary, args.format, f"{name}: head-to-head", args.per_seed, checks)
+    if args.format == "table":
+        print_checks(checks)
     if result.superseded:
         print(
             f"({result.superseded} stored cells superseded by newer ones of the same setting are not shown)",
@@ -106,14 +111,35 @@ def filter_summary(summary: Any, **wanted: list[str] | None) -> Any:
     return summary
 
 
-def print_table(summary: Any, fmt: str, title: str, per_seed: bool) -> None:
+def run_checks(result: Any, shown: set[str] | None = None) -> Any:
+    """The sanity checks of a run (:func:`advharness.analytics.sanity_checks`, with its
+    model probes when it has them), only the flags on or against a ``shown`` cell (None: all)."""
+    from advharness.analytics.checks import sanity_checks
+
+    checks = sanity_checks(result.summary, result.records, getattr(result, "probes", None))
+    if shown is None:
+        return checks
+    keys = checks["cell_keys"] + checks["reference_keys"]
+    return checks[keys.map(lambda k: bool(set(k) & shown)).astype(bool)]
+
+
+def print_checks(checks: Any) -> None:
+    """The sanity checks' flags after the table (nothing when none fired)."""
+    from advharness.reporting.render import sanity_list
+
+    text = sanity_list(checks)
+    if text:
+        _console().print(text, markup=False, highlight=False)
+
+
+def print_table(summary: Any, fmt: str, title: str, per_seed: bool, checks: Any = None) -> None:
     from advharness.reporting import render
 
     if fmt == "table":
-        _console().print(render.render(summary, title=title, per_seed=per_seed))
+        _console().print(render.render(summary, title=title, per_seed=per_seed, checks=checks))
         return
     writer = {"csv": render.to_csv, "md": render.to_markdown, "latex": render.to_latex}[fmt]
-    sys.stdout.write(writer(summary, per_seed))
+    sys.stdout.write(writer(summary, per_seed, checks))
 
 
 def describe_cell(summary: Any, key: str) -> str:

@@ -220,6 +220,19 @@ def test_incomplete_optimization_is_quiet_for_a_converged_pgd(digits: tuple[np.n
     assert (r["loss_trace_tail_range"] <= 0.05).all()
 
 
+def test_incomplete_optimization_is_never_set_for_a_single_step_attack(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """FGSM has no iterations to converge: a falling loss trace is not I4 there."""
+    fgsm = AttackSpec(attack="fgsm", eps=0.05).resolve()
+    res = _run("torch", "foolbox", fgsm, *digits, 12)
+    r = res.records
+    failed = r["correct"] & ~r["success"]
+    assert failed.sum() > 0 and (r.loc[failed, "loss_trace_tail_range"] > 0.05).any()  # it would fire
+    assert not r["incomplete_optimization"].any()
+    assert res.summary["n_incomplete_optimization"] == 0
+
+
 def naive_tail_range(trace: np.ndarray, window: int = 10) -> float:
     lo, hi = trace.min(), trace.max()
     if hi == lo:

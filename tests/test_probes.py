@@ -83,7 +83,7 @@ def test_torch_gradient_masking_randomness_and_batch_norm_are_flagged(
     assert got["batch_size_dependence"]["flagged"] and not got["batch_size_dependence"]["detail"]
 
 
-def test_softmax_outputs_declared_as_logits_are_flagged(batch: tuple[np.ndarray, np.ndarray]) -> None:
+def test_softmax_output_declared_as_logits_are_flagged(batch: tuple[np.ndarray, np.ndarray]) -> None:
     import torch
 
     from advharness.models.torch_model import TorchModel

@@ -151,6 +151,10 @@ def test_black_box_beating_white_box_is_flagged() -> None:
         ]
     )
     assert flag_gradient_masking(s).tolist() == [False, False, True, False, False, False]
+    # the random-noise baseline is never a white-box reference, whatever its threat model
+    noise = {**base, "threat_model": "white-box", "success_rate_at_eps": 0.55}
+    s = pd.DataFrame([{**r, "attack": "pgd"} for r in s.to_dict("records")] + [{**noise, "attack": "noise"}])
+    assert flag_gradient_masking(s).tolist() == [False, False, True, False, False, False, True]
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

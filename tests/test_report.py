@@ -116,9 +116,12 @@ def test_page_renders_in_headless_chromium(run_dir: Path, chromium: str, tmp_pat
 def test_markdown_has_the_tables_and_its_figures(run_dir: Path, tmp_path: Path) -> None:
     page = write_report(run_dir, tmp_path / "out")
     md = page.with_name("report.md").read_text()
-    s = read_results(run_dir).summary
+    from advharness.analytics import sanity_checks
+
+    result = read_results(run_dir)
+    s, checks = result.summary, sanity_checks(result.summary, result.records, result.probes)
     for _, part in s.groupby("threat_model", sort=False):  # one table per threat model
-        assert to_markdown(part).strip() in md
+        assert to_markdown(part, checks=checks).strip() in md
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert len(figures) >= 7 and all((page.parent / f).is_file() for f in figures)
     for needle in (
@@ -138,10 +141,13 @@ def test_cli_writes_latex_and_says_where(
     assert main(["report", str(run_dir), "--out", str(out), "--latex"]) == 0
     printed = capsys.readouterr().out
     assert str(out / "report.html") in printed and str(out / "latex") in printed
-    s = read_results(run_dir).summary
+    from advharness.analytics import sanity_checks
+
+    result = read_results(run_dir)
+    s, checks = result.summary, sanity_checks(result.summary, result.records, result.probes)
     tex = {p.stem: p.read_text() for p in (out / "latex").glob("*.tex")}
     white = s[s["threat_model"] == "white-box"]
-    assert tex["head-to-head-white-box"] == to_latex(white)
+    assert tex["head-to-head-white-box"] == to_latex(white, checks=checks)
     assert {"head-to-head-score-based", "head-to-head-decision-based", "query-levels"} <= set(tex)
     assert all(t.startswith(r"\begin{tabular}") for t in tex.values())
 
@@ -281,3 +287,41 @@ def test_write_report_is_in_the_top_level_api() -> None:
 
     assert advharness.write_report is write_report
     assert "write_report" in advharness.__all__
+
+
+def test_sanity_checks_section_lists_what_fires_and_the_probes(run_dir: Path, tmp_path: Path) -> None:
+    """The section shows exactly the checks ``sanity_checks`` finds on these results, and the
+    models' probes; a check that fires also marks the head-to-head table."""
+    from advharness.analytics import sanity_checks
+
+    result = read_results(run_dir)
+    checks = sanity_checks(result.summary, result.records, result.probes)
+    page = write_report(run_dir, tmp_path / "out")
+    sections = _sections(page.with_name("report.md").read_text())
+    text = sections["sanity-checks"]
+    if checks.empty:
+        assert "No sanity check fired" in text
+    else:
+        for name in set(checks["check"]):
+            assert f"| {name.replace('_', chr(92) + '_')} |" in text or f"| {name} |" in text, name
+        assert "checks [" in sections["head-to-head"]
+    assert len(result.probes) and "Model probes" in text
+    for probe in set(result.probes["probe"]):
+        assert probe.replace("_", "\\_") in text or probe in text
+
+
+def test_sanity_checks_section_on_a_flagged_evaluation(run_dir: Path, tmp_path: Path) -> None:
+    """A hand-made failure (a minimum-norm cell below 100 %) is listed with its rule."""
+    result = read_results(run_dir)
+    s = result.summary.copy()
+    minimal = s.index[(s["kind"] == "minimal") & (s["status"] == "ok")]
+    assert len(minimal)
+    rec = result.records.copy()
+    key = s.loc[minimal[0], "cell_key"]
+    broken = (rec["cell_key"] == key) & rec["correct"].astype(bool)
+    rec.loc[broken, ["success", "success_at_eps"]] = False
+    s.loc[s["cell_key"] == key, ["success_rate", "success_rate_at_eps"]] = 0.0
+    ctx = ReportContext(type(result)(summary=s, records=rec), run_dir)
+    fragment = SECTIONS["sanity-checks"].build(ctx)
+    assert "No sanity check fired" not in fragment.markdown
+    assert "minimum\\_norm" in fragment.markdown and "I6" in fragment.markdown

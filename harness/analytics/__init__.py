@@ -1,6 +1,7 @@
 """Analytics: pure functions over a run's ``summary`` and ``records`` DataFrames (as
 :func:`advharness.read_results` and :class:`advharness.RunResult` give them), each returning
-a new DataFrame (or, for the statistical tests on arrays, a dict). See docs/analytics.md for
+a new DataFrame (or, for the statistical tests on arrays, a dict); the evaluation sanity
+checks (:func:`sanity_checks`) flag the rows of an unsound evaluation. See docs/analytics.md for
 every definition, its formula and source, and the output columns.
 """
 
@@ -14,6 +15,7 @@ from advharness.analytics.agreement import (
     paired_distance_test,
     rank_biserial,
 )
+from advharness.analytics.checks import CHECKS, Check, checks_by_cell, sanity_checks
 from advharness.analytics.convergence import convergence_changes
 from advharness.analytics.curves import security_curves
 from advharness.analytics.distances import distance_cdf, per_sample_distances, step_radii
@@ -44,9 +46,12 @@ from advharness.analytics.worstcase import (
 )
 
 __all__ = [
+    "CHECKS",
+    "Check",
     "best_distances",
     "best_implementation",
     "bootstrap_interval",
+    "checks_by_cell",
     "compare_rates",
     "compare_runs",
     "complementarity",
@@ -65,6 +70,7 @@ __all__ = [
     "per_sample_distances",
     "rank_biserial",
     "rate_intervals",
+    "sanity_checks",
     "security_curves",
     "seed_spread",
     "step_area",

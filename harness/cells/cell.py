@@ -154,7 +154,8 @@ def attack_batch(
         records = records.assign(**ledger.columns(spec.query_levels))
         summary.update(query_summary(records, spec))
     if recorder is not None:
-        records = records.assign(**recorder.columns(records["success"].to_numpy()))
+        iterative = spec.steps is not None and spec.steps > 1  # I4 asks whether iterations converged
+        records = records.assign(**recorder.columns(records["success"].to_numpy(), iterative))
         summary.update(path_summary(records, recorder))
     if summary["n_nonfinite"]:  # a fault, not just failed samples: the row says so
         summary.update(

@@ -294,8 +294,10 @@ class PathRecorder:
         self.traces.append(uniq, per)
 
     # -- results -------------------------------------------------------------------------
-    def columns(self, success: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-sample record columns, given the referee's ``success`` of the returned points."""
+    def columns(self, success: np.ndarray, iterative: bool = True) -> dict[str, np.ndarray]:
+        """Per-sample record columns, given the referee's ``success`` of the returned points;
+        ``iterative`` False (a single-step or sampling attack: nothing to converge) leaves
+        ``incomplete_optimization`` False."""
         seen = np.isfinite(self.best_norm)
         tail = self.traces.tail_range()
         failed = self._correct & ~np.asarray(success, bool)
@@ -305,7 +307,7 @@ class PathRecorder:
             "silent_success": seen & failed,
             "loss_trace_length": self.traces.length.copy(),
             "loss_trace_tail_range": tail,
-            "incomplete_optimization": failed & (np.nan_to_num(tail) > I4_THRESHOLD),
+            "incomplete_optimization": failed & (np.nan_to_num(tail) > I4_THRESHOLD) & iterative,
         }
 
     def best_seen(self) -> np.ndarray:

@@ -27,6 +27,9 @@ EPS_ATOL = 1e-6
 #: Tolerance for box (bounds) checks and for counting a coordinate as changed (L0).
 BOX_ATOL = 1e-6
 L0_ATOL = 1e-6
+#: The random-noise baseline's attack name: never a white-box attack, whatever its threat
+#: model says (Carlini et al. 2019: noise must succeed less often than white-box attacks).
+NOISE_ATTACK = "noise"
 
 
 @dataclass(frozen=True)
@@ -167,8 +170,9 @@ def _mean(s: pd.Series) -> float:
 
 
 def flag_gradient_masking(summary: pd.DataFrame, tol: float = 1e-9) -> pd.Series:
-    """True for a black-box cell that beats every white-box cell on the same model, norm,
-    eps and targeting (success at eps), a classic sign of gradient masking.
+    """True for a black-box, transfer or random-noise cell (attack :data:`NOISE_ATTACK`)
+    that beats every white-box cell on the same model, norm, eps and targeting (success at
+    eps), a classic sign of gradient masking.
 
     Cells without an eps, without a white-box reference, or not ``ok`` are never flagged.
     """
@@ -177,8 +181,11 @@ def flag_gradient_masking(summary: pd.DataFrame, tol: float = 1e-9) -> pd.Series
         return flags  # e.g. every cell failed: nothing to compare
     ok = summary[(summary["status"] == "ok") & summary["eps"].notna()]
     keys = ["model", "norm", "eps", "targeted"]
-    white = ok[ok["threat_model"] == "white-box"].groupby(keys)["success_rate_at_eps"].max()
-    for i, row in ok[ok["threat_model"] != "white-box"].iterrows():
+    attack = ok["attack"] if "attack" in ok.columns else pd.Series("", index=ok.index)
+    noise = attack == NOISE_ATTACK
+    white_box = (ok["threat_model"] == "white-box") & ~noise
+    white = ok[white_box].groupby(keys)["success_rate_at_eps"].max()
+    for i, row in ok[~white_box].iterrows():
         best = white.get(tuple(row[k] for k in keys))
         if best is not None and row["success_rate_at_eps"] > best + tol:
             flags.at[i] = True

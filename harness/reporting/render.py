@@ -5,6 +5,9 @@ row and, per (library, framework), the success rate and the robust accuracy (at 
 eps for a minimum-norm attack given one) in percent with their Wilson 95 % intervals
 (``SR 45% [38-52]``), the median perturbation of the successes, wall time and queries per
 sample; ``±`` sample sd and ``n=`` over seeds when several ran (instead of the interval).
+Given the :func:`advharness.analytics.sanity_checks` table, an entry whose cells a sanity
+check flagged shows ``checks [a,c]``, and the letters are listed under the table with
+each check's rule, threshold and source.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import html
 import io
 import math
+import string
 from typing import Any
 
 import pandas as pd
 
+from advharness.analytics.checks import CHECKS, checks_by_cell
 from advharness.config.catalogue import SHORT
-from advharness.reporting.tables import Cell, Row, head_to_head, table_rows
+from advharness.reporting.tables import Cell, Row, cell_checks, head_to_head, table_rows
 
 STATUS_SHORT = {"unsupported": "unsup.", "violation": "VIOLATION"}
 LEGEND = (
@@ -27,7 +32,7 @@ LEGEND = (
     "time, forward+backward queries per sample (black-box: exact mean/median per attacked "
     "sample, <=budget when one is enforced); with several seeds: mean ± sd, n seeds. "
     "T: targeted. Transfer rows are crafted on the source model and judged on the row's "
-    "model. Numbers in [ ] refer to the notes below."
+    "model. Numbers in [ ] refer to the notes below, letters to the sanity checks."
 )
 
 
@@ -59,11 +64,44 @@ def _rate(cell: Cell, metric: str) -> str:
     return f"{_pct(v)}%{interval}"
 
 
-def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]:
-    """The entry's text lines and its warning lines (``notes`` numbers failure reasons)."""
+class CheckMarks:
+    """Letters for the sanity checks flagged in one table, in order of first use."""
+
+    def __init__(self, checks: pd.DataFrame | None) -> None:
+        self.flagged = checks_by_cell(checks) if checks is not None else {}
+        self.letters: dict[str, str] = {}
+
+    def marker(self, cell: Cell) -> list[str]:
+        """``["checks [a,c]"]`` for an entry whose cells were flagged, else ``[]``."""
+        names = cell_checks(cell, self.flagged)
+        for name in names:
+            i = len(self.letters)
+            self.letters.setdefault(name, string.ascii_lowercase[i] if i < 26 else f"c{i}")
+        return [f"checks [{','.join(self.letters[n] for n in names)}]"] if names else []
+
+    def notes(self) -> list[str]:
+        """``[a] name (severity): rule; threshold: ...; source: ...`` per letter used."""
+        out = []
+        for name, letter in self.letters.items():
+            c = CHECKS.get(name)
+            text = (
+                f"{name} ({c.severity}): {c.rule}; threshold: {c.threshold}; source: {c.source}"
+                if c
+                else name
+            )
+            out.append(f"[{letter}] {text}")
+        return out
+
+
+def cell_lines(
+    cell: Cell, notes: dict[str, int], marks: CheckMarks | None = None
+) -> tuple[list[str], list[str]]:
+    """The entry's text lines and its warning lines (``notes`` numbers failure reasons;
+    ``marks`` letters the sanity checks that flagged the entry)."""
+    checked = marks.marker(cell) if marks is not None else []
     if cell.status != "ok":
         n = notes.setdefault(f"{cell.status}: {cell.reason}", len(notes) + 1)
-        return [f"{STATUS_SHORT.get(cell.status, cell.status)} [{n}]"], []
+        return [f"{STATUS_SHORT.get(cell.status, cell.status)} [{n}]"], checked
     v = cell.values
     at_eps = v.get("kind") == "minimal" and not _missing(v.get("robust_accuracy_at_eps"))
     sr, ra = (
@@ -78,7 +116,7 @@ def cell_lines(cell: Cell, notes: dict[str, int]) -> tuple[list[str], list[str]]
     if cell.n_seeds > 1 or cell.n_failed_seeds:
         failed = f", {cell.n_failed_seeds} failed" if cell.n_failed_seeds else ""
         lines.append(f"n={cell.n_seeds}{failed}")
-    return lines, _flags(v)
+    return lines, _flags(v) + checked
 
 
 def _queries(v: dict[str, Any]) -> str:
@@ -115,8 +153,14 @@ def _columns(summary: pd.DataFrame) -> list[tuple[str, str]]:
     return list(dict.fromkeys(zip(summary["library"], summary["framework"], strict=True)))
 
 
-def render(summary: pd.DataFrame, title: str = "head-to-head", per_seed: bool = False) -> Any:
-    """A rich renderable: the table plus numbered footnotes for unsupported/error cells."""
+def render(
+    summary: pd.DataFrame,
+    title: str = "head-to-head",
+    per_seed: bool = False,
+    checks: pd.DataFrame | None = None,
+) -> Any:
+    """A rich renderable: the table plus numbered footnotes for unsupported/error cells and
+    lettered ones for the sanity ``checks`` that flagged a cell."""
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
@@ -129,6 +173,7 @@ def render(summary: pd.DataFrame, title: str = "head-to-head", per_seed: bool = 
     for lib, fw in groups:
         table.add_column(f"{lib}\n{SHORT.get(fw, fw)}", justify="right")
     notes: dict[str, int] = {}
+    marks = CheckMarks(checks)
     for row in rows:
         first, *rest = row.label.split("\n")
         label = escape(first) + "".join(f"\n[dim]{escape(r)}[/dim]" for r in rest)
@@ -138,34 +183,43 @@ def render(summary: pd.DataFrame, title: str = "head-to-head", per_seed: bool = 
             if cell is None:
                 cells.append("")
                 continue
-            lines, warn = cell_lines(cell, notes)
+            lines, warn = cell_lines(cell, notes, marks)
             text = "\n".join(escape(x) for x in lines)
             if cell.status != "ok":
                 text = f"[yellow]{text}[/yellow]"
             cells.append(text + "".join(f"\n[red]{escape(w)}[/red]" for w in warn))
         table.add_row(label, *cells)
-    foot = Text("\n".join(f"[{n}] {text}" for text, n in notes.items()))
+    foot = Text("\n".join([*(f"[{n}] {text}" for text, n in notes.items()), *marks.notes()]))
     return Group(table, Text(LEGEND, style="dim"), foot)
 
 
 def render_text(
-    summary: pd.DataFrame, title: str = "head-to-head", width: int = 160, per_seed: bool = False
+    summary: pd.DataFrame,
+    title: str = "head-to-head",
+    width: int = 160,
+    per_seed: bool = False,
+    checks: pd.DataFrame | None = None,
 ) -> str:
     """The rendered table as plain text (for logs and tests)."""
     from rich.console import Console
 
     console = Console(width=width, record=True, file=io.StringIO())
-    console.print(render(summary, title, per_seed))
+    console.print(render(summary, title, per_seed, checks))
     return console.export_text()
 
 
 def _grid(
-    summary: pd.DataFrame, per_seed: bool, rows: list[Row] | None = None
-) -> tuple[list[str], list[list[list[str]]], dict[str, int]]:
-    """Header and rows of text lines per entry, for the plain-text formats."""
+    summary: pd.DataFrame,
+    per_seed: bool,
+    checks: pd.DataFrame | None = None,
+    rows: list[Row] | None = None,
+) -> tuple[list[str], list[list[list[str]]], list[str]]:
+    """Header, rows of text lines per entry, and the footnotes, for the plain-text formats
+    (``rows``: :func:`~advharness.reporting.tables.table_rows` of ``summary`` if already built)."""
     rows = table_rows(summary, per_seed) if rows is None else rows
     groups = _columns(summary) if rows else []
     notes: dict[str, int] = {}
+    marks = CheckMarks(checks)
     body = []
     for row in rows:
         entries = [row.label.split("\n")]
@@ -174,33 +228,48 @@ def _grid(
             if cell is None:
                 entries.append([])
             else:
-                lines, warn = cell_lines(cell, notes)
+                lines, warn = cell_lines(cell, notes, marks)
                 entries.append(lines + warn)
         body.append(entries)
-    return ["attack", *[f"{lib} {SHORT.get(fw, fw)}" for lib, fw in groups]], body, notes
+    foot = [*(f"[{n}] {text}" for text, n in notes.items()), *marks.notes()]
+    return ["attack", *[f"{lib} {SHORT.get(fw, fw)}" for lib, fw in groups]], body, foot
 
 
-def to_markdown(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+def to_markdown(
+    summary: pd.DataFrame,
+    per_seed: bool = False,
+    checks: pd.DataFrame | None = None,
+    *,
+    rows: list[Row] | None = None,
+) -> str:
     """A GitHub-flavoured Markdown table (lines within an entry joined by ``<br>``);
-    ``rows``: :func:`~advharness.reporting.tables.table_rows` of ``summary`` if already built."""
-    header, body, notes = _grid(summary, per_seed, rows)
+    ``checks``: :func:`~advharness.analytics.checks.sanity_checks` to mark; ``rows``:
+    :func:`~advharness.reporting.tables.table_rows` of ``summary`` if already built."""
+    header, body, notes = _grid(summary, per_seed, checks, rows)
 
     def esc(t: str) -> str:
         return t.replace("|", "\\|")
 
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join("<br>".join(esc(x) for x in e) for e in entries) + " |" for entries in body]
-    out += [""] + [f"[{n}] {esc(text)}" for text, n in notes.items()]
+    out += [""] + [esc(text) for text in notes]
     return "\n".join(out).rstrip() + "\n"
 
 
-def to_html(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+def to_html(
+    summary: pd.DataFrame,
+    per_seed: bool = False,
+    checks: pd.DataFrame | None = None,
+    *,
+    rows: list[Row] | None = None,
+) -> str:
     """An HTML ``<table class="h2h">`` (lines within an entry joined by ``<br>``; failed entries
-    in ``class="failed"``, warnings in ``class="warn"``) and the numbered notes after it;
-    ``rows`` as for :func:`to_markdown`."""
+    in ``class="failed"``, warnings in ``class="warn"``) and the numbered notes and the
+    sanity checks' footnotes after it; ``checks`` and ``rows`` as for :func:`to_markdown`."""
     rows = table_rows(summary, per_seed) if rows is None else rows
     groups = _columns(summary) if rows else []
     notes: dict[str, int] = {}
+    marks = CheckMarks(checks)
     head = "".join(f"<th>{html.escape(lib)}<br>{html.escape(SHORT.get(fw, fw))}</th>" for lib, fw in groups)
     out = ['<table class="h2h">', f"<thead><tr><th>attack</th>{head}</tr></thead>", "<tbody>"]
     for row in rows:
@@ -212,14 +281,15 @@ def to_html(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | 
             if cell is None:
                 tds.append("<td></td>")
                 continue
-            lines, warn = cell_lines(cell, notes)
+            lines, warn = cell_lines(cell, notes, marks)
             text = "<br>".join(html.escape(x) for x in lines)
             text += "".join(f'<br><span class="warn">{html.escape(w)}</span>' for w in warn)
             tds.append(f'<td class="failed">{text}</td>' if cell.status != "ok" else f"<td>{text}</td>")
         out.append("<tr>" + "".join(tds) + "</tr>")
     out += ["</tbody>", "</table>"]
-    if notes:
-        items = "".join(f"<li>[{n}] {html.escape(text)}</li>" for text, n in notes.items())
+    foot = [*(f"[{n}] {text}" for text, n in notes.items()), *marks.notes()]
+    if foot:
+        items = "".join(f"<li>{html.escape(text)}</li>" for text in foot)
         out.append(f'<ul class="notes">{items}</ul>')
     return "\n".join(out) + "\n"
 
@@ -249,10 +319,16 @@ def latex_escape(text: str) -> str:
     return out.replace("\x00", _LATEX["\\"])
 
 
-def to_latex(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] | None = None) -> str:
+def to_latex(
+    summary: pd.DataFrame,
+    per_seed: bool = False,
+    checks: pd.DataFrame | None = None,
+    *,
+    rows: list[Row] | None = None,
+) -> str:
     """A LaTeX ``tabular`` (booktabs rules; entries as ``\\shortstack``), notes after it;
-    ``rows`` as for :func:`to_markdown`."""
-    header, body, notes = _grid(summary, per_seed, rows)
+    ``checks`` and ``rows`` as for :func:`to_markdown`."""
+    header, body, notes = _grid(summary, per_seed, checks, rows)
 
     def entry(lines: list[str]) -> str:
         if len(lines) <= 1:
@@ -267,15 +343,26 @@ def to_latex(summary: pd.DataFrame, per_seed: bool = False, *, rows: list[Row] |
     ]
     out += [" & ".join(entry(e) for e in entries) + r" \\" for entries in body]
     out += [r"\bottomrule", r"\end{tabular}"]
-    out += [f"% [{n}] {text}" for text, n in notes.items()]
+    out += [f"% {text}" for text in notes]
     return "\n".join(out) + "\n"
 
 
-def to_csv(summary: pd.DataFrame, per_seed: bool = False) -> str:
-    """The head-to-head DataFrame as CSV, columns named ``library/framework/metric``."""
-    table = head_to_head(summary, per_seed)
+def to_csv(summary: pd.DataFrame, per_seed: bool = False, checks: pd.DataFrame | None = None) -> str:
+    """The head-to-head DataFrame as CSV, columns named ``library/framework/metric`` (with
+    ``checks``: a ``checks`` metric naming the sanity checks that flagged each entry)."""
+    table = head_to_head(summary, per_seed, checks)
     if table.empty:
         return ""
     flat = table.copy()
     flat.columns = ["/".join(map(str, c)) for c in flat.columns]
     return flat.reset_index().to_csv(index=False)
+
+
+def sanity_list(checks: pd.DataFrame | None) -> str:
+    """The flags of a :func:`advharness.analytics.sanity_checks` table as a list, one line
+    each (``[error] check: message``) under a ``sanity checks`` heading; empty when none."""
+    if checks is None or checks.empty:
+        return ""
+    lines = [f"sanity checks ({len(checks)} flags; rules: docs/analytics.md#sanity-checks):"]
+    lines += [f"  [{row['severity']}] {row['check']}: {row['message']}" for _, row in checks.iterrows()]
+    return "\n".join(lines)

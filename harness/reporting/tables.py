@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from advharness.analytics.checks import checks_by_cell
 from advharness.core.errors import HarnessError
 
 #: Wilson 95 % intervals of the rates (the summary's ``<rate>_ci_low``/``_ci_high``): one
@@ -145,6 +146,8 @@ class Cell:
     sd: dict[str, float] = field(default_factory=dict)
     n_seeds: int = 1
     n_failed_seeds: int = 0
+    #: The content keys of the cells behind this entry (one per seed).
+    cell_keys: tuple[str, ...] = ()
 
 
 def label_of(key: dict[str, Any], shown: list[str], show_family: bool) -> str:
@@ -225,6 +228,7 @@ def _build(summary: pd.DataFrame, per_seed: bool) -> tuple[list[str], bool, list
 def _cell(cells: list[pd.Series]) -> Cell:
     """One entry from its cells (one per seed): means over the ``ok`` ones."""
     ok = [c for c in cells if c["status"] == "ok"]
+    keys = tuple(str(c["cell_key"]) for c in cells if "cell_key" in c and not _missing(c["cell_key"]))
     if not ok:
         first = cells[0]
         return Cell(
@@ -233,6 +237,7 @@ def _cell(cells: list[pd.Series]) -> Cell:
             {m: first.get(m) for m in METRICS},
             n_seeds=0,
             n_failed_seeds=len(cells),
+            cell_keys=keys,
         )
     values: dict[str, Any] = {}
     sd: dict[str, float] = {}
@@ -252,22 +257,38 @@ def _cell(cells: list[pd.Series]) -> Cell:
     values["beats_white_box"] = any(bool(c.get("beats_white_box", False)) for c in ok)
     for col in ("threat_model", "substitute_queries", "kind"):
         values[col] = ok[0].get(col)
-    return Cell("ok", "", values, sd, len(ok), len(cells) - len(ok))
+    return Cell("ok", "", values, sd, len(ok), len(cells) - len(ok), keys)
 
 
-def head_to_head(summary: pd.DataFrame, per_seed: bool = False) -> pd.DataFrame:
+def cell_checks(cell: Cell, flagged: dict[str, list[str]]) -> list[str]:
+    """The checks that flagged any of ``cell``'s cells (``flagged``: check names by
+    ``cell_key``, :func:`advharness.analytics.checks_by_cell`), in order, once each."""
+    return list(dict.fromkeys(name for key in cell.cell_keys for name in flagged.get(key, [])))
+
+
+def head_to_head(
+    summary: pd.DataFrame, per_seed: bool = False, checks: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Pivot per-cell summaries into the comparison table.
 
     Index: the row key (:func:`row_keys`; ``family`` groups the PyTorch and Keras versions of
     one model). Columns: (library, framework, metric) with :data:`METRICS` (the rates' Wilson
     intervals among them: ``<rate>_ci_low``/``_ci_high``) and ``status``;
     with several seeds also ``<metric>_sd`` and ``n_seeds`` (means over seeds are shown;
-    ``per_seed=True`` keeps one row per seed instead).
+    ``per_seed=True`` keeps one row per seed instead). With ``checks`` (a
+    :func:`advharness.analytics.sanity_checks` table) also ``checks``: the names of the
+    checks that flagged the entry's cells, comma-separated (empty when none).
     """
     keys, several, rows = _build(summary, per_seed)
     if not rows:
         return pd.DataFrame()
-    metrics = [*METRICS, "status", *([f"{m}_sd" for m in SPREAD] + ["n_seeds"] if several else [])]
+    flagged = checks_by_cell(checks) if checks is not None else None
+    metrics = [
+        *METRICS,
+        "status",
+        *([f"{m}_sd" for m in SPREAD] + ["n_seeds"] if several else []),
+        *(["checks"] if flagged is not None else []),
+    ]
     data: dict[tuple[Any, ...], dict[tuple[str, str, str], Any]] = {}
     for row in rows:
         out: dict[tuple[str, str, str], Any] = {}
@@ -279,6 +300,8 @@ def head_to_head(summary: pd.DataFrame, per_seed: bool = False) -> pd.DataFrame:
                 for m in SPREAD:
                     out[(lib, fw, f"{m}_sd")] = cell.sd.get(m, float("nan"))
                 out[(lib, fw, "n_seeds")] = cell.n_seeds
+            if flagged is not None:
+                out[(lib, fw, "checks")] = ",".join(cell_checks(cell, flagged))
         data[
             tuple(
                 "-" if _missing(v) and k == "source_model" else v for k, v in zip(keys, row.key, strict=True)

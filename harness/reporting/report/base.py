@@ -115,6 +115,14 @@ class ReportContext:
         return self.records.drop_duplicates(["cell_key", "sample"]).reset_index(drop=True)
 
     @cached_property
+    def checks(self) -> pd.DataFrame:
+        """The evaluation sanity checks that fire on these results, with the models' probes
+        (:func:`advharness.analytics.sanity_checks`)."""
+        from advharness.analytics import sanity_checks
+
+        return sanity_checks(self.summary, self.records, getattr(self.result, "probes", None))
+
+    @cached_property
     def labels(self) -> pd.Series:
         """Each summary row's head-to-head row label, on the summary's index."""
         return row_labels(self.summary)

@@ -82,6 +82,39 @@ FLAGS = (
 IDENTITY = ("cell", "setting", "model", "library", "framework", "run_seed", "cell_key")
 
 
+def build_sanity_checks(ctx: ReportContext) -> Fragment:
+    """Every evaluation sanity check that fired (its rule, threshold, source and the cells
+    concerned), then the models' probes; quiet on a sound evaluation."""
+    if ctx.summary.empty:
+        return Fragment.unavailable("the results directory holds no cells")
+    checks = ctx.checks
+    if checks.empty:
+        out = paragraph("No sanity check fired (the checks and their rules: docs/analytics.md).")
+    else:
+        labels = ctx.key_labels
+        rows = [
+            (
+                r["check"],
+                r["severity"],
+                r["message"],
+                "; ".join(labels.get(str(k), str(k)[:12]) for k in r["cell_keys"]),
+                r["rule"],
+                r["threshold"],
+                r["source"],
+            )
+            for _, r in checks.head(MAX_ROWS).iterrows()
+        ]
+        out = table(["check", "severity", "finding", "cells", "rule", "threshold", "source"], rows)
+        if len(checks) > MAX_ROWS:
+            out.extend(paragraph(f"... and {len(checks) - MAX_ROWS} more flags."))
+    probes = getattr(ctx.result, "probes", None)
+    if probes is not None and len(probes):
+        out.extend(heading("Model probes"))
+        cols = ["model", "probe", "flagged", "value", "threshold", "rule", "source"]
+        out.extend(table(cols, probes[cols].values.tolist(), css="flags"))
+    return out
+
+
 def build_flags(ctx: ReportContext) -> Fragment:
     """A table of the flags and their counts, then each raised flag's rule and rows, and
     the unsupported cells grouped by reason."""

@@ -26,9 +26,9 @@ def build_head_to_head(ctx: ReportContext) -> Fragment:
         rows = table_rows(part)  # once for the three formats
         out.extend(
             Fragment(
-                f'<div class="scroll">{to_html(part, rows=rows)}</div>\n',
-                to_markdown(part, rows=rows) + "\n",
-                latex={stem: to_latex(part, rows=rows)},
+                f'<div class="scroll">{to_html(part, checks=ctx.checks, rows=rows)}</div>\n',
+                to_markdown(part, checks=ctx.checks, rows=rows) + "\n",
+                latex={stem: to_latex(part, checks=ctx.checks, rows=rows)},
             )
         )
     out.extend(paragraph(LEGEND, css="legend"))

@@ -12,7 +12,7 @@ from advharness.reporting.report.base import Section
 from advharness.reporting.report.comparisons import build_agreement, build_optimality, build_worst_case
 from advharness.reporting.report.curves import build_distance_cdfs, build_security_curves
 from advharness.reporting.report.examples import build_examples
-from advharness.reporting.report.flags import build_flags
+from advharness.reporting.report.flags import build_flags, build_sanity_checks
 from advharness.reporting.report.head_to_head import build_head_to_head
 from advharness.reporting.report.overview import build_overview, build_provenance
 from advharness.reporting.report.plots import build_query_efficiency, build_time_vs_success
@@ -28,6 +28,7 @@ SECTIONS: dict[str, Section] = {
     "time-vs-success": Section("Time against success", build_time_vs_success),
     "query-efficiency": Section("Query efficiency (black-box cells)", build_query_efficiency),
     "examples": Section("Adversarial examples", build_examples),
+    "sanity-checks": Section("Evaluation sanity checks", build_sanity_checks),
     "flags": Section("Flags, failures and unsupported cells", build_flags),
     "provenance": Section("Versions and manifest", build_provenance),
 }
