@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from analytics_helpers import cell_records
 
 
 def cell(
@@ -35,29 +36,20 @@ def cell(
     correct = np.array([i not in wrong for i in range(n)])
     success = np.array([i in set(broken) for i in range(n)]) & correct
     d = np.where(success, eps, 0.0) if dist is None else np.asarray(list(dist), dtype=np.float64)
-    records = pd.DataFrame(
-        {
-            "cell": 0,
-            "cell_key": key,
-            "library": library,
-            "framework": "torch",
-            "model": model,
-            "attack": attack,
-            "kind": kind,
-            "norm": norm,
-            "eps": eps,
-            "targeted": False,
-            "threat_model": threat_model,
-            "run_seed": 0,
-            "sample": np.arange(n),
-            "label": np.arange(n) % 10,
-            "target": -1,
-            "correct": correct,
-            "success": success,
-            "success_at_eps": success,
-            **{k: d for k in ("l0", "l1", "l2", "linf")},
-            **columns,
-        }
+    records = cell_records(
+        key,
+        correct=correct.tolist(),
+        success=success.tolist(),
+        dist=d.tolist(),
+        library=library,
+        attack=attack,
+        kind=kind,
+        norm=norm,
+        eps=eps,
+        model=model,
+        threat_model=threat_model,
+        label=np.arange(n) % 10,
+        **columns,
     )
     n_correct = int(correct.sum())
     row = {

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from advharness.analytics import distance_cdf, per_sample_distances, security_curves
+from advharness.analytics.curves import POINT_COLUMNS
 from advharness.reporting.report.base import Fragment, Image, ReportContext, figure
 from advharness.reporting.report.figures import colours, new_figure, to_png
 
@@ -28,15 +29,8 @@ _NOT_LABELS = (
     "attack",
     "framework",
     "kind",
-    "eps",
+    *POINT_COLUMNS,
     "radius",
-    "robust_accuracy",
-    "ci_low",
-    "ci_high",
-    "n",
-    "n_robust",
-    "point",
-    "cell_key",
     "cdf",
     "data_sha256",
 )
@@ -112,7 +106,7 @@ def build_security_curves(ctx: ReportContext) -> Fragment:
     curves = security_curves(summary, ctx.records if len(ctx.records) else None)
     if curves.empty or not (curves["point"] != "clean").any():
         return Fragment.unavailable("no cell ran (no ok row with an eps or per-sample norms)")
-    line_keys = [c for c in curves.columns if c not in ("eps", *_POINT)]
+    line_keys = [c for c in curves.columns if c not in POINT_COLUMNS]
     varying = varying_columns(curves, line_keys)
     panels = _panels(curves)
     fig, axes = new_figure(min(len(panels), MAX_PANELS))
@@ -144,10 +138,6 @@ def build_security_curves(ctx: ReportContext) -> Fragment:
         + _notes(len(panels), capped)
     )
     return figure(Image("security-curves", to_png(fig), "robust accuracy against eps"), caption)
-
-
-#: A curve point's columns after the line's identity (``security_curves``).
-_POINT = ("robust_accuracy", "ci_low", "ci_high", "n", "n_robust", "point", "cell_key")
 
 
 def minimum_norm_distances(ctx: ReportContext) -> pd.DataFrame:
