@@ -17,13 +17,16 @@ import pytest
 from adapter_contract import Case, Ran, lp_norms
 from conftest import spy_constructor
 
+from advharness.config.catalogue import CATALOGUE
 from advharness.models.base import WrappedModel
 
 
 # -- what each library received: spies installed before the run ----------------------------
 def _foolbox_class(case: Case) -> str:
-    from advharness.adapters.foolbox import blackbox, whitebox
+    from advharness.adapters.foolbox import blackbox, noise, whitebox
 
+    if case.attack == "noise":  # the contract runs the catalogue's default distribution
+        return noise.CLASSES[case.norm, str(CATALOGUE["noise"].params["distribution"])]
     return whitebox.CLASSES[case.attack][case.norm] if case.whitebox else blackbox.CLASSES[case.attack]
 
 
@@ -31,7 +34,12 @@ def _spy_foolbox(case: Case, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The constructor kwargs Foolbox's attack class receives."""
     import foolbox.attacks as fa
 
-    return spy_constructor(monkeypatch, fa, _foolbox_class(case))
+    from advharness.adapters.foolbox import noise
+
+    seen = spy_constructor(monkeypatch, fa, _foolbox_class(case))
+    # the L-inf subclass must derive from the spied class: built afresh, not from the cache
+    monkeypatch.setattr(noise, "linf_uniform_class", noise.linf_uniform_class.__wrapped__)
+    return seen
 
 
 def _spy_cleverhans(case: Case, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -120,7 +128,10 @@ def _foolbox_record(ran: Ran, seen: dict[str, Any]) -> None:
 
     case, s, call = ran.case, ran.request.spec, ran.out.call
     class_name = _foolbox_class(case)
-    assert call.callable == f"foolbox.attacks.{class_name}"
+    if case.attack == "noise" and case.norm == "linf":  # a subclass correcting the draws' scale
+        assert call.callable.endswith(f".{class_name}") and any("max(|p|)" in n for n in call.notes)
+    else:
+        assert call.callable == f"foolbox.attacks.{class_name}"
     assert call.kwargs == seen, "every constructor kwarg passed is recorded"
     real = getattr(fa, class_name).__mro__[1]  # under the spy: the spied class
     defaulted = set(inspect.signature(real).parameters) - {"rel_stepsize"} - set(seen)

@@ -40,7 +40,8 @@ def test_decision_attacks_find_adversarials(
 def test_support_table() -> None:
     combos = cases(library="foolbox", whitebox=False)
     supported = {(c.attack, c.norm, c.framework) for c in combos}
-    assert not any(c.targeted for c in combos)
+    assert not any(c.targeted for c in combos if c.attack != "noise")  # noise: any criterion
+    assert {c.targeted for c in combos if c.attack == "noise"} == {False, True}
     assert supported == {
         (a, n, fw)
         for a, norms in {
@@ -50,6 +51,7 @@ def test_support_table() -> None:
             "salt_and_pepper": ("l2",),
             "contrast": ("l2",),
             "blended_noise": ("l2",),
+            "noise": ("linf", "l2"),
         }.items()
         for n in norms
         for fw in ("torch", "tensorflow")
