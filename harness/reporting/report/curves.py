@@ -15,7 +15,7 @@ import pandas as pd
 from advharness.analytics import distance_cdf, per_sample_distances, security_curves
 from advharness.analytics.curves import POINT_COLUMNS
 from advharness.reporting.report.base import Fragment, Image, ReportContext, figure
-from advharness.reporting.report.figures import colours, new_figure, to_png
+from advharness.reporting.report.figures import colours, new_figure, style_axes, to_png
 
 #: At most this many panels per figure (the rest are counted in the caption).
 MAX_PANELS = 12
@@ -86,16 +86,6 @@ def _notes(n_panels: int, capped_lines: int) -> str:
     return out
 
 
-def _style(ax: Any, title: str, xlabel: str, ylabel: str, n_lines: int) -> None:
-    ax.set_ylim(-0.04, 1.04)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.grid(alpha=0.3)
-    if n_lines <= 8:
-        ax.legend(fontsize=6)
-
-
 def build_security_curves(ctx: ReportContext) -> Fragment:
     """Robust accuracy against eps, one line per curve of ``security_curves`` (model,
     attack, library, framework and the settings that vary), its Wilson interval as a band;
@@ -129,7 +119,7 @@ def build_security_curves(ctx: ReportContext) -> Fragment:
                 ax.plot(x, y, marker="o", ms=3, label=line_label(ident, varying), **style)
             if np.isfinite(lo).any():
                 ax.fill_between(x, lo, hi, color=colour, alpha=0.12, step=step, lw=0)
-        _style(ax, f"{model} ({norm})", f"eps ({norm})", "robust accuracy", min(len(lines), MAX_LINES))
+        style_axes(ax, f"{model} ({norm})", f"eps ({norm})", "robust accuracy", min(len(lines), MAX_LINES))
     caption = (
         "Robust accuracy against eps from security_curves: each line starts at the clean "
         "accuracy (eps 0); fixed-budget cells are points at their eps, minimum-norm cells a "
@@ -181,7 +171,7 @@ def build_distance_cdfs(ctx: ReportContext) -> Fragment:
                 ls=dashes[str(ident.get("attack"))],
                 label=label,
             )
-        _style(
+        style_axes(
             ax,
             f"{model} ({norm})",
             f"perturbation size ({norm})",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from advharness.reporting.report.base import Fragment, Image, ReportContext, figure, table
-from advharness.reporting.report.figures import colours, log_x, new_figure, to_png
+from advharness.reporting.report.figures import colours, log_x, new_figure, style_axes, to_png
 
 #: At most this many panels per plot (the rest are counted in the caption).
 MAX_PANELS = 12
@@ -55,12 +55,9 @@ def build_time_vs_success(ctx: ReportContext) -> Fragment:
             for t, r, a in zip(g["time_s"], g["rate"], g["attack"], strict=True):
                 ax.annotate(str(a), (t, r), fontsize=6, xytext=(3, 3), textcoords="offset points")
         log_x(ax)
-        ax.set_ylim(-0.04, 1.04)
-        ax.set_title(f"{model} ({threat})", fontsize=9)
-        ax.set_xlabel("wall time of the library calls (s)", fontsize=8)
-        ax.set_ylabel("success rate", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        style_axes(
+            ax, f"{model} ({threat})", "wall time of the library calls (s)", "success rate", 0, legend_size=7
+        )
     caption = (
         "Each point is one table row: x = time_s (log scale), y = success_rate (minimum-norm "
         "rows with an eps: success_rate_at_eps); one panel per model and threat model."
@@ -133,12 +130,15 @@ def build_query_efficiency(ctx: ReportContext) -> Fragment:
         if i < MAX_PANELS:
             ax = axes[i]
             log_x(ax)
-            ax.set_ylim(-0.04, 1.04)
-            ax.set_title(f"{setting}\n{model}", fontsize=8)
-            ax.set_xlabel("queries per sample", fontsize=8)
-            ax.set_ylabel("share with a valid adversarial", fontsize=8)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            style_axes(
+                ax,
+                f"{setting}\n{model}",
+                "queries per sample",
+                "share with a valid adversarial",
+                0,
+                legend_size=7,
+                title_size=8,
+            )
     caption = (
         "Share of the attacked (initially correct) samples with a valid adversarial within q "
         "queries, from the records' first_success_query (pooled over seeds); dots: the "
