@@ -22,7 +22,7 @@ from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported
 from advharness.core.seeding import seed_everything
 from advharness.judging.ledger import QueryLedger
-from advharness.judging.referee import judge, summarize
+from advharness.judging.referee import judge, summarize, worst_of_evaluations
 from advharness.models.base import WrappedModel
 
 log = logging.getLogger(__name__)
@@ -118,18 +118,7 @@ def attack_batch(
         call = out.call
         # With a budget the result is the best adversarial the oracle answered within it.
         x_out = ledger.best_within_budget() if ledger is not None and spec.budget else out.x_adv
-        verdict = judge(
-            x=inputs.x,
-            y=inputs.y,
-            x_adv=x_out,
-            clean_pred=inputs.clean_pred,
-            adv_pred=model.predict(np.nan_to_num(x_out)),
-            bounds=model.bounds,
-            norm=spec.norm,
-            eps=spec.eps,
-            enforce_eps=spec.kind == "fixed",
-            targets=inputs.targets,
-        ).records
+        verdict = judge_on(model, inputs, x_out, spec)
         if x_best is None or records is None:
             x_best, records = x_out.copy(), verdict
         else:  # keep each sample's first success; otherwise take the newest attempt
@@ -168,6 +157,59 @@ def attack_batch(
     if recorder is None:
         return CellResult(summary, records, x_best)
     return CellResult(summary, records, x_best, recorder.best_seen(), recorder.traces.arrays())
+
+
+def judge_on(model: WrappedModel, inputs: CellInputs, x_adv: np.ndarray, spec: ResolvedSpec) -> pd.DataFrame:
+    """The referee's per-sample records of ``x_adv`` (in ``model``'s layout) on ``model`` as
+    deployed: an adaptive surrogate's verdicts are its deployed defense's; a randomized
+    model is evaluated ``evaluations`` times and a sample is robust only if it survives every
+    evaluation; a detected model's flagged inputs are no successes (with each sample's
+    detector score on the clean and the adversarial input, for ROC curves)."""
+    deployed = model.deployed or model
+    x_eval = np.nan_to_num(x_adv)
+    k = deployed.evaluations
+    if k > 1:
+        preds = np.stack([deployed.predict(x_eval) for _ in range(k)])
+        adv_pred = worst_of_evaluations(preds, inputs.y, inputs.targets)
+    else:
+        adv_pred = deployed.predict(x_eval)
+    detected = scores = clean_scores = None
+    if deployed.detector is not None:
+        scores, detected = deployed.detector.flag(x_eval)
+        clean_scores, _ = deployed.detector.flag(inputs.x)
+    records = judge(
+        x=inputs.x,
+        y=inputs.y,
+        x_adv=x_adv,
+        clean_pred=inputs.clean_pred,
+        adv_pred=adv_pred,
+        bounds=model.bounds,
+        norm=spec.norm,
+        eps=spec.eps,
+        enforce_eps=spec.kind == "fixed",
+        targets=inputs.targets,
+        detected=detected,
+        evaluations=k,
+    ).records
+    if scores is not None and clean_scores is not None and deployed.detector is not None:
+        records = records.assign(
+            detector_score=scores,
+            clean_detector_score=clean_scores,
+            clean_detected=clean_scores > deployed.detector.threshold,
+        )
+    return records
+
+
+def clean_predictions(model: WrappedModel, x: np.ndarray, y: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The clean predictions a cell is judged against: ``logits``' argmax (``model``'s own);
+    an adaptive surrogate's are its deployed defense's; for a randomized model
+    (``evaluations`` > 1) the first evaluation that errs, so a sample counts as correct only
+    if every evaluation classifies it correctly."""
+    deployed = model.deployed or model
+    if deployed is model and deployed.evaluations <= 1:
+        return np.asarray(logits.argmax(axis=1))
+    preds = np.stack([deployed.predict(x) for _ in range(deployed.evaluations)])
+    return worst_of_evaluations(preds, np.asarray(y))
 
 
 def make_ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:

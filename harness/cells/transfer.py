@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from advharness.cells.cell import CellInputs, CellResult, attack_batch
+from advharness.cells.cell import CellInputs, CellResult, attack_batch, judge_on
 from advharness.cells.recording import PATH_SUMMARY
-from advharness.judging.referee import judge, summarize
+from advharness.judging.referee import summarize
 from advharness.models.layout import convert
 
 if TYPE_CHECKING:
@@ -39,18 +37,7 @@ def run_transfer(
         raise RuntimeError(f"a transfer cell queried its target {target.name!r}")
     assert crafted.x_adv is not None
     x_adv = convert(crafted.x_adv, source.model, target)
-    records = judge(
-        x=inputs.x,
-        y=inputs.y,
-        x_adv=x_adv,
-        clean_pred=inputs.clean_pred,
-        adv_pred=target.predict(np.nan_to_num(x_adv)),
-        bounds=target.bounds,
-        norm=spec.norm,
-        eps=spec.eps,
-        enforce_eps=spec.kind == "fixed",
-        targets=inputs.targets,
-    ).records
+    records = judge_on(target, inputs, x_adv, spec)
     on_source = {k: v for k, v in crafted.summary.items() if k not in PATH_SUMMARY}
     info = getattr(source.model, "substitute_info", None) or {}
     summary = {

@@ -20,6 +20,8 @@ from pydantic import (
 
 from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR, LIBRARIES
 from advharness.config.checks import DEFAULT_CONVERGENCE_SAMPLES, Check
+from advharness.config.defenses import DefenseConfig
+from advharness.config.defenses_expand import defended_entries, defense_problems, defense_transfers
 from advharness.config.experiment_checks import (
     param_size_problems,
     plan_too_large,
@@ -100,6 +102,10 @@ class ModelConfig(BaseModel):
     queries: Int | None = Field(default=None, ge=1)
     labels_only: Bool = True
     epochs: Int = Field(default=10, ge=1)
+    #: Set only on the entries the ``defenses`` section expands to (never in ``models``):
+    #: the defense this model variant applies, and whether it is its adaptive surrogate.
+    defense: DefenseConfig | None = None
+    surrogate: Bool = False
 
     @field_validator("recipe")
     @classmethod
@@ -139,6 +145,8 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _kind(self) -> ModelConfig:
+        if self.defense is not None:
+            return self  # a defense's variant: built from the model(s) it names
         if self.recipe is not None and self.factory is not None:
             raise ValueError("give recipe or factory, not both")
         if self.recipe is None and self.factory is None:
@@ -223,6 +231,11 @@ class Experiment(BaseModel):
     checks: list[Check] = Field(default_factory=list)
     #: The convergence check re-runs this many samples (the first of the batch).
     convergence_samples: Int = Field(default=DEFAULT_CONVERGENCE_SAMPLES, ge=1)
+    #: Defended variants of the models (see :mod:`advharness.config.defenses`).
+    defenses: list[DefenseConfig] = Field(default_factory=list)
+    #: Also attack every defense with the white-box pool crafted on its undefended model
+    #: (transfer cells).
+    defense_transfer: Bool = True
 
     @field_validator("name")
     @classmethod
@@ -276,13 +289,18 @@ class Experiment(BaseModel):
         problems: list[tuple[tuple[str | int, ...], str]] = []
         if self.seeds is not None and self.seed != 0:
             problems.append((("seeds",), "give seed or seeds, not both"))
-        keys = [m.key for m in self.models]
+        problems += defense_problems(self)
+        if problems:  # the entries below are built from the defenses
+            raise _located(problems)
+        keys = [m.key for m in self.model_entries()]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             problems.append(((), f"model names must be unique; repeated: {dup}"))
         plain = [m.key for m in self.models if m.substitute_of is None]
         problems += scale_problems(self)
         for i, m in enumerate(self.models):
+            if m.defense is not None or m.surrogate:
+                problems.append((("models", i), "defense variants go in the defenses section"))
             if m.substitute_of is not None and m.substitute_of not in plain:
                 problems.append(
                     (
@@ -319,7 +337,18 @@ class Experiment(BaseModel):
     def grid_size(self) -> int:
         """Cells at most: models x attacks x libraries x seeds (transfer specs skip their
         source model, so a run may have fewer)."""
-        return len(self.models) * len(self.attacks) * len(self.libraries) * len(self.run_seeds)
+        n = len(self.model_entries()) * len(self.attack_entries())
+        return n * len(self.libraries) * len(self.run_seeds)
+
+    def model_entries(self) -> list[ModelConfig]:
+        """Every model the experiment runs on: ``models``, then each defense's variant and
+        its adaptive surrogate (:func:`~advharness.config.defenses_expand.defended_entries`)."""
+        return [*self.models, *defended_entries(self)]
+
+    def attack_entries(self) -> list[AttackSpec]:
+        """``attacks``, then the transfer attacks from each defended model's undefended one
+        (``defense_transfer``)."""
+        return [*self.attacks, *defense_transfers(self)]
 
 
 def _located(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:

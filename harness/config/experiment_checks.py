@@ -33,10 +33,12 @@ def plan_too_large(exp: Experiment) -> str | None:
             return 0
         return sum(converges(a) for a in attacks)
 
-    per_spec = len(exp.models) * len(exp.libraries) * len(exp.run_seeds)
-    if per_spec * (len(exp.attacks) + twins(exp.attacks)) <= exp.max_cells:
+    models = exp.model_entries()
+    attacks = exp.attack_entries()
+    per_spec = len(models) * len(exp.libraries) * len(exp.run_seeds)
+    if per_spec * (len(attacks) + twins(attacks)) <= exp.max_cells:
         return None
-    unique = unique_specs(exp.attacks)
+    unique = unique_specs(attacks)
     specs, extra = len(unique), twins(unique)
     cells = per_spec * (specs + extra)
     if cells <= exp.max_cells:
@@ -45,8 +47,7 @@ def plan_too_large(exp: Experiment) -> str | None:
     if extra:
         specs_text = f"({specs_text} + {extra:,} convergence checks)"
     counts = (
-        f"{len(exp.models):,} models x {specs_text} x "
-        f"{len(exp.libraries)} libraries x {len(exp.run_seeds)} seeds"
+        f"{len(models):,} models x {specs_text} x {len(exp.libraries)} libraries x {len(exp.run_seeds)} seeds"
     )
     return (
         f"the plan has {cells:,} cells ({counts}), more than max_cells = "

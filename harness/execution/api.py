@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from advharness.cells.cell import CellInputs, CellResult
+from advharness.cells.cell import CellInputs, CellResult, clean_predictions
 from advharness.cells.dispatch import run_cell
 from advharness.cells.targets import choose_targets
 from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR, LIBRARIES
 from advharness.config.spec import AttackSpec, ResolvedSpec
 from advharness.core.errors import HarnessError, one_line
-from advharness.core.seeding import content_key, derive_seed
+from advharness.core.seeding import content_key, derive_seed, seed_everything
 from advharness.models.base import WrappedModel
 from advharness.models.layout import check_layout, to_layout
 from advharness.reporting.run_result import RunResult, assemble
@@ -244,4 +244,6 @@ def cell_inputs(
     if spec.source is not None:
         sx, slogits = prepared(spec.source)
         source = CellInputs(models[spec.source], sx, y, slogits.argmax(axis=1), targets)
-    return CellInputs(models[name], xm, y, logits.argmax(axis=1), targets, source)
+    seed_everything(derive_seed(seed, "clean", name))  # a randomized model's evaluations
+    clean = clean_predictions(models[name], xm, y, logits)
+    return CellInputs(models[name], xm, y, clean, targets, source)

@@ -176,7 +176,7 @@ def plan_table(
     check_run_dir(run_dir, probe=False)
     store = CellStore(run_dir)
     # models whose framework is missing are never built: their keys are known as planned
-    ready = set(built) | {mc.key for mc in exp.models if missing_framework(exp, mc.key) is not None}
+    ready = set(built) | {mc.key for mc in exp.model_entries() if missing_framework(exp, mc.key) is not None}
     rows = []
     for t in tasks:
         known = t.model in ready and t.row.get("source_model", t.model) in ready
@@ -205,7 +205,7 @@ def missing_frameworks(exp: Experiment, tasks: list[CellTask]) -> dict[str, str]
     """The reason, by cell key, of each of ``tasks`` whose model (or transfer source) needs a
     framework that is not installed: one line naming the extra to install. Logged as a
     warning once per model that cannot be built."""
-    reasons = {mc.key: missing_framework(exp, mc.key) for mc in exp.models}
+    reasons = {mc.key: missing_framework(exp, mc.key) for mc in exp.model_entries()}
     out: dict[str, str] = {}
     cells: dict[str, int] = {}  # by the model that cannot be built
     for t in tasks:
@@ -260,7 +260,7 @@ def _check_sizes(exp: Experiment, ds: Dataset) -> None:
     """Attack parameters that count input elements, against the images actually loaded."""
     from advharness.execution.api import check_sizes
 
-    specs = [a.resolve() for a in exp.attacks]
+    specs = [a.resolve() for a in exp.attack_entries()]
     check_sizes(specs, ds.input_shape, f"{ds.name} {ds.split}", [f"attack {s.label!r}" for s in specs])
 
 

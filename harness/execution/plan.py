@@ -61,6 +61,16 @@ def model_identity(mc: ModelConfig, exp: Experiment, params: Mapping[str, str]) 
 
     d = exp.data
     built = {"params": params.get(mc.key)}
+    if mc.defense is not None:  # a defended variant: the defense and what it is built from
+        entries = {m.key: m for m in exp.model_entries()}
+        bases = [mc.defense.of] if mc.defense.of is not None else list(mc.defense.members or ())
+        return {
+            "defense": mc.defense.model_dump(mode="json"),
+            "resolved_params": mc.defense.resolved_params,
+            "surrogate": mc.surrogate,
+            "of": [model_identity(entries[b], exp, params) for b in bases],
+            **built,
+        }
     if mc.substitute_of is not None:
         target = next(m for m in exp.models if m.key == mc.substitute_of)
         return {
@@ -89,6 +99,19 @@ def _data_identity(data_hash: str, mc: ModelConfig) -> Any:
     return {"sha256": data_hash, "scaled_to": list(mc.bounds)}
 
 
+def defense_columns(mc: ModelConfig) -> dict[str, str]:
+    """A cell's defense columns: ``defense`` (the kind, "" for none), ``defended_model``
+    (the model the verdicts are on: a surrogate's deployed defense, else the model itself)
+    and ``adaptive`` (``bpda``, ``eot<k>`` or "")."""
+    d = mc.defense
+    if d is None:
+        return {"defense": "", "defended_model": mc.key, "adaptive": ""}
+    adaptive = ""
+    if mc.surrogate:
+        adaptive = f"eot{d.resolved_eot}" if d.randomized else "bpda"
+    return {"defense": d.defense, "defended_model": d.key, "adaptive": adaptive}
+
+
 def family(mc: ModelConfig) -> str:
     if mc.substitute_of is not None:
         return f"substitute:{mc.recipe}"
@@ -104,18 +127,23 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
     differ only in that radius share one cell.
     """
     data_hash = ds.fingerprint()
-    identities = {mc.key: model_identity(mc, exp, params) for mc in exp.models}
-    frameworks = {mc.key: mc.framework for mc in exp.models}
+    entries = exp.model_entries()
+    attacks = exp.attack_entries()
+    identities = {mc.key: model_identity(mc, exp, params) for mc in entries}
+    frameworks = {mc.key: mc.framework for mc in entries}
     harness_version = package_version("advharness")
     library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
     tasks: list[CellTask] = []
     twins: list[tuple[CellTask, AttackSpec]] = []
     check_samples = min(exp.convergence_samples, len(ds.x))
     for run_seed in exp.run_seeds:
-        for mc in exp.models:
-            for a in exp.attacks:
+        for mc in entries:
+            defended = defense_columns(mc)
+            for a in attacks:
                 if a.source == mc.key or (a.target_models and mc.key not in a.target_models):
                     continue
+                if mc.surrogate and (a.source or a.resolve().threat_model != "white-box"):
+                    continue  # a surrogate is for white-box attacks; the rest run on the defense
                 reported = a.resolve()
                 spec = reported.for_cell()
                 seed = derive_seed(run_seed, mc.key, spec.label)
@@ -149,6 +177,7 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                         "data_sha256": data_hash,
                         "batch_size": exp.batch_size,
                         "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str),
+                        **defended,
                     }
                     if a.source:
                         row["source_model"] = a.source

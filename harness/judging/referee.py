@@ -82,8 +82,15 @@ def judge(
     eps: float | None,
     enforce_eps: bool,
     targets: np.ndarray | None = None,
+    detected: np.ndarray | None = None,
+    evaluations: int = 1,
 ) -> Verdict:
     """Judge one batch. ``adv_pred`` must be the harness's prediction on ``x_adv``.
+
+    ``detected``: a detected model's flags on ``x_adv``; a flagged input is no success
+    (``fooled`` is still the classifier's verdict). ``evaluations``: how many evaluations of
+    a randomized model ``clean_pred`` and ``adv_pred`` sum up (each the first evaluation
+    that errs, see :func:`worst_of_evaluations`), recorded per sample.
 
     ``enforce_eps``: a fixed-budget attack must stay in the eps-ball (violations are not
     successes). For minimum-norm attacks pass ``enforce_eps=False``: ``success`` is then any
@@ -109,7 +116,8 @@ def judge(
     in_ball = within_eps(norms[norm], eps, scale) if eps is not None else np.ones(n, bool)
     eps_violation = finite & ~in_ball if (eps is not None and enforce_eps) else np.zeros(n, bool)
     valid = finite & ~box_violation & ~degenerate & ~eps_violation
-    success = fooled & valid
+    flagged = np.zeros(n, bool) if detected is None else np.asarray(detected, bool)
+    success = fooled & valid & ~flagged
     success_at_eps = success & in_ball
     records = pd.DataFrame(
         {
@@ -129,7 +137,22 @@ def judge(
             **{k: v for k, v in norms.items()},
         }
     )
+    if detected is not None:
+        records["detected"] = flagged
+    if evaluations > 1:
+        records["evaluations"] = evaluations
     return Verdict(records)
+
+
+def worst_of_evaluations(preds: np.ndarray, y: np.ndarray, targets: np.ndarray | None = None) -> np.ndarray:
+    """One prediction per sample from ``preds`` (k evaluations x N) of a randomized model,
+    against the defense: the first evaluation that meets the attack's goal (differs from
+    ``y``; equals the target when ``targets`` are given), else the first evaluation. A sample
+    is robust only if it survives every evaluation."""
+    preds = np.asarray(preds)
+    goal = preds == targets[None, :] if targets is not None else preds != y[None, :]
+    first = np.argmax(goal, axis=0)  # 0 where no evaluation meets the goal
+    return preds[first, np.arange(preds.shape[1])]
 
 
 def summarize(records: pd.DataFrame, norm: str) -> dict[str, float | int]:
@@ -158,7 +181,31 @@ def summarize(records: pd.DataFrame, norm: str) -> dict[str, float | int]:
         "n_box_violations": int(records["box_violation"].sum()),
         "n_degenerate": int(records["degenerate"].sum()),
         "n_nonfinite": int(records["nonfinite"].sum()),
+        **detection_summary(records),
     }
+
+
+def detection_summary(records: pd.DataFrame) -> dict[str, float | int]:
+    """A detected model's cell: ``n_detected`` (adversarials flagged) and
+    ``detection_rate`` (flagged among the inputs that fool the classifier validly); nothing
+    for an undetected model."""
+    if "detected" not in records:
+        return {}
+    detected = records["detected"].to_numpy()
+    fooling = (
+        records["fooled"].to_numpy()
+        & ~(
+            records["nonfinite"] | records["box_violation"] | records["eps_violation"] | records["degenerate"]
+        ).to_numpy()
+    )
+    n_fooling = int(fooling.sum())
+    out: dict[str, float | int] = {
+        "n_detected": int((detected & fooling).sum()),
+        "detection_rate": float((detected & fooling).sum() / n_fooling) if n_fooling else float("nan"),
+    }
+    if "clean_detected" in records:  # the detector's false positives on the clean inputs
+        out["false_positive_rate"] = float(records["clean_detected"].mean()) if len(records) else float("nan")
+    return out
 
 
 def _median(s: pd.Series) -> float:

@@ -26,6 +26,7 @@ from advharness.core.types import THREAT_MODELS, Framework, Layout, Outputs, Thr
 if TYPE_CHECKING:
     from advharness.judging.ledger import QueryLedger
     from advharness.judging.path import PathOps, PathRecorder
+    from advharness.models.detector import Detector
 
 #: Separations of recent batches kept per model (see :meth:`WrappedModel.path_ops`).
 _SEPARATIONS_KEPT = 8
@@ -98,6 +99,16 @@ class WrappedModel(ABC):
         #: Whether the counted callable hands white-box forward passes to a recorder at all
         #: (False: not even the hook is built, e.g. a benchmark's baseline).
         self.record_path = True
+        #: Defended variants (see :mod:`advharness.zoo.defenses`): what the defense is,
+        #: whether the forward pass draws random numbers, how many times the referee
+        #: evaluates each input (a sample is robust only if it survives every evaluation),
+        #: the deployed model an adaptive surrogate's verdicts are judged on, and a detector
+        #: an adversarial input must also evade.
+        self.defense_info: dict[str, Any] | None = None
+        self.randomized = False
+        self.evaluations = 1
+        self.deployed: WrappedModel | None = None
+        self.detector: Detector | None = None
         self._separations: dict[tuple[str, str], np.ndarray] = {}
 
     # -- framework-specific ------------------------------------------------------------

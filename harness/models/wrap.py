@@ -34,3 +34,21 @@ def wrap_model(model: Any, **kwargs: Any) -> WrappedModel:
         f"cannot wrap a {type(model).__module__}.{type(model).__qualname__}: "
         "expected a torch.nn.Module or a Keras model (or tf.Module)"
     )
+
+
+def rewrap(model: WrappedModel, name: str) -> WrappedModel:
+    """A second wrapper of ``model``'s network, with the same shape, layout, bounds, classes
+    and outputs (its own counters, library forms and defense attributes)."""
+    # TorchModel keeps its network in ``module``, TFModel in ``model``
+    net = getattr(model, "module" if model.framework == "torch" else "model", None)
+    if net is None:
+        raise HarnessError(f"model {model.name!r}: cannot rewrap a {type(model).__name__}")
+    return wrap_model(
+        net,
+        input_shape=model.input_shape,
+        nb_classes=model.nb_classes,
+        bounds=model.bounds,
+        layout=model.layout,
+        outputs=model.outputs,
+        name=name,
+    )

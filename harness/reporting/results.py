@@ -92,7 +92,7 @@ def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> 
     return {
         "experiment": exp.model_dump(mode="json"),
         "git": git_commit(),
-        "resolved_specs": [a.resolve().to_dict() for a in exp.attacks],
+        "resolved_specs": [a.resolve().to_dict() for a in exp.attack_entries()],
         "seed": exp.seed,
         "data": {
             "dataset": ds.name,
@@ -106,6 +106,7 @@ def build_manifest(exp: Experiment, ds: Dataset, models: list[WrappedModel]) -> 
                 **m.describe(),
                 **getattr(m, "recipe_info", {}),
                 **({"substitute": m.substitute_info} if hasattr(m, "substitute_info") else {}),
+                **({"defense": m.defense_info} if m.defense_info else {}),
             }
             for m in models
         ],

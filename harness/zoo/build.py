@@ -14,7 +14,7 @@ from advharness.zoo.data import Dataset
 def missing_framework(exp: Experiment, key: str) -> str | None:
     """Why model ``key`` of ``exp`` cannot be built here: its framework (a substitute's, or
     its target's) is not installed, as one line naming the extra to install; else None."""
-    mc = next(m for m in exp.models if m.key == key)
+    mc = next(m for m in exp.model_entries() if m.key == key)
     reason = missing_framework_reason(mc.framework)
     if reason is None and mc.substitute_of is not None:
         return missing_framework(exp, mc.substitute_of)
@@ -30,10 +30,19 @@ def build_models(exp: Experiment, ds: Dataset, *, train: bool = True) -> dict[st
     from advharness.zoo.recipes import load_recipe, recipe_info
 
     models: dict[str, WrappedModel] = {}
-    for mc in exp.models:
+    for mc in exp.model_entries():
         if missing_framework(exp, mc.key) is not None:
             continue
-        if mc.substitute_of is not None:
+        if mc.defense is not None:
+            from advharness.zoo.defenses import build_defense
+
+            needs = [mc.defense.of] if mc.defense.of is not None else list(mc.defense.members or ())
+            if any(k not in models for k in needs):
+                continue  # built from a model left out (train=False)
+            if not train and not defense_ready(exp, mc):
+                continue
+            m = build_defense(exp, mc, models)
+        elif mc.substitute_of is not None:
             if not train:
                 continue
             m = _substitute(exp, mc, models[mc.substitute_of], ds.x)
@@ -49,6 +58,13 @@ def build_models(exp: Experiment, ds: Dataset, *, train: bool = True) -> dict[st
             m.name, m.family = mc.key, mc.recipe
         models[mc.key] = m
     return models
+
+
+def defense_ready(exp: Experiment, mc: ModelConfig) -> bool:
+    """Whether defense variant ``mc`` can be built without training (trained ones: cached)."""
+    from advharness.zoo.defenses import defense_cached
+
+    return defense_cached(exp, mc)
 
 
 def check_factories(exp: Experiment) -> None:
