@@ -68,6 +68,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_harden(args: argparse.Namespace) -> int:
+    from advharness.config.experiment import load_experiment
+    from advharness.execution.harden import harden, harden_tables, write_harden
+
+    exp = load_experiment(args.experiment, args.overrides)
+    h = harden(
+        exp,
+        target=args.target,
+        results_root=args.results_dir,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        backend="ray" if args.ray_address else args.backend,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        retry_failed=args.retry_failed,
+        command=args.command_line,
+        overrides=args.overrides,
+    )
+    rounds, table = harden_tables(h, exp)
+    with _wide():
+        print(f"{exp.name}: hardening rounds")
+        print(rounds.to_string(index=False))
+        print(f"\n{exp.name}: before / after (success rate within eps [95% interval])")
+        print(table.to_string())
+    checks = run_checks(h.result)
+    print_checks(checks)
+    print(h.verdict())
+    print(f"results: {write_harden(h, rounds, table)}")
+    return 0
+
+
 def _wide() -> Any:
     import pandas as pd
 
@@ -201,6 +232,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """The options of commands that run cells (run, harden)."""
+    p.add_argument(
+        "--backend",
+        choices=["pool", "inline", "ray"],
+        default="pool",
+        help="where cells run: a local process pool (default), this process, or Ray",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pool/Ray workers (default: the experiment's workers, else CPU cores)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="join this Ray cluster (e.g. 10.0.0.1:6379 or auto); implies --backend ray",
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="also re-run cells stored as error, timeout or crashed"
+    )
+    p.add_argument("--results-dir", default="results", help="where runs land (default: results)")
+    p.add_argument("--out", default=None, help="exact output directory (default: <results-dir>/<name>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="advharness",
@@ -221,30 +279,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the cells (and which are already done) without running anything",
     )
-    r.add_argument(
-        "--backend",
-        choices=["pool", "inline", "ray"],
-        default="pool",
-        help="where cells run: a local process pool (default), this process, or Ray",
-    )
-    r.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="pool/Ray workers (default: the experiment's workers, else CPU cores)",
-    )
-    r.add_argument(
-        "--ray-address",
-        default=None,
-        help="join this Ray cluster (e.g. 10.0.0.1:6379 or auto); implies --backend ray",
-    )
-    r.add_argument(
-        "--retry-failed", action="store_true", help="also re-run cells stored as error, timeout or crashed"
-    )
-    r.add_argument("--results-dir", default="results", help="where runs land (default: results)")
-    r.add_argument("--out", default=None, help="exact output directory (default: <results-dir>/<name>)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _run_options(r)
     r.set_defaults(func=_cmd_run)
+    h = sub.add_parser(
+        "harden",
+        help="attack, defend, re-attack: one round per defense of the file, with adaptive attacks; "
+        "print the before/after table",
+    )
+    h.add_argument("experiment", help="experiment YAML file with a defenses list")
+    h.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, as for run")
+    h.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="stop at the first round whose worst-case success rate is at most this "
+        "(default: the file's target_success_rate; none: every round runs)",
+    )
+    _run_options(h)
+    h.set_defaults(func=_cmd_harden)
     s = sub.add_parser(
         "show",
         help="print the head-to-head table of a results directory (every stored cell, earlier runs' too)",

@@ -88,19 +88,17 @@ def undefended(exp: Experiment, key: str) -> str | None:
 
 def defense_transfers(exp: Experiment) -> list[AttackSpec]:
     """With ``defense_transfer``: every white-box fixed-budget attack of the pool, crafted on
-    each defended variant's undefended model and refereed on the variants."""
+    each defended variant's undefended model and refereed on the variant (one spec per
+    variant, so adding a defense leaves the other variants' cells as they were)."""
     if not exp.defense_transfer or not exp.defenses:
         return []
-    targets: dict[str, list[str]] = {}
-    for d in exp.defenses:
-        base = undefended(exp, d.key)
-        if base is not None:
-            targets.setdefault(base, []).append(d.key)
     out: list[AttackSpec] = []
     for a in exp.attacks:
         r = a.resolve()
         if r.source is not None or r.threat_model != "white-box" or r.kind != "fixed":
             continue
-        for base, keys in targets.items():
-            out.append(a.model_copy(update={"source": base, "target_models": tuple(keys)}))
+        for d in exp.defenses:
+            base = undefended(exp, d.key)
+            if base is not None:
+                out.append(a.model_copy(update={"source": base, "target_models": (d.key,)}))
     return out

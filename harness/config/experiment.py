@@ -236,6 +236,9 @@ class Experiment(BaseModel):
     #: Also attack every defense with the white-box pool crafted on its undefended model
     #: (transfer cells).
     defense_transfer: Bool = True
+    #: ``advharness harden`` stops at the first round whose worst-case success rate over
+    #: the pool is at most this (None: every round runs).
+    target_success_rate: Float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("name")
     @classmethod

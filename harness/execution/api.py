@@ -244,6 +244,8 @@ def cell_inputs(
     if spec.source is not None:
         sx, slogits = prepared(spec.source)
         source = CellInputs(models[spec.source], sx, y, slogits.argmax(axis=1), targets)
-    seed_everything(derive_seed(seed, "clean", name))  # a randomized model's evaluations
-    clean = clean_predictions(models[name], xm, y, logits)
-    return CellInputs(models[name], xm, y, clean, targets, source)
+    model = models[name]
+    # a randomized model's evaluations: the same draws for every cell judged on it
+    seed_everything(derive_seed(seed, "clean", (model.deployed or model).name))
+    clean = clean_predictions(model, xm, y, logits)
+    return CellInputs(model, xm, y, clean, targets, source)
