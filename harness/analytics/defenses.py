@@ -51,9 +51,10 @@ def defense_cells(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
         s["adaptive"] = ""
     s["adaptive"] = s["adaptive"].fillna("")
     s["category"] = s.apply(category, axis=1) if len(s) else pd.Series(dtype=str)
-    keep = ["cell", "defended_model", "adaptive", "category"]
-    recs = records.drop(columns=[c for c in keep[1:] if c in records.columns])
-    return recs.merge(s[keep], on="cell", how="inner")
+    ours = ["defended_model", "adaptive", "category"]
+    recs = records.drop(columns=[c for c in ours if c in records.columns])
+    missing = [c for c in present(s, GROUP) if c not in recs.columns and c not in ours]
+    return recs.merge(s[["cell", *ours, *missing]], on="cell", how="inner")
 
 
 def defense_worst_case(

@@ -152,7 +152,7 @@ def worst_of_evaluations(preds: np.ndarray, y: np.ndarray, targets: np.ndarray |
     preds = np.asarray(preds)
     goal = preds == targets[None, :] if targets is not None else preds != y[None, :]
     first = np.argmax(goal, axis=0)  # 0 where no evaluation meets the goal
-    return preds[first, np.arange(preds.shape[1])]
+    return np.asarray(preds[first, np.arange(preds.shape[1])])
 
 
 def summarize(records: pd.DataFrame, norm: str) -> dict[str, float | int]:
