@@ -112,7 +112,7 @@ def test_the_worst_case_pools_every_category_per_sample() -> None:
         ],
         correct,
     )
-    w = defense_worst_case(summary, records).set_index("defended_model")
+    w: Any = defense_worst_case(summary, records).set_index("defended_model")
     assert w.loc[d, "n"] == 5 and w.loc[d, "n_correct"] == 4
     assert w.loc[d, "non-adaptive_success_rate"] == 0.0
     assert w.loc[d, "adaptive_success_rate"] == 0.5
