@@ -93,7 +93,8 @@ def _frames(cells: list[dict[str, Any]], correct: list[bool]) -> tuple[pd.DataFr
         )
         for i, (ok, s) in enumerate(zip(correct, success, strict=True)):
             recs.append(
-                {"cell": c["cell"], "cell_key": c["cell_key"], "model": c["model"], "sample": i}
+                {k: c[k] for k in ("cell", "cell_key", "model", "attack", "kind", "norm", "eps", "targeted")}
+                | {"library": c["library"], "threat_model": c["threat_model"], "run_seed": 0, "sample": i}
                 | {"correct": ok, "success": s, "success_at_eps": s}
             )
     return pd.DataFrame(rows), pd.DataFrame(recs)
@@ -136,3 +137,29 @@ def test_categories_follow_threat_model_and_surrogate() -> None:
     assert category(pd.Series({"threat_model": "decision-based", "adaptive": ""})) == "black-box"
     assert category(pd.Series({"threat_model": "white-box", "attack": "noise"})) == "black-box"
     assert category(pd.Series({"threat_model": "transfer"})) == "transfer"
+
+
+def test_a_defense_broken_only_adaptively_is_flagged_over_credited() -> None:
+    from advharness.analytics import sanity_checks
+
+    d = "m+jpeg"
+    n = 40
+    correct = [True] * n
+    masked = [False] * n
+    broken = [i < 30 for i in range(n)]
+    summary, records = _frames(
+        [
+            _cell(1, d, d, "white-box", "", masked),
+            _cell(2, f"{d}@bpda", d, "white-box", "bpda", broken),
+        ],
+        correct,
+    )
+    out = sanity_checks(summary, records, checks=["defense_over_credited"])
+    assert out["check"].tolist() == ["defense_over_credited"] and list(out.iloc[0]["cell_keys"]) == ["k1"]
+    assert "adaptive attacks break 75%" in out.iloc[0]["message"]
+    # the adaptive attack no stronger: no flag
+    summary, records = _frames(
+        [_cell(1, d, d, "white-box", "", broken), _cell(2, f"{d}@bpda", d, "white-box", "bpda", broken)],
+        correct,
+    )
+    assert sanity_checks(summary, records, checks=["defense_over_credited"]).empty

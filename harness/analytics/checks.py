@@ -17,6 +17,7 @@ from typing import Literal
 import pandas as pd
 
 import advharness.analytics.checks_attacks as att
+import advharness.analytics.checks_defenses as dfn
 import advharness.analytics.checks_minimal as mn
 import advharness.analytics.checks_runs as runs
 from advharness.analytics.checks_base import Finding, Frames, prepare
@@ -225,6 +226,18 @@ CHECKS: dict[str, Check] = {
         "sheatsley/attacks (identity across frameworks); advharness library_agreement",
         runs.library_disagreement,
         records_columns=(*_PER_SAMPLE, "library", "success", "l0", "l1", "l2", "linf"),
+    ),
+    "defense_over_credited": Check(
+        "on a defended model, adaptive (BPDA / EOT), black-box or transfer attacks break a larger "
+        "share of the samples than all its non-adaptive white-box attacks together (per-sample worst "
+        "case of each category, same norm, eps, targeting and seed)",
+        f"two-proportion test p < {dfn.ALPHA:g} (compare_rates)",
+        "Athalye et al. 2018, Obfuscated Gradients Give a False Sense of Security; Tramer et al. 2020, "
+        f"On Adaptive Attacks to Adversarial Example Defenses; {CARLINI}, §5.2",
+        dfn.over_credited,
+        "error",
+        summary_columns=(*_IDENT, "defended_model", "adaptive", "status"),
+        records_columns=_PER_SAMPLE,
     ),
 }
 
