@@ -163,3 +163,29 @@ def test_a_defense_broken_only_adaptively_is_flagged_over_credited() -> None:
         correct,
     )
     assert sanity_checks(summary, records, checks=["defense_over_credited"]).empty
+
+
+def test_detector_roc_separates_clean_from_fooling_inputs() -> None:
+    from advharness.analytics import detector_roc
+
+    n = 20
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0.0, 0.5, n)
+    adv = rng.uniform(0.4, 1.0, n)
+    fooled = np.arange(n) < 15  # only inputs that fool the classifier count as positives
+    rec = pd.DataFrame(
+        {
+            "model": "m+det",
+            "sample": np.arange(n),
+            "clean_detector_score": clean,
+            "detector_score": adv,
+            "fooled": fooled,
+            **{c: False for c in ("nonfinite", "box_violation", "eps_violation", "degenerate")},
+        }
+    )
+    curve, area = detector_roc(pd.concat([rec, rec.assign(detector_score=adv + 1)]))
+    row = area.iloc[0]
+    assert (row["n_clean"], row["n_adversarial"]) == (n, 30)
+    assert 0.9 < row["auc"] <= 1.0 and curve["fpr"].iloc[-1] == 1.0 and curve["tpr"].iloc[-1] == 1.0
+    empty_curve, empty_area = detector_roc(rec.drop(columns=["detector_score"]))
+    assert empty_curve.empty and empty_area.empty

@@ -18,6 +18,7 @@ from advharness.analytics.agreement import (
 from advharness.analytics.checks import CHECKS, Check, checks_by_cell, sanity_checks
 from advharness.analytics.convergence import convergence_changes
 from advharness.analytics.curves import security_curves
+from advharness.analytics.defenses import defense_worst_case, detector_roc
 from advharness.analytics.distances import distance_cdf, per_sample_distances, step_radii
 from advharness.analytics.frames import one_per_sample, with_settings
 from advharness.analytics.intervals import (
@@ -56,6 +57,8 @@ __all__ = [
     "compare_runs",
     "complementarity",
     "convergence_changes",
+    "defense_worst_case",
+    "detector_roc",
     "distance_cdf",
     "ensemble_robust_accuracy",
     "global_optimality",

@@ -107,3 +107,31 @@ def _worst(row: dict[str, object]) -> str:
     rates = {c: row[f"{c}_success_rate"] for c in CATEGORIES}
     finite = {c: float(v) for c, v in rates.items() if isinstance(v, float) and np.isfinite(v)}
     return max(finite, key=lambda c: finite[c]) if finite else ""
+
+
+def detector_roc(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC of each detected model's detector (records with ``detector_score``): negatives are
+    the clean inputs (each sample once), positives the adversarial inputs that fool the
+    classifier validly (every cell's). Returns the curve (``model``, ``fpr``, ``tpr``,
+    ``threshold``) and per model ``auc``, ``n_clean``, ``n_adversarial`` (scikit-learn's
+    ``roc_curve`` and ``auc``)."""
+    from sklearn.metrics import auc, roc_curve
+
+    if records.empty or "detector_score" not in records.columns:
+        return pd.DataFrame(columns=["model", "fpr", "tpr", "threshold"]), pd.DataFrame()
+    recs = records[records["detector_score"].notna()]
+    curves, areas = [], []
+    for model, g in recs.groupby("model", sort=False):
+        clean = g.drop_duplicates("sample")["clean_detector_score"].to_numpy(np.float64)
+        valid = ~(g["nonfinite"] | g["box_violation"] | g["eps_violation"] | g["degenerate"]).astype(bool)
+        adv = g.loc[g["fooled"].astype(bool) & valid, "detector_score"].to_numpy(np.float64)
+        if not len(clean) or not len(adv):
+            continue
+        labels = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
+        fpr, tpr, thresholds = roc_curve(labels, np.r_[clean, adv])
+        curves.append(pd.DataFrame({"model": model, "fpr": fpr, "tpr": tpr, "threshold": thresholds}))
+        areas.append(
+            {"model": model, "auc": float(auc(fpr, tpr)), "n_clean": len(clean), "n_adversarial": len(adv)}
+        )
+    curve = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    return curve, pd.DataFrame(areas)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from advharness.reporting.report.base import Section
 from advharness.reporting.report.comparisons import build_agreement, build_optimality, build_worst_case
 from advharness.reporting.report.curves import build_distance_cdfs, build_security_curves
+from advharness.reporting.report.defenses import build_defenses
 from advharness.reporting.report.examples import build_examples
 from advharness.reporting.report.flags import build_flags, build_sanity_checks
 from advharness.reporting.report.head_to_head import build_head_to_head
@@ -25,6 +26,7 @@ SECTIONS: dict[str, Section] = {
     "optimality": Section("Optimality (AttackBench)", build_optimality),
     "agreement": Section("Agreement between libraries", build_agreement),
     "worst-case": Section("Worst case over libraries and attacks", build_worst_case),
+    "defenses": Section("Defenses: worst case and detectors", build_defenses),
     "time-vs-success": Section("Time against success", build_time_vs_success),
     "query-efficiency": Section("Query efficiency (black-box cells)", build_query_efficiency),
     "examples": Section("Adversarial examples", build_examples),
