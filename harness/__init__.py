@@ -4,6 +4,7 @@ Python API (imports are lazy, so ``import advharness`` stays cheap)::
 
     from advharness import run_attacks, run_experiment, load_experiment, read_results
     from advharness import wrap_model, load_dataset, load_recipe, AttackSpec, write_report
+    from advharness import harden  # attack -> defend -> re-attack (docs/defenses.md)
 
 Analytics over the results (intervals, security curves, optimality, worst case, agreement
 between libraries): ``advharness.analytics``.
@@ -21,6 +22,7 @@ _API = {
     "Experiment": "advharness.config.experiment",
     "HarnessError": "advharness.core.errors",
     "RunResult": "advharness.reporting.run_result",
+    "harden": "advharness.execution.harden",
     "head_to_head": "advharness.reporting.tables",
     "load_dataset": "advharness.zoo.data",
     "load_experiment": "advharness.config.experiment",
