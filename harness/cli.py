@@ -106,7 +106,7 @@ def _wide() -> Any:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from advharness.reporting.results import read_results
+    from advharness.reporting.results import describe_cell, read_results
 
     result = read_results(args.results)
     if args.cell:
@@ -171,34 +171,6 @@ def print_table(summary: Any, fmt: str, title: str, per_seed: bool, checks: Any 
         return
     writer = {"csv": render.to_csv, "md": render.to_markdown, "latex": render.to_latex}[fmt]
     sys.stdout.write(writer(summary, per_seed, checks))
-
-
-def describe_cell(summary: Any, key: str) -> str:
-    """Everything stored about one cell (its content key, or a unique prefix of it)."""
-    import json
-
-    rows = summary[summary["cell_key"].astype(str).str.startswith(key)]
-    if rows["cell_key"].nunique() != 1:
-        raise HarnessError(
-            f"--cell {key}: matches {rows['cell_key'].nunique()} stored cells "
-            "(give more of the key shown by --format csv or summary.csv)"
-        )
-    row = rows.iloc[0]
-    out = []
-    for col, value in row.items():
-        if (
-            col in ("traceback", "library_call", "spec")
-            or value is None
-            or (isinstance(value, float) and value != value)
-        ):
-            continue
-        out.append(f"{col}: {value}")
-    for col in ("spec", "library_call"):
-        if isinstance(row.get(col), str) and row[col]:
-            out.append(f"{col}:\n" + json.dumps(json.loads(row[col]), indent=2, sort_keys=True))
-    if isinstance(row.get("traceback"), str) and row["traceback"]:
-        out.append("traceback:\n" + row["traceback"])
-    return "\n".join(out)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -289,3 +289,29 @@ def _setting(summary: dict[str, Any]) -> tuple[str, ...]:
             "source_model",
         )
     )
+
+
+def describe_cell(summary: Any, key: str) -> str:
+    """Everything stored about one cell (its content key, or a unique prefix of it)."""
+    rows = summary[summary["cell_key"].astype(str).str.startswith(key)]
+    if rows["cell_key"].nunique() != 1:
+        raise HarnessError(
+            f"--cell {key}: matches {rows['cell_key'].nunique()} stored cells "
+            "(give more of the key shown by --format csv or summary.csv)"
+        )
+    row = rows.iloc[0]
+    out = []
+    for col, value in row.items():
+        if (
+            col in ("traceback", "library_call", "spec")
+            or value is None
+            or (isinstance(value, float) and value != value)
+        ):
+            continue
+        out.append(f"{col}: {value}")
+    for col in ("spec", "library_call"):
+        if isinstance(row.get(col), str) and row[col]:
+            out.append(f"{col}:\n" + json.dumps(json.loads(row[col]), indent=2, sort_keys=True))
+    if isinstance(row.get("traceback"), str) and row["traceback"]:
+        out.append("traceback:\n" + row["traceback"])
+    return "\n".join(out)
