@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ class Round:
     models: list[str]
     worst_case_success_rate: float
     reached: bool
+    #: Wall time of the round (building its models, running its new cells).
+    wall_s: float = math.nan
 
 
 @dataclass
@@ -117,11 +120,13 @@ def harden(
             d = exp.defenses[i - 1]
             models, name = [d.key], d.key
         progress.info("round %d: %s", i, name or "the undefended models")
+        start = time.perf_counter()
         result = run_experiment(sub, out_dir=out, **run_options)
+        wall = time.perf_counter() - start
         worst = defense_worst_case(result.summary, result.records)
         rate = _measured(worst, models)
         reached = target is not None and not math.isnan(rate) and rate <= target
-        rounds.append(Round(i, name, models, rate, reached))
+        rounds.append(Round(i, name, models, rate, reached, wall))
         progress.info("round %d: worst-case success rate %.3f", i, rate)
         if reached:
             stopped = "target reached"
@@ -167,6 +172,7 @@ def rounds_table(h: HardenResult) -> pd.DataFrame:
                 "worst_case_success_rate": r.worst_case_success_rate,
                 "target": h.target,
                 "reached": r.reached,
+                "wall_s": round(r.wall_s, 1),
             }
             for r in h.rounds
         ]
