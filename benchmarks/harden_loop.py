@@ -1,7 +1,8 @@
 """Wall time of the hardening loop (``advharness harden``) on an experiment file, default
 experiments/harden_digits.yaml (the digits quickstart models): each round and the whole
 loop, from an empty results directory and an empty model cache (so trained defenses are
-trained inside their round; ``--warm`` keeps the cache of a first, untimed pass), with
+trained inside their round, the undefended recipes before the clock starts; ``--warm``
+keeps the cache of a first, untimed pass), with
 every round's time as a ratio to round 0 (the undefended pool) of the same run.
 
     .venv/bin/python benchmarks/harden_loop.py [--experiment FILE] [--backend pool|inline] [--warm]
@@ -25,12 +26,15 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--warm", action="store_true", help="train the defenses in an untimed first pass")
     args = p.parse_args()
-    from advharness import harden, load_experiment
+    from advharness import harden, load_experiment, load_recipe
 
     exp = load_experiment(args.experiment)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ADVHARNESS_CACHE"] = str(Path(tmp) / "models")
         options = {"backend": args.backend, "workers": args.workers, "progress": False}
+        for m in exp.models:  # the undefended recipes are not part of the loop
+            if m.recipe is not None:
+                load_recipe(m.recipe, m.framework, data_path=exp.data.path)
         if args.warm:
             harden(exp, target=None, out_dir=Path(tmp) / "warm", **options)
         start = time.perf_counter()
