@@ -127,6 +127,9 @@ def test_jpeg_on_mnist_sized_inputs(get_model: Callable[[str], WrappedModel], fw
     np.testing.assert_allclose(out, reference(model, "jpeg", {"quality": 30})(x), rtol=0, atol=1e-6)
     assert np.abs(out - x).max() > 0.05
     np.testing.assert_allclose(m.predict_logits(x), model.predict_logits(out), rtol=0, atol=1e-4)
+    # a query outside the bounds (finite differences) is compressed as its clipped image
+    wild = x + rng.normal(0, 0.5, x.shape).astype(np.float32)
+    np.testing.assert_array_equal(preprocess(m, wild), preprocess(m, np.clip(wild, 0, 1)))
 
 
 def test_gaussian_noise_is_random_per_forward_and_reproducible(net: WrappedModel) -> None:

@@ -157,3 +157,12 @@ def art_pipeline(
         return np.asarray(x, np.float32)
 
     return apply
+
+
+def clipped(
+    fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn`` on its input clipped to the bounds: a deployed image never leaves them, but a
+    library's finite-difference queries may (CleverHans' SPSA), and ART's JpegCompression
+    refuses negative values and wraps values above the top through ``uint8``."""
+    return lambda x: fn(np.clip(x, lo, hi))

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from advharness.models.base import WrappedModel
-from advharness.models.preprocess_steps import Step, art_preprocessor
+from advharness.models.preprocess_steps import Step, art_preprocessor, clipped
 from advharness.models.tf_model import TFModel
 
 TensorFn = Callable[[tf.Tensor], tf.Tensor]
@@ -105,7 +105,7 @@ def make_steps(steps: Sequence[Step], model: WrappedModel, where: str) -> list[T
         elif step.kind == "noise":
             fns.append(functools.partial(gaussian_noise, sigma=float(v), lo=lo, hi=hi))
         else:  # jpeg: ART on NumPy; its exact derivative is zero (quantised output)
-            art = art_preprocessor(step, model, where)
+            art = clipped(art_preprocessor(step, model, where), lo, hi)
 
             def jpeg(x: tf.Tensor, art: Callable[[np.ndarray], np.ndarray] = art) -> tf.Tensor:
                 y = tf.numpy_function(lambda a: art(a).astype(a.dtype), [x], x.dtype, stateful=False)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from advharness.models.base import WrappedModel
-from advharness.models.preprocess_steps import Step, art_preprocessor
+from advharness.models.preprocess_steps import Step, art_preprocessor, clipped
 from advharness.models.torch_model import TorchModel
 
 
@@ -90,7 +90,7 @@ def make_steps(
         elif step.kind == "noise":
             fns.append(functools.partial(gaussian_noise, sigma=float(v), lo=lo, hi=hi))
         else:  # jpeg: ART on NumPy; its exact derivative is zero (quantised output)
-            art = art_preprocessor(step, model, where)
+            art = clipped(art_preprocessor(step, model, where), lo, hi)
 
             def jpeg(x: torch.Tensor, art: Callable[[np.ndarray], np.ndarray] = art) -> torch.Tensor:
                 y = art(x.detach().cpu().numpy())
@@ -141,8 +141,8 @@ class PreprocessedNet(torch.nn.Module):
 
 
 class PreprocessedTorchModel(TorchModel):
-    """A :class:`TorchModel` of a :class:`PreprocessedNet`; its parameter hash also covers
-    the defense (a defended variant never shares the base model's hash)."""
+    """A :class:`TorchModel` of a :class:`PreprocessedNet`; its parameters are the base
+    model's plus a record of the defense (a defended variant never shares the base's hash)."""
 
     def __init__(self, net: PreprocessedNet, base: TorchModel, info: dict[str, Any], name: str) -> None:
         super().__init__(
@@ -154,11 +154,12 @@ class PreprocessedTorchModel(TorchModel):
             outputs=base.outputs,
             name=name,
         )
+        self.base = base
         self.defense_info = info
         self.randomized = bool(info["randomized"])
 
     def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
-        yield from super().parameter_arrays()
+        yield from self.base.parameter_arrays()
         record = json.dumps(
             {k: self.defense_info[k] for k in ("defense", "params", "gradient", "eot")}, sort_keys=True
         )

@@ -62,7 +62,11 @@ _FORWARD: dict[str, str] = {
         "SpatialSmoothing uses), so their borders differ, the PyTorch one also takes the lower "
         "median for even windows and needs kornia (not installed)"
     ),
-    "jpeg": "ART's JpegCompression itself, called on NumPy inside {bridge}",
+    "jpeg": (
+        "ART's JpegCompression itself, called on NumPy inside {bridge}, on the input clipped "
+        "to the bounds (a no-op for valid images; finite-difference queries may leave the "
+        "bounds, which ART refuses below 0 and wraps through uint8 above the top)"
+    ),
     "noise": (
         "{fw}-native: x + sigma * N(0, 1), clipped to the bounds: GaussianAugmentation"
         "(augmentation=False)'s computation; {noise}"
