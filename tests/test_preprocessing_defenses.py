@@ -35,6 +35,7 @@ DETERMINISTIC = [
     ("jpeg", {"quality": 50}),
     ("jpeg", {"quality": 10}),
 ]
+IDS = ["bits3-median2", "bits1", "median3", "smooth3", "smooth4", "jpeg50", "jpeg10"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def attack(
 
 
 # -- forward ------------------------------------------------------------------------------
-@pytest.mark.parametrize(("defense", "params"), DETERMINISTIC, ids=lambda v: str(v))
+@pytest.mark.parametrize(("defense", "params"), DETERMINISTIC, ids=IDS)
 def test_forward_is_arts_preprocessor_then_the_network(
     net: WrappedModel, digits: tuple[np.ndarray, np.ndarray], defense: str, params: dict[str, Any]
 ) -> None:
@@ -183,6 +184,27 @@ def test_eot_averages_the_draws(net: WrappedModel) -> None:
 
 
 # -- gradients ----------------------------------------------------------------------------
+@pytest.mark.parametrize("gradient", ["exact", "bpda"])
+def test_gradient_through_the_noise_is_the_networks_at_the_draw(
+    net: WrappedModel, digits: tuple[np.ndarray, np.ndarray], gradient: str
+) -> None:
+    """One draw: the network's gradient at the noisy input; exact: zero where the noisy
+    input was clipped to the bounds (clip's derivative), BPDA: the identity there too."""
+    x, y = to_layout(digits[0], net), digits[1]
+    m = preprocessed_model(net, "gaussian_noise", {"sigma": 0.3}, gradient=gradient, name="noise")
+    seed_everything(5)
+    noisy = preprocess(m, x)
+    seed_everything(5)  # the same draw again, now with the gradient
+    grad = m.input_gradients(x, y)
+    want = net.input_gradients(noisy, y)
+    clipped = (noisy <= 0.0) | (noisy >= 1.0)
+    assert 0.1 < clipped.mean() < 0.9
+    if gradient == "exact":
+        want = np.where(clipped, 0.0, want)
+    np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-6)
+    assert np.abs(grad[clipped]).max() > 0 if gradient == "bpda" else not np.any(grad[clipped])
+
+
 @pytest.mark.parametrize(
     ("defense", "params"),
     [DETERMINISTIC[0], DETERMINISTIC[1], DETERMINISTIC[5]],
@@ -209,8 +231,9 @@ def test_exact_gradient_through_the_median_selects_the_median(net: WrappedModel)
     y = np.arange(8) % 10
     exact = preprocessed_model(net, "spatial_smoothing", {"window": 3}, name="median")
     bpda = preprocessed_model(net, "spatial_smoothing", {"window": 3}, gradient="bpda", name="median-bpda")
-    g_out = bpda.input_gradients(x, y)  # the network's gradient at the smoothed input
     smoothed = reference(net, "spatial_smoothing", {"window": 3})(x)
+    g_out = net.input_gradients(smoothed, y)  # the network's gradient at the smoothed input
+    np.testing.assert_allclose(bpda.input_gradients(x, y), g_out, rtol=1e-4, atol=1e-6)
     want = np.zeros_like(x)
     for idx in np.ndindex(*x.shape):
         n = idx[0]
