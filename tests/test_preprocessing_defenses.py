@@ -7,7 +7,7 @@ adversarial from clean inputs. Digits recipes (8x8), in both frameworks."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -186,7 +186,7 @@ def test_eot_averages_the_draws(net: WrappedModel) -> None:
 # -- gradients ----------------------------------------------------------------------------
 @pytest.mark.parametrize("gradient", ["exact", "bpda"])
 def test_gradient_through_the_noise_is_the_networks_at_the_draw(
-    net: WrappedModel, digits: tuple[np.ndarray, np.ndarray], gradient: str
+    net: WrappedModel, digits: tuple[np.ndarray, np.ndarray], gradient: Literal["exact", "bpda"]
 ) -> None:
     """One draw: the network's gradient at the noisy input; exact: zero where the noisy
     input was clipped to the bounds (clip's derivative), BPDA: the identity there too."""
