@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
 from advharness.models.preprocess_steps import Step, art_preprocessor, clipped
 from advharness.models.tf_model import TFModel
@@ -176,7 +177,11 @@ def build(
     model: WrappedModel, steps: Sequence[Step], gradient: str, eot: int, name: str, info: dict[str, Any]
 ) -> WrappedModel:
     """The Keras/TF model ``model`` behind the preprocessing ``steps``."""
-    assert isinstance(model, TFModel)
+    if not isinstance(model, TFModel):
+        raise HarnessError(
+            f"model {name!r}: a preprocessing defense wraps a Keras model or tf.Module wrapped by wrap_model "
+            f"(TFModel); got a {type(model).__name__}"
+        )
     fns = make_steps(steps, model, f"model {name!r}")
     # created frozen: release() restores what TFModel found, and Keras' ``trainable`` setter
     # reaches the base network, which must stay frozen while the base model is wrapped

@@ -17,6 +17,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
 from advharness.models.preprocess_steps import Step, art_preprocessor, clipped
 from advharness.models.torch_model import TorchModel
@@ -170,6 +171,10 @@ def build(
     model: WrappedModel, steps: Sequence[Step], gradient: str, eot: int, name: str, info: dict[str, Any]
 ) -> WrappedModel:
     """The torch model ``model`` behind the preprocessing ``steps``."""
-    assert isinstance(model, TorchModel)
+    if not isinstance(model, TorchModel):
+        raise HarnessError(
+            f"model {name!r}: a preprocessing defense wraps a torch.nn.Module wrapped by wrap_model "
+            f"(TorchModel); got a {type(model).__name__}"
+        )
     net = PreprocessedNet(model.module, make_steps(steps, model, f"model {name!r}"), gradient, eot)
     return PreprocessedTorchModel(net, model, info, name)
