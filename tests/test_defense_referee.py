@@ -121,7 +121,9 @@ def test_the_worst_case_pools_every_category_per_sample() -> None:
     assert w.loc[d, "worst_case_success_rate"] == 0.75  # samples 0, 1, 2: no category alone
     assert w.loc[d, "worst_case_robust_accuracy"] == pytest.approx(1 / 5)
     assert w.loc[d, "worst_category"] == "adaptive"
-    assert w.loc["m", "worst_case_success_rate"] == 0.75 and bool(np.isnan(float(w.at["m", "adaptive_success_rate"])))
+    assert w.loc["m", "worst_case_success_rate"] == 0.75 and bool(
+        np.isnan(float(w.at["m", "adaptive_success_rate"]))
+    )
     table = before_after(summary, w.reset_index(), ["m", d], {}, {"m": None, d: "m"})
     assert table.loc["clean accuracy", d] == "80%"
     assert table.loc["clean-accuracy cost (points)", d] == "+0.0"

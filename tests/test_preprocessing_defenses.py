@@ -98,7 +98,7 @@ def test_forward_is_arts_preprocessor_then_the_network(
             net.nb_classes,
             net.outputs,
         )
-        assert m.randomized is False and m.defense_info["gradient"] == gradient  # type: ignore[attr-defined]
+        assert m.randomized is False and (m.defense_info or {})["gradient"] == gradient
         np.testing.assert_allclose(preprocess(m, x), ref, rtol=0, atol=1e-6)
         np.testing.assert_allclose(m.predict_logits(x), net.predict_logits(ref), rtol=0, atol=1e-4)
         assert m.parameter_hash() != net.parameter_hash()
@@ -135,7 +135,7 @@ def test_jpeg_on_mnist_sized_inputs(get_model: Callable[[str], WrappedModel], fw
 
 def test_gaussian_noise_is_random_per_forward_and_reproducible(net: WrappedModel) -> None:
     m = preprocessed_model(net, "gaussian_noise", {"sigma": 0.1}, name="noise")
-    assert m.randomized is True and m.defense_info["randomized"] is True  # type: ignore[attr-defined]
+    assert m.randomized is True and (m.defense_info or {})["randomized"] is True
     x = np.full((64, *net.input_shape), 0.5, np.float32)
     seed_everything(1)
     a, b = preprocess(m, x), preprocess(m, x)
@@ -176,7 +176,7 @@ def test_eot_averages_the_draws(net: WrappedModel) -> None:
     x = np.full((8, *net.input_shape), 0.5, np.float32)
     single = preprocessed_model(net, "gaussian_noise", {"sigma": 0.3}, name="one")
     eot = preprocessed_model(net, "gaussian_noise", {"sigma": 0.3}, eot=16, name="eot")
-    assert eot.defense_info["eot"] == 16  # type: ignore[attr-defined]
+    assert (eot.defense_info or {})["eot"] == 16
     seed_everything(0)
     var_single = np.stack([single.predict_logits(x) for _ in range(32)]).var(axis=0).mean()
     var_eot = np.stack([eot.predict_logits(x) for _ in range(32)]).var(axis=0).mean()

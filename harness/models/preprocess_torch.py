@@ -158,13 +158,14 @@ class PreprocessedTorchModel(TorchModel):
         self.base = base
         self.defense_info = info
         self.randomized = bool(info["randomized"])
+        #: What the parameter hash adds to the base's (fixed here: ``defense_info`` may grow).
+        self.record = json.dumps(
+            {k: info[k] for k in ("defense", "params", "gradient", "eot")}, sort_keys=True
+        )
 
     def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
         yield from self.base.parameter_arrays()
-        record = json.dumps(
-            {k: self.defense_info[k] for k in ("defense", "params", "gradient", "eot")}, sort_keys=True
-        )
-        yield "preprocessing", np.frombuffer(record.encode(), np.uint8)
+        yield "preprocessing", np.frombuffer(self.record.encode(), np.uint8)
 
 
 def build(
