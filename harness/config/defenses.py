@@ -126,7 +126,8 @@ class GaussianNoise(_Params):
 class SqueezeDetector(FeatureSqueezing):
     #: False-positive rate on clean data the threshold is set for.
     fpr: Float = Field(gt=0, lt=1)
-    #: Clean images (from the split not evaluated) the threshold is calibrated on.
+    #: At most this many clean images of the evaluated split, outside the evaluated ones,
+    #: calibrate the threshold.
     calibration_samples: Int = Field(default=1000, ge=10)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from advharness.config.defenses import PREPROCESSING, TRAINED, DefenseConfig
+from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Fewest held-out clean images a detector's threshold is calibrated on.
+MIN_CALIBRATION = 20
 #: Inputs the preprocessing cost is measured on (seconds per input, against the base model).
 COST_SAMPLES = 256
 
@@ -134,8 +137,9 @@ def _surrogate(d: DefenseConfig, params: dict[str, Any], models: dict[str, Wrapp
 def _detected(exp: Experiment, d: DefenseConfig, params: dict[str, Any], base: WrappedModel) -> WrappedModel:
     """The base classifier with a feature-squeezing detector (Xu et al. 2018): the score is
     the largest L1 distance between the softmax on the input and on each squeezed input; the
-    threshold flags at most ``fpr`` of ``calibration_samples`` clean images of the split the
-    experiment does not evaluate."""
+    threshold flags at most ``fpr`` of up to ``calibration_samples`` clean images of the
+    evaluated split that the experiment does not evaluate (same distribution as the
+    evaluated ones; a model's training images would understate its false positives)."""
     from advharness.models.detector import Detector, threshold_for
     from advharness.models.layout import to_layout
     from advharness.models.preprocessing import squeeze_scores
@@ -148,9 +152,15 @@ def _detected(exp: Experiment, d: DefenseConfig, params: dict[str, Any], base: W
     if params["median_window"] is not None:
         squeezers.append(("spatial_smoothing", {"window": params["median_window"]}))
     data = exp.data
-    split: Literal["train", "test"] = "train" if data.split == "test" else "test"
-    pool = load_dataset(data.dataset, split, params["calibration_samples"], 0, data.path)
-    calib = to_layout(to_bounds(pool.x, base.bounds), base)
+    full = load_dataset(data.dataset, data.split, None, 0, data.path)
+    held_out = np.concatenate([full.x[: data.offset], full.x[data.offset + data.n_samples :]])
+    held_out = held_out[: params["calibration_samples"]]
+    if len(held_out) < MIN_CALIBRATION:
+        raise HarnessError(
+            f"defense {d.key!r}: {full.name} {full.split} has {len(held_out)} images outside the "
+            f"evaluated ones to calibrate the detector on; it needs at least {MIN_CALIBRATION}"
+        )
+    calib = to_layout(to_bounds(held_out, base.bounds), base)
     threshold = threshold_for(squeeze_scores(base, calib, squeezers), params["fpr"])
     m = rewrap(base, d.key)  # the deployed classifier is the base's, unchanged
 
@@ -164,7 +174,7 @@ def _detected(exp: Experiment, d: DefenseConfig, params: dict[str, Any], base: W
             "squeezers": squeezers,
             "fpr": params["fpr"],
             "threshold": threshold,
-            "calibration": f"{pool.name} {split} ({len(pool.x)} clean images)",
+            "calibration": f"{full.name} {full.split}: {len(held_out)} clean images not evaluated",
         },
     )
     m.defense_info = {"detector": m.detector.info}
