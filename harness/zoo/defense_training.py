@@ -73,9 +73,11 @@ def _torch_classifier(recipe: Recipe, temperature: float | None) -> tuple[Any, A
     import torch
     from art.estimators.classification import PyTorchClassifier
 
+    t = 1.0 if temperature is None else temperature
+
     class Temperature(torch.nn.Module):
         def forward(self, z: torch.Tensor) -> torch.Tensor:
-            return z / temperature
+            return z / t
 
     class ProbabilityCrossEntropy(torch.nn.Module):
         """Cross-entropy of probability outputs against (soft) probability labels."""
@@ -116,9 +118,14 @@ def _keras_classifier(recipe: Recipe, temperature: float | None) -> tuple[Any, A
     net = keras_build(recipe)
     head = temperature is not None
     model = net
-    if head:
+    if temperature is not None:
         model = keras.Sequential(
-            [keras.Input(net.input_shape[1:]), net, keras.layers.Rescaling(1.0 / temperature), keras.layers.Softmax()]
+            [
+                keras.Input(net.input_shape[1:]),
+                net,
+                keras.layers.Rescaling(1.0 / temperature),
+                keras.layers.Softmax(),
+            ]
         )
     loss = keras.losses.CategoricalCrossentropy(from_logits=not head)
     opt = keras.optimizers.Adam(recipe.lr, epsilon=1e-8)  # the recipe's optimizer
@@ -128,7 +135,9 @@ def _keras_classifier(recipe: Recipe, temperature: float | None) -> tuple[Any, A
     def train_step(m: Any, images: tf.Tensor, labels: tf.Tensor) -> None:
         with tf.GradientTape() as tape:
             value = loss(labels, m(images, training=True))
-        opt.apply_gradients(zip(tape.gradient(value, m.trainable_variables), m.trainable_variables, strict=True))
+        opt.apply_gradients(
+            zip(tape.gradient(value, m.trainable_variables), m.trainable_variables, strict=True)
+        )
 
     input_shape = shape_in("NHWC", recipe.input_shape)
     clf = TensorFlowV2Classifier(
@@ -143,7 +152,9 @@ def _keras_classifier(recipe: Recipe, temperature: float | None) -> tuple[Any, A
     )
     info = {
         "class": "art.estimators.classification.TensorFlowV2Classifier",
-        "model": f"recipe network -> Rescaling(1/{temperature}) -> Softmax" if head else "recipe network (logits)",
+        "model": f"recipe network -> Rescaling(1/{temperature}) -> Softmax"
+        if head
+        else "recipe network (logits)",
         "loss_object": f"keras.losses.CategoricalCrossentropy(from_logits={not head})",
         "optimizer": f"keras.optimizers.Adam({recipe.lr}, epsilon=1e-8)",
         "train_step": "ours, compiled once: tape over loss_object(labels, model(x, training=True)), "
@@ -189,7 +200,10 @@ def _adversarial_training(
         )
     impl = "PyTorch" if framework == "torch" else "TensorFlowV2"
     return net, {
-        "trainer": {"class": "art.defences.trainer.AdversarialTrainer", "kwargs": {"ratio": float(p["ratio"])}},
+        "trainer": {
+            "class": "art.defences.trainer.AdversarialTrainer",
+            "kwargs": {"ratio": float(p["ratio"])},
+        },
         "fit": fit_kwargs,
         "attack": {
             "class": "art.attacks.evasion.ProjectedGradientDescent",
@@ -261,7 +275,10 @@ def _distillation(
         net, student, student_info = CLASSIFIERS[framework](recipe, t)
         DefensiveDistillation(teacher, **fit_kwargs)(x, transformed_classifier=student)
     return net, {
-        "transformer": {"class": "art.defences.transformer.evasion.DefensiveDistillation", "kwargs": fit_kwargs},
+        "transformer": {
+            "class": "art.defences.transformer.evasion.DefensiveDistillation",
+            "kwargs": fit_kwargs,
+        },
         "teacher": {**teacher_info, "fit": {**fit_kwargs, "labels": "one-hot"}},
         "student": student_info,
         "deployed": "the student's network without the softmax(z / T) head: raw logits (T = 1)",

@@ -92,11 +92,16 @@ def build_ensemble(members: Sequence[WrappedModel], *, name: str) -> WrappedMode
 
         model = TFModel(_keras_ensemble(members, name), **kwargs)
     model.family = name
-    model.recipe_info = {  # type: ignore[attr-defined]
+    model.recipe_info = {  # type: ignore[union-attr]
         "defense": "ensemble",
         "combination": "mean of the members' logits",
         "members": [
-            {"name": m.name, "family": m.family, "outputs": m.outputs, "recipe_info": getattr(m, "recipe_info", None)}
+            {
+                "name": m.name,
+                "family": m.family,
+                "outputs": m.outputs,
+                "recipe_info": getattr(m, "recipe_info", None),
+            }
             for m in members
         ],
     }

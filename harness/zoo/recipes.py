@@ -294,9 +294,7 @@ def _fingerprints(train: Dataset, test: Dataset) -> dict[str, str]:
     return {"train_fingerprint": train.fingerprint(), "test_fingerprint": test.fingerprint()}
 
 
-def checked_splits(
-    recipe: Recipe, data_path: str | Path | None
-) -> tuple[Dataset, Dataset, dict[str, str]]:
+def checked_splits(recipe: Recipe, data_path: str | Path | None) -> tuple[Dataset, Dataset, dict[str, str]]:
     """The recipe's ``train`` and ``test`` splits (labels checked) and their fingerprints."""
     train, test = _splits(recipe, data_path)
     _check_labels(recipe, train, test)

@@ -189,7 +189,9 @@ def train_defended(
         train_time = time.perf_counter() - start
         model = backend.wrap(net, variant)
         accuracy = float(np.mean(model.predict(to_layout(test.x, model)) == test.y))
-        log.info("trained %s-%s+%s in %.1f s; test accuracy %.4f", recipe, framework, defense, train_time, accuracy)
+        log.info(
+            "trained %s-%s+%s in %.1f s; test accuracy %.4f", recipe, framework, defense, train_time, accuracy
+        )
         info = {
             "recipe": recipe,
             "framework": framework,
