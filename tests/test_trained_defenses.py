@@ -137,6 +137,31 @@ def test_the_art_record_names_the_classes_and_arguments(cache: Path) -> None:
     assert brelu.recipe_info["art"]["used"] is None and "ART has no" in brelu.recipe_info["art"]["reason"]  # type: ignore[attr-defined]
 
 
+def test_fgsm_rs_is_art_pgd_with_one_step_because_art_fgm_ignores_eps_step(digits_test: Dataset) -> None:
+    """Why FGSM-RS is ART's PGD(max_iter=1, num_random_init=1): ART's FGM with a random
+    start steps by eps whatever eps_step says; PGD steps by eps_step (same start, same draw)."""
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+
+    from advharness.core.seeding import seed_everything
+
+    recipe = RECIPES["digits_mlp"]
+    seed_everything(0)
+    _, clf, _ = defense_training.CLASSIFIERS["torch"](recipe, None)
+    x, y = digits_test.x[:32], digits_test.y[:32]
+    eps = 0.1
+
+    def run(attack: Any) -> np.ndarray:
+        seed_everything(1)
+        return np.asarray(attack.generate(x, y=y))
+
+    common = {"eps": eps, "num_random_init": 1, "batch_size": 32}
+    fgm = run(FastGradientMethod(clf, norm=np.inf, eps_step=eps / 4, **common))
+    pgd_eps = run(ProjectedGradientDescent(clf, eps_step=eps, max_iter=1, verbose=False, **common))
+    pgd_quarter = run(ProjectedGradientDescent(clf, eps_step=eps / 4, max_iter=1, verbose=False, **common))
+    assert np.mean(np.isclose(fgm, pgd_eps, atol=1e-6)) > 0.99  # FGM stepped by eps, not eps / 4
+    assert np.mean(np.isclose(fgm, pgd_quarter, atol=1e-6)) < 0.9
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_adversarial_training_is_deterministic(tmp_path: Path, framework: str) -> None:
     params = {**QUICK["adversarial_training"], "epochs": 1}
@@ -270,11 +295,13 @@ def test_an_ensemble_averages_its_members_logits_and_gradients(
     members = [
         train_defended("digits_mlp", framework, "label_smoothing", QUICK["label_smoothing"], cache_dir=cache),
         train_defended("digits_cnn", framework, "bounded_relu", {"cap": 0.5, "epochs": 2}, cache_dir=cache),
+        # the same recipe again (in Keras, a second network of the same name)
+        train_defended("digits_mlp", framework, "bounded_relu", QUICK["bounded_relu"], cache_dir=cache),
     ]
-    ens = ensemble_model(members, name="two")
+    ens = ensemble_model(members, name="three")
     first = members[0]
     assert (ens.name, ens.framework, ens.layout, ens.input_shape) == (
-        "two",
+        "three",
         framework,
         first.layout,
         first.input_shape,

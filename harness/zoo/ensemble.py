@@ -60,10 +60,12 @@ def _keras_ensemble(members: Sequence[WrappedModel], name: str) -> Any:
             raise HarnessError(
                 f"ensemble {name!r}: member {m.name!r} is a {type(net).__name__}, not a Keras model"
             )
-    inp = keras.Input(members[0].input_shape)
+    shape = members[0].input_shape
+    inp = keras.Input(shape)
     outs = []
-    for m, net in zip(members, nets, strict=True):
-        out = keras.ops.cast(net(inp), "float32")
+    for i, (m, net) in enumerate(zip(members, nets, strict=True)):
+        own = keras.Input(shape)  # each member in a uniquely named model: their names may clash
+        out = keras.ops.cast(keras.Model(own, net(own), name=f"member_{i}")(inp), "float32")
         outs.append(keras.ops.log(keras.ops.maximum(out, 1e-30)) if m.outputs == "probabilities" else out)
     model = keras.Model(inp, keras.layers.Average()(outs), name="ensemble")
     model.trainable = False  # releasing the wrapper must not unfreeze the members
