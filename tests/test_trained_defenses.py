@@ -97,7 +97,7 @@ def test_each_defense_builds_caches_and_records(
     assert info["recipe"] == "digits_mlp" and info["hyperparameters"]["epochs"] == 2
     assert info["recipe_hyperparameters"] == RECIPES["digits_mlp"].hyperparameters()
     assert info["train_time_s"] > 0 and info["test_accuracy"] == pytest.approx(accuracy(model, digits_test))
-    assert info["test_accuracy"] > 0.5  # learned something in 2 epochs
+    assert info["test_accuracy"] > 0.3  # learned something in 2 epochs (chance: 0.1)
     assert isinstance(info["art"], dict) and info["art"]
     weights = Path(info["weights_path"])
     sidecar = weights.with_name(weights.name.removesuffix(recipes.BACKENDS[framework].suffix) + ".json")
