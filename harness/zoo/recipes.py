@@ -56,6 +56,8 @@ def torch_build(recipe: Recipe) -> Any:
             h, w = h // a[0], w // a[0]
         elif kind == "relu":
             mods.append(torch.nn.ReLU())
+        elif kind == "brelu":  # bounded ReLU min(max(0, x), cap) (trained defenses)
+            mods.append(torch.nn.Hardtanh(0.0, float(a[0])))
         elif kind == "flatten":
             mods.append(torch.nn.Flatten())
             c, h, w = c * h * w, 1, 1
@@ -84,6 +86,7 @@ def _torch_train(recipe: Recipe, train: Dataset) -> Any:
                 for i in range(0, len(x), recipe.batch_size):
                     idx = perm[i : i + recipe.batch_size]
                     opt.zero_grad(set_to_none=True)
+                    # int64 labels, or (N, C) float probabilities (soft labels: trained defenses)
                     torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
                     opt.step()
             net.eval()
@@ -140,6 +143,8 @@ def keras_build(recipe: Recipe) -> Any:
             layers.append(keras.layers.MaxPooling2D(a[0]))
         elif kind == "relu":
             layers.append(keras.layers.ReLU())
+        elif kind == "brelu":  # bounded ReLU min(max(0, x), cap) (trained defenses)
+            layers.append(keras.layers.ReLU(max_value=float(a[0])))
         elif kind == "flatten":
             layers.append(keras.layers.Flatten())
         elif kind == "dense":
@@ -157,7 +162,11 @@ def _keras_train(recipe: Recipe, train: Dataset) -> Any:
         net = keras_build(recipe)
         opt = keras.optimizers.Adam(recipe.lr, epsilon=1e-8)
         opt.build(net.trainable_variables)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss_fn = (
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            if train.y.ndim == 1
+            else keras.losses.CategoricalCrossentropy(from_logits=True)  # soft labels (trained defenses)
+        )
 
         @tf.function(reduce_retracing=True)
         def step(xb: tf.Tensor, yb: tf.Tensor) -> None:
@@ -285,6 +294,13 @@ def _fingerprints(train: Dataset, test: Dataset) -> dict[str, str]:
     return {"train_fingerprint": train.fingerprint(), "test_fingerprint": test.fingerprint()}
 
 
+def checked_splits(recipe: Recipe, data_path: str | Path | None) -> tuple[Dataset, Dataset, dict[str, str]]:
+    """The recipe's ``train`` and ``test`` splits (labels checked) and their fingerprints."""
+    train, test = _splits(recipe, data_path)
+    _check_labels(recipe, train, test)
+    return train, test, _fingerprints(train, test)
+
+
 def _paths(
     recipe: Recipe, framework: str, fingerprints: dict[str, str], cache_dir: str | Path | None
 ) -> tuple[Path, Path]:
@@ -306,21 +322,22 @@ def cache_paths(
     return _paths(recipe, framework, _fingerprints(*_splits(recipe, data_path)), cache_dir)
 
 
-def _refuse(path: Path, exc: BaseException) -> HarnessError:
+def refuse_cached(path: Path, exc: BaseException) -> HarnessError:
     return HarnessError(
         f"cached model {path} cannot be loaded ({type(exc).__name__}: corrupt, or not plain "
         "weights; unsafe content is never loaded); delete it or pass retrain=True"
     )
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """A cache sidecar's JSON object, or the one-line refusal of :func:`refuse_cached`."""
     try:
         info = json.loads(path.read_text())
         if not isinstance(info, dict):
             raise ValueError("not a JSON object")
         return info
     except (OSError, ValueError) as e:
-        raise _refuse(path, e) from e
+        raise refuse_cached(path, e) from e
 
 
 def recipe_info(
@@ -330,7 +347,7 @@ def recipe_info(
     weights, sidecar = cache_paths(name, framework, data_path=data_path, cache_dir=cache_dir)
     if not (weights.is_file() and sidecar.is_file()):
         return None
-    return _read_sidecar(sidecar)
+    return read_sidecar(sidecar)
 
 
 def load_recipe(
@@ -360,11 +377,11 @@ def load_recipe(
     weights, sidecar = _paths(recipe, framework, fingerprints, cache_dir)
     from_cache = not retrain and weights.is_file() and sidecar.is_file()
     if from_cache:
-        info = _read_sidecar(sidecar)
+        info = read_sidecar(sidecar)
         try:
             net = backend.load(recipe, weights)
         except Exception as e:
-            raise _refuse(weights, e) from e
+            raise refuse_cached(weights, e) from e
         model = backend.wrap(net, recipe)
         log.info("loaded %s-%s from the cache: %s", name, framework, weights)
     else:
