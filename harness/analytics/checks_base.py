@@ -142,7 +142,11 @@ def labels(summary: pd.DataFrame) -> dict[str, str]:
     out: dict[str, str] = {}
     for _, row in summary.drop_duplicates("cell_key").iterrows():
         parts = [str(row.get("library", ""))]
-        parts += [f"{c.removeprefix('param_')}={_short(row[c])}" for c in settings if not _missing(row[c])]
+        parts += [
+            f"{c.removeprefix('param_')}={_short(row[c])}"
+            for c in settings
+            if not _missing(row[c]) and row[c] != ""
+        ]
         threat = row.get("threat_model", "white-box")
         parts += [] if threat in ("white-box", None) else [str(threat)]
         out[str(row["cell_key"])] = f"{row['attack']} ({', '.join(p for p in parts if p)})"

@@ -64,7 +64,7 @@ OPTIONAL_KEYS: dict[str, Callable[[Any], str]] = {
     "restarts": lambda v: f"R={_g(v)}",
     "budget": lambda v: f"budget={_g(v)}",
     "query_levels": lambda v: f"q-levels={v}",
-    "target_models": lambda v: f"judged on {v}",
+    "target_models": lambda v: f"judged on {v}" if v else "",
     "library_options": lambda v: f"options={v}" if v else "no options",
     "search": lambda v: _search_label(v) if v else "at eps",
     "check": lambda v: f"[{v} check]",
@@ -160,8 +160,8 @@ def label_of(key: dict[str, Any], shown: list[str], show_family: bool) -> str:
             text += f" {col.removeprefix('param_')}={_g(v)}"
         elif col == "run_seed":
             text += f" seed={v}"
-        elif not _missing(v):
-            text += " " + OPTIONAL_KEYS[col](v)
+        elif not _missing(v) and (shown_as := OPTIONAL_KEYS[col](v)):
+            text += " " + shown_as
     text += " T" if key["targeted"] else ""
     threat = key["threat_model"]
     text += {"white-box": "", "transfer": f" (transfer from {key['source_model']})"}.get(

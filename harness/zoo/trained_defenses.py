@@ -136,6 +136,23 @@ def _paths(
     return directory / (stem + BACKENDS[framework].suffix), directory / (stem + ".json")
 
 
+def defended_cached(
+    recipe: str,
+    framework: str,
+    defense: str,
+    params: Mapping[str, Any],
+    *,
+    data_path: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> bool:
+    """Whether :func:`train_defended` with these arguments would load from the cache."""
+    base, _ = get_recipe(recipe, framework)
+    p = check_params(defense, params)
+    _, _, fingerprints = checked_splits(base, data_path)
+    weights, sidecar = _paths(_variant(base, defense, p), framework, defense, p, fingerprints, cache_dir)
+    return weights.is_file() and sidecar.is_file()
+
+
 def train_defended(
     recipe: str,
     framework: str,
