@@ -90,20 +90,33 @@ def before_after(
         if adaptive:
             label += f" via {adaptive}"
         put(label, str(row["defended_model"]), _rate(row))
-    for _, w in worst.iterrows() if not worst.empty else []:
-        m = str(w["defended_model"])
-        if m not in models:
-            continue
-        setting = f"{w['norm']} eps={float(w['eps']):g}" + (" T" if bool(w["targeted"]) else "")
-        for cat in CATEGORIES:
-            if int(w[f"n_cells_{cat}"]):
-                put(f"worst case, {cat} ({setting})", m, _pct(w[f"{cat}_success_rate"]))
-        put(f"worst case over the pool ({setting})", m, _pct(w["worst_case_success_rate"]))
-        put(
-            f"robust accuracy, worst case ({setting})",
-            m,
-            f"{_pct(w['worst_case_robust_accuracy'])} [{100 * w['ci_low']:.0f}-{100 * w['ci_high']:.0f}]",
+    if not worst.empty:
+        mine = worst[worst["defended_model"].isin(models)]
+        settings = mine.assign(
+            setting=[
+                f"{w['norm']} eps={float(w['eps']):g}" + (" T" if bool(w["targeted"]) else "")
+                for _, w in mine.iterrows()
+            ]
         )
+        for setting, rows in settings.groupby("setting", sort=False):  # one block per setting
+            for cat in CATEGORIES:
+                for _, w in rows.iterrows():
+                    if int(w[f"n_cells_{cat}"]):
+                        put(
+                            f"worst case, {cat} ({setting})",
+                            str(w["defended_model"]),
+                            _pct(w[f"{cat}_success_rate"]),
+                        )
+            for _, w in rows.iterrows():
+                put(
+                    f"worst case over the pool ({setting})",
+                    str(w["defended_model"]),
+                    _pct(w["worst_case_success_rate"]),
+                )
+            for _, w in rows.iterrows():
+                low, high = 100 * w["ci_low"], 100 * w["ci_high"]
+                robust = f"{_pct(w['worst_case_robust_accuracy'])} [{low:.0f}-{high:.0f}]"
+                put(f"robust accuracy, worst case ({setting})", str(w["defended_model"]), robust)
     if "detection_rate" in s.columns:
         for m in models:
             rows = s[(s["model"] == m) & s["detection_rate"].notna()]

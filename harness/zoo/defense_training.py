@@ -173,6 +173,23 @@ CLASSIFIERS: dict[str, Callable[[Recipe, float | None], tuple[Any, Any, dict[str
 
 
 # -- trainers -------------------------------------------------------------------------------
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """ART's ``AdversarialTrainer`` draws tqdm bars with no option to turn them off (and
+    tqdm reads its ``TQDM_DISABLE`` variable only when imported): for the block, the
+    trainer's module gets ``tqdm``/``trange`` with ``disable=True``."""
+    import functools
+    from unittest import mock
+
+    import art.defences.trainer.adversarial_trainer as module
+
+    with (
+        mock.patch.object(module, "tqdm", functools.partial(module.tqdm, disable=True)),
+        mock.patch.object(module, "trange", functools.partial(module.trange, disable=True)),
+    ):
+        yield
+
+
 def _adversarial_training(
     recipe: Recipe, framework: str, train: Dataset, p: Mapping[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
@@ -192,7 +209,7 @@ def _adversarial_training(
         "verbose": False,
     }
     fit_kwargs = {"batch_size": recipe.batch_size, "nb_epochs": recipe.epochs}
-    with _training(framework, recipe.seed):
+    with _training(framework, recipe.seed), _no_progress_bars():
         net, clf, clf_info = CLASSIFIERS[framework](recipe, None)
         attack = ProjectedGradientDescent(clf, **attack_kwargs)
         AdversarialTrainer(clf, attacks=attack, ratio=float(p["ratio"])).fit(
