@@ -17,6 +17,8 @@ def build_defenses(ctx: ReportContext) -> Fragment:
     s = ctx.summary
     if s.empty or "defense" not in s.columns or not (s["defense"].fillna("").astype(str) != "").any():
         return Fragment.unavailable("no defended model in this run (see docs/defenses.md)")
+    if ctx.records.empty:
+        return Fragment.unavailable("no per-sample records")
     worst = defense_worst_case(ctx.summary, ctx.records)
     out = heading("Worst case per defended model")
     if worst.empty:
