@@ -70,7 +70,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_harden(args: argparse.Namespace) -> int:
     from advharness.config.experiment import load_experiment
-    from advharness.execution.harden import harden, harden_tables, write_harden
+    from advharness.execution.harden import harden, rounds_table
 
     exp = load_experiment(args.experiment, args.overrides)
     h = harden(
@@ -86,16 +86,15 @@ def _cmd_harden(args: argparse.Namespace) -> int:
         command=args.command_line,
         overrides=args.overrides,
     )
-    rounds, table = harden_tables(h, exp)
     with _wide():
         print(f"{exp.name}: hardening rounds")
-        print(rounds.to_string(index=False))
+        print(rounds_table(h).to_string(index=False))
         print(f"\n{exp.name}: before / after (success rate within eps [95% interval])")
-        print(table.to_string())
+        print(h.table.to_string())
     checks = run_checks(h.result)
     print_checks(checks)
     print(h.verdict())
-    print(f"results: {write_harden(h, rounds, table)}")
+    print(f"results: {h.result.path}")
     return 0
 
 

@@ -53,6 +53,8 @@ class HardenResult:
     #: ``target reached`` (at the last round) or ``defenses exhausted``.
     stopped: str = ""
     worst_case: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The before/after table (:func:`advharness.reporting.harden.before_after`).
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def verdict(self) -> str:
         """One line: why the loop stopped, at which round, with which rate."""
@@ -100,9 +102,7 @@ def harden(
     from advharness.execution.orchestrate import run_experiment
 
     if not exp.defenses:
-        raise HarnessError(
-            f"experiment {exp.name!r} has no defenses: nothing to harden (add a defenses list)"
-        )
+        raise HarnessError(f"experiment {exp.name!r} has no defenses to harden with (add a defenses list)")
     target = exp.target_success_rate if target is None else target
     if target is not None and not 0.0 <= target <= 1.0:
         raise HarnessError(f"target success rate must be in [0, 1], got {target}")
@@ -132,7 +132,11 @@ def harden(
             stopped = "target reached"
             break
     assert result is not None
-    return HardenResult(result, rounds, target, stopped, worst)
+    h = HardenResult(result, rounds, target, stopped, worst)
+    h.table = harden_tables(h, exp)[1]
+    if result.path is not None:
+        write_harden(h)
+    return h
 
 
 def harden_tables(h: HardenResult, exp: Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -146,14 +150,14 @@ def harden_tables(h: HardenResult, exp: Experiment) -> tuple[pd.DataFrame, pd.Da
     return rounds_table(h), table
 
 
-def write_harden(h: HardenResult, rounds: pd.DataFrame, table: pd.DataFrame) -> Path:
+def write_harden(h: HardenResult) -> Path:
     """Write the loop's tables into the run's results directory (``harden_rounds.csv``,
     ``harden.csv``, ``defense_worst_case.csv``), each atomically; returns the directory."""
     from advharness.core.atomic import atomic_write
 
     assert h.result.path is not None
     out = Path(h.result.path)
-    frames = {"harden_rounds.csv": (rounds, False), "harden.csv": (table, True)}
+    frames = {"harden_rounds.csv": (rounds_table(h), False), "harden.csv": (h.table, True)}
     frames["defense_worst_case.csv"] = (h.worst_case, False)
     for name, (frame, index) in frames.items():
         atomic_write(out / name, lambda p, f=frame, i=index: f.to_csv(p, index=i))
