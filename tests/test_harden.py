@@ -51,7 +51,9 @@ def test_without_a_target_every_round_runs_and_is_reported(every_round: tuple[An
     # each round's rate is the defense's per-sample worst case, recomputed from the stored run
     worst = defense_worst_case(h.result.summary, h.result.records).set_index("defended_model")
     for r in h.rounds:
-        assert r.worst_case_success_rate == pytest.approx(float(worst.loc[r.models[0], "worst_case_success_rate"]))
+        assert r.worst_case_success_rate == pytest.approx(
+            float(worst.loc[r.models[0], "worst_case_success_rate"])
+        )
     # the squeezing defense was attacked adaptively (BPDA) and by transfer from the base model
     cells = h.result.summary[h.result.summary["defended_model"] == SQUEEZE]
     assert set(cells["adaptive"]) == {"", "bpda"} and "transfer" in set(cells["threat_model"])
@@ -81,14 +83,15 @@ def test_the_loop_stops_at_the_first_round_that_reaches_the_target(every_round: 
     assert [r.reached for r in h.rounds] == [False] * first + [True]
     assert h.stopped == "target reached" and h.verdict().startswith(f"target reached: round {first}")
     # a target the undefended model already meets stops at round 0
-    assert [r.index for r in harden(parse_experiment(EXP), target=1.0, out_dir=out, backend="inline").rounds] == [0]
+    assert [
+        r.index for r in harden(parse_experiment(EXP), target=1.0, out_dir=out, backend="inline").rounds
+    ] == [0]
 
 
 def test_an_unreachable_target_says_which_round_came_closest(every_round: tuple[Any, Path]) -> None:
-    done, out = every_round
+    _, out = every_round
     h = harden(parse_experiment(EXP), target=0.0, out_dir=out, backend="inline")
-    if min(r.worst_case_success_rate for r in h.rounds) == 0.0:
-        pytest.fail("a defense made every sample robust: pick a harder target for this test")
+    assert min(r.worst_case_success_rate for r in h.rounds) > 0.0, "no round may reach target 0 here"
     assert h.stopped == "defenses exhausted" and len(h.rounds) == 3
     assert "no round reached target 0" in h.verdict() and "lowest worst-case success rate" in h.verdict()
     rounds, table = harden_tables(h, parse_experiment(EXP))
