@@ -197,6 +197,20 @@ def test_data_dictionary_lists_every_column(tmp_path: Path, monkeypatch: pytest.
                 },
                 {"attack": "fgsm", "eps": 0.1, "source": "digits_mlp-tensorflow"},
             ],
+            "defenses": [  # a randomized defense (evaluations, EOT surrogate) and a detector
+                {
+                    "defense": "gaussian_noise",
+                    "of": "digits_mlp-torch",
+                    "params": {"sigma": 0.1},
+                    "evaluations": 2,
+                    "eot": 2,
+                },
+                {
+                    "defense": "squeeze_detector",
+                    "of": "digits_mlp-torch",
+                    "params": {"bit_depth": 3, "fpr": 0.1},
+                },
+            ],
         }
     )
     res = run_experiment(exp, tmp_path, backend="inline")
