@@ -12,8 +12,9 @@ short pipeline of :class:`Step` s, each one ART preprocessor:
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,3 +167,38 @@ def clipped(
     library's finite-difference queries may (CleverHans' SPSA), and ART's JpegCompression
     refuses negative values and wraps values above the top through ``uint8``."""
     return lambda x: fn(np.clip(x, lo, hi))
+
+
+def wrapping_of(base: WrappedModel) -> dict[str, Any]:
+    """The wrapping facts a defended variant shares with ``base``."""
+    return {
+        "input_shape": base.input_shape,
+        "nb_classes": base.nb_classes,
+        "bounds": base.bounds,
+        "layout": base.layout,
+        "outputs": base.outputs,
+    }
+
+
+class DefendedParameters:
+    """Mixin (before the framework's model class): a defended variant's parameters are its
+    base model's plus a record of the defense, so a variant never shares the base's hash."""
+
+    base: WrappedModel
+    record: str
+    defense_info: dict[str, Any] | None
+    randomized: bool
+
+    def adopt(self, base: WrappedModel, info: dict[str, Any]) -> None:
+        """Take ``base`` and the defense's ``info`` (the record is fixed here: ``defense_info``
+        may grow afterwards)."""
+        self.base = base
+        self.defense_info = info
+        self.randomized = bool(info["randomized"])
+        self.record = json.dumps(
+            {k: info[k] for k in ("defense", "params", "gradient", "eot")}, sort_keys=True
+        )
+
+    def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        yield from self.base.parameter_arrays()
+        yield "preprocessing", np.frombuffer(self.record.encode(), np.uint8)

@@ -10,8 +10,7 @@ NumPy's global generator (see :func:`gaussian_noise`).
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import keras
@@ -20,7 +19,13 @@ import tensorflow as tf
 
 from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
-from advharness.models.preprocess_steps import Step, art_preprocessor, clipped
+from advharness.models.preprocess_steps import (
+    DefendedParameters,
+    Step,
+    art_preprocessor,
+    clipped,
+    wrapping_of,
+)
 from advharness.models.tf_model import TFModel
 
 TensorFn = Callable[[tf.Tensor], tf.Tensor]
@@ -147,31 +152,12 @@ class PreprocessedKerasModel(keras.Model):
         return tf.reduce_mean(tf.reshape(out, tf.concat([[self.eot, n], tf.shape(out)[1:]], 0)), axis=0)
 
 
-class PreprocessedTFModel(TFModel):
-    """A :class:`TFModel` of a :class:`PreprocessedKerasModel`; its parameters are the base
-    model's plus a record of the defense (a defended variant never shares the base's hash)."""
+class PreprocessedTFModel(DefendedParameters, TFModel):
+    """A :class:`TFModel` of a :class:`PreprocessedKerasModel` (see :class:`DefendedParameters`)."""
 
     def __init__(self, net: PreprocessedKerasModel, base: TFModel, info: dict[str, Any], name: str) -> None:
-        super().__init__(
-            net,
-            input_shape=base.input_shape,
-            nb_classes=base.nb_classes,
-            bounds=base.bounds,
-            layout=base.layout,
-            outputs=base.outputs,
-            name=name,
-        )
-        self.base = base
-        self.defense_info = info
-        self.randomized = bool(info["randomized"])
-        #: What the parameter hash adds to the base's (fixed here: ``defense_info`` may grow).
-        self.record = json.dumps(
-            {k: info[k] for k in ("defense", "params", "gradient", "eot")}, sort_keys=True
-        )
-
-    def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
-        yield from self.base.parameter_arrays()
-        yield "preprocessing", np.frombuffer(self.record.encode(), np.uint8)
+        super().__init__(net, **wrapping_of(base), name=name)
+        self.adopt(base, info)
 
 
 def build(

@@ -10,8 +10,7 @@ the Gaussian noise is drawn from torch's generator (seeded by the harness).
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -19,7 +18,13 @@ import torch
 
 from advharness.core.errors import HarnessError
 from advharness.models.base import WrappedModel
-from advharness.models.preprocess_steps import Step, art_preprocessor, clipped
+from advharness.models.preprocess_steps import (
+    DefendedParameters,
+    Step,
+    art_preprocessor,
+    clipped,
+    wrapping_of,
+)
 from advharness.models.torch_model import TorchModel
 
 
@@ -141,31 +146,12 @@ class PreprocessedNet(torch.nn.Module):
         return cast(torch.Tensor, out.reshape(self.eot, n, *out.shape[1:]).mean(0))
 
 
-class PreprocessedTorchModel(TorchModel):
-    """A :class:`TorchModel` of a :class:`PreprocessedNet`; its parameters are the base
-    model's plus a record of the defense (a defended variant never shares the base's hash)."""
+class PreprocessedTorchModel(DefendedParameters, TorchModel):
+    """A :class:`TorchModel` of a :class:`PreprocessedNet` (see :class:`DefendedParameters`)."""
 
     def __init__(self, net: PreprocessedNet, base: TorchModel, info: dict[str, Any], name: str) -> None:
-        super().__init__(
-            net,
-            input_shape=base.input_shape,
-            nb_classes=base.nb_classes,
-            bounds=base.bounds,
-            layout=base.layout,
-            outputs=base.outputs,
-            name=name,
-        )
-        self.base = base
-        self.defense_info = info
-        self.randomized = bool(info["randomized"])
-        #: What the parameter hash adds to the base's (fixed here: ``defense_info`` may grow).
-        self.record = json.dumps(
-            {k: info[k] for k in ("defense", "params", "gradient", "eot")}, sort_keys=True
-        )
-
-    def parameter_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
-        yield from self.base.parameter_arrays()
-        yield "preprocessing", np.frombuffer(self.record.encode(), np.uint8)
+        super().__init__(net, **wrapping_of(base), name=name)
+        self.adopt(base, info)
 
 
 def build(

@@ -301,17 +301,27 @@ def checked_splits(recipe: Recipe, data_path: str | Path | None) -> tuple[Datase
     return train, test, _fingerprints(train, test)
 
 
+def keyed_paths(
+    content: dict[str, Any], stem: str, framework: str, cache_dir: str | Path | None
+) -> tuple[Path, Path]:
+    """The weights file and JSON sidecar of a cached model: ``<stem>-<digest>`` in
+    ``cache_dir`` (default :func:`default_cache_dir`), the digest a hash of ``content``."""
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = f"{stem}-{digest}"
+    return directory / (name + BACKENDS[framework].suffix), directory / (name + ".json")
+
+
 def _paths(
     recipe: Recipe, framework: str, fingerprints: dict[str, str], cache_dir: str | Path | None
 ) -> tuple[Path, Path]:
-    key = json.dumps(
-        {"hp": recipe.hyperparameters(), "layers": recipe.layers, "dataset": recipe.dataset, **fingerprints},
-        sort_keys=True,
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    stem = f"{recipe.name}-{framework}-v{recipe.version}-{digest}"
-    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return directory / (stem + BACKENDS[framework].suffix), directory / (stem + ".json")
+    content = {
+        "hp": recipe.hyperparameters(),
+        "layers": recipe.layers,
+        "dataset": recipe.dataset,
+        **fingerprints,
+    }
+    return keyed_paths(content, f"{recipe.name}-{framework}-v{recipe.version}", framework, cache_dir)
 
 
 def cache_paths(

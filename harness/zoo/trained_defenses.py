@@ -11,7 +11,6 @@ and architecture, the dataset fingerprints, the defense and its parameters, and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -31,10 +30,9 @@ from advharness.models.base import WrappedModel
 from advharness.models.layout import to_layout
 from advharness.zoo.defense_training import TRAINERS, bounded_layers
 from advharness.zoo.recipes import (
-    BACKENDS,
     checked_splits,
-    default_cache_dir,
     get_recipe,
+    keyed_paths,
     read_sidecar,
     refuse_cached,
 )
@@ -117,23 +115,18 @@ def _paths(
     fingerprints: dict[str, str],
     cache_dir: str | Path | None,
 ) -> tuple[Path, Path]:
-    key = json.dumps(
-        {
-            "hp": variant.hyperparameters(),
-            "layers": variant.layers,
-            "dataset": variant.dataset,
-            **fingerprints,
-            "defense": defense,
-            "params": dict(params),
-            "art": package_version(ART),
-            "variants_version": VARIANTS_VERSION,
-        },
-        sort_keys=True,
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    stem = f"{variant.name}-{framework}+{defense}-v{variant.version}.{VARIANTS_VERSION}-{digest}"
-    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return directory / (stem + BACKENDS[framework].suffix), directory / (stem + ".json")
+    content = {
+        "hp": variant.hyperparameters(),
+        "layers": variant.layers,
+        "dataset": variant.dataset,
+        **fingerprints,
+        "defense": defense,
+        "params": dict(params),
+        "art": package_version(ART),
+        "variants_version": VARIANTS_VERSION,
+    }
+    stem = f"{variant.name}-{framework}+{defense}-v{variant.version}.{VARIANTS_VERSION}"
+    return keyed_paths(content, stem, framework, cache_dir)
 
 
 def defended_cached(

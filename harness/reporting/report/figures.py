@@ -158,11 +158,11 @@ def style_axes(
     ax: Axes, title: str, xlabel: str, ylabel: str, n_lines: int, *, legend_size: int = 6, title_size: int = 9
 ) -> None:
     """The house style of a rate panel: y in [0, 1] with a margin, small labels, a light
-    grid and a legend while it stays readable (at most 8 lines)."""
+    grid and a legend while it stays readable (at most 8 lines; none without labelled lines)."""
     ax.set_ylim(-0.04, 1.04)
     ax.set_title(title, fontsize=title_size)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.grid(alpha=0.3)
-    if n_lines <= 8:
+    if n_lines <= 8 and ax.get_legend_handles_labels()[0]:  # no empty legend box
         ax.legend(fontsize=legend_size)
