@@ -29,6 +29,7 @@ def main() -> None:
     from advharness import harden, load_experiment, load_recipe
 
     exp = load_experiment(args.experiment)
+    exp = exp.model_copy(update={"target_success_rate": None})  # every round runs
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ADVHARNESS_CACHE"] = str(Path(tmp) / "models")
         options = {"backend": args.backend, "workers": args.workers, "progress": False}
