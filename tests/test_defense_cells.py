@@ -106,3 +106,40 @@ def test_the_squeezing_detector_flags_most_pgd_examples_at_its_false_positive_ra
     info = {m["name"]: m for m in res.manifest["models"]}[f"{base}+squeeze_detector"]["defense"]["detector"]
     assert info["fpr"] == 0.05 and "clean images not evaluated" in info["calibration"]
     assert recs["clean_detected"].mean() == pytest.approx(det["false_positive_rate"])
+
+
+def test_a_defense_stacked_on_a_randomized_one_is_evaluated_as_often(tmp_path: Path) -> None:
+    from advharness.zoo.build import build_models
+
+    noise = {
+        "defense": "gaussian_noise",
+        "of": "digits_mlp-torch",
+        "params": {"sigma": 0.2},
+        "evaluations": 6,
+    }
+    exp = parse_experiment(
+        {
+            "name": "stack",
+            "data": {"dataset": "digits", "n_samples": 8},
+            "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+            "attacks": [{"attack": "fgsm", "eps": 0.1}],
+            "defenses": [
+                noise,
+                {"defense": "jpeg", "of": "digits_mlp-torch+gaussian_noise", "params": {"quality": 50}},
+                {
+                    "defense": "squeeze_detector",
+                    "of": "digits_mlp-torch+gaussian_noise",
+                    "params": {"bit_depth": 3, "fpr": 0.1},
+                },
+            ],
+        }
+    )
+    models = build_models(exp, load_dataset("digits", "test", 8))
+    jpeg = models["digits_mlp-torch+gaussian_noise+jpeg"]
+    assert jpeg.randomized and jpeg.evaluations == 6
+    detected = models["digits_mlp-torch+gaussian_noise+squeeze_detector"]
+    assert detected.randomized and detected.evaluations == 6
+    # the stacked surrogate skips both preprocessings: BPDA over the noise's EOT surrogate
+    surrogate = models["digits_mlp-torch+gaussian_noise+jpeg@bpda"]
+    assert surrogate.deployed is jpeg
+    assert getattr(surrogate, "base", None) is models["digits_mlp-torch+gaussian_noise@eot6"]

@@ -70,7 +70,9 @@ def build_defense(exp: Experiment, mc: ModelConfig, models: dict[str, WrappedMod
     elif d.defense == "ensemble":
         from advharness.zoo.trained_defenses import ensemble_model
 
-        m = ensemble_model([models[k] for k in d.members or ()], name=d.key)
+        members = [models[k] for k in d.members or ()]
+        m = ensemble_model(members, name=d.key)
+        inherit_randomness(m, *members)
     elif d.defense == "squeeze_detector":
         m = _detected(exp, d, params, models[_of(d)])
     else:
@@ -103,6 +105,7 @@ def _preprocessed(d: DefenseConfig, params: dict[str, Any], base: WrappedModel) 
 
     m = preprocessed_model(base, d.defense, params, gradient="exact", eot=1, name=d.key)
     m.evaluations = d.resolved_evaluations
+    inherit_randomness(m, base)
     info = dict(m.defense_info or {})
     info.update(
         evaluations=m.evaluations,
@@ -163,6 +166,7 @@ def _detected(exp: Experiment, d: DefenseConfig, params: dict[str, Any], base: W
     calib = to_layout(to_bounds(held_out, base.bounds), base)
     threshold = threshold_for(squeeze_scores(base, calib, squeezers), params["fpr"])
     m = rewrap(base, d.key)  # the deployed classifier is the base's, unchanged
+    inherit_randomness(m, base)
 
     def score(x: np.ndarray) -> np.ndarray:
         return squeeze_scores(base, x, squeezers)
@@ -179,6 +183,14 @@ def _detected(exp: Experiment, d: DefenseConfig, params: dict[str, Any], base: W
     )
     m.defense_info = {"detector": m.detector.info}
     return m
+
+
+def inherit_randomness(model: WrappedModel, *built_from: WrappedModel) -> None:
+    """A model built on a randomized one is randomized too and evaluated at least as often
+    (a deterministic defense stacked on a noisy one must not be judged on one evaluation)."""
+    for b in built_from:
+        model.randomized = model.randomized or b.randomized
+        model.evaluations = max(model.evaluations, b.evaluations)
 
 
 def _cost(model: WrappedModel) -> float:
