@@ -353,3 +353,13 @@ def test_mismatched_ensemble_members_are_one_line_errors(cache: Path) -> None:
         with pytest.raises(HarnessError) as e:
             ensemble_model(members, name="bad")
         assert what in str(e.value) and "\n" not in str(e.value) and "'bad'" in str(e.value)
+
+
+def test_plain_fgsm_training_starts_from_the_clean_input(cache: Path) -> None:
+    """Goodfellow et al.'s FGSM training: one step of ``step_size``, no random start."""
+    params = {**QUICK["adversarial_training"], "method": "fgsm", "step_size": 0.1}
+    model = train_defended("digits_mlp", "torch", "adversarial_training", params, cache_dir=cache)
+    record: dict[str, Any] = model.recipe_info["art"]  # type: ignore[attr-defined]
+    kwargs = record["attack"]["kwargs"]
+    assert (kwargs["max_iter"], kwargs["num_random_init"], kwargs["eps_step"]) == (1, 0, 0.1)
+    assert "Goodfellow" in record["note"]

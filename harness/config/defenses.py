@@ -61,9 +61,10 @@ class _Trained(_Params):
 
 
 class AdversarialTraining(_Trained):
-    """Wong et al. 2020 (``fgsm_rs``: random start, one step) or Madry et al. 2018 (``pgd``)."""
+    """Goodfellow et al. 2015 (``fgsm``: one step from the clean input), Wong et al. 2020
+    (``fgsm_rs``: random start, one step) or Madry et al. 2018 (``pgd``)."""
 
-    method: Literal["fgsm_rs", "pgd"]
+    method: Literal["fgsm", "fgsm_rs", "pgd"]
     eps: Float = Field(gt=0)
     step_size: Float = Field(gt=0)
     steps: Int = Field(ge=1)
@@ -72,8 +73,8 @@ class AdversarialTraining(_Trained):
 
     @model_validator(mode="after")
     def _one_step(self) -> AdversarialTraining:
-        if self.method == "fgsm_rs" and self.steps != 1:
-            raise ValueError(f"fgsm_rs takes one step (steps: 1), got steps: {self.steps}")
+        if self.method in ("fgsm", "fgsm_rs") and self.steps != 1:
+            raise ValueError(f"{self.method} takes one step (steps: 1), got steps: {self.steps}")
         return self
 
 

@@ -190,6 +190,18 @@ def _no_progress_bars() -> Iterator[None]:
         yield
 
 
+#: Adversarial-training methods that take one step.
+ONE_STEP = ("fgsm", "fgsm_rs")
+METHOD_NOTES = {
+    "fgsm": "FGSM (Goodfellow et al. 2015) = ART PGD with max_iter=1, num_random_init=0: one signed "
+    "step of eps_step from the clean input",
+    "fgsm_rs": "FGSM with random start = ART PGD with max_iter=1, num_random_init=1: "
+    "FastGradientMethod(num_random_init=1) steps by eps whatever eps_step is; "
+    "AdversarialTrainerFBFPyTorch is torch-only, has no ratio and its own cyclic lr",
+    "pgd": "PGD (Madry et al.): random start, max_iter steps of eps_step, projected",
+}
+
+
 def _adversarial_training(
     recipe: Recipe, framework: str, train: Dataset, p: Mapping[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
@@ -200,9 +212,9 @@ def _adversarial_training(
         "norm": "inf",
         "eps": float(p["eps"]),
         "eps_step": float(p["step_size"]),
-        "max_iter": 1 if p["method"] == "fgsm_rs" else int(p["steps"]),
+        "max_iter": 1 if p["method"] in ONE_STEP else int(p["steps"]),
         "targeted": False,
-        "num_random_init": 1,
+        "num_random_init": 0 if p["method"] == "fgsm" else 1,
         "batch_size": recipe.batch_size,
         "random_eps": False,
         "summary_writer": False,
@@ -228,13 +240,7 @@ def _adversarial_training(
             "kwargs": attack_kwargs,
         },
         "estimator": clf_info,
-        "note": (
-            "FGSM with random start = ART PGD with max_iter=1, num_random_init=1: "
-            "FastGradientMethod(num_random_init=1) steps by eps whatever eps_step is; "
-            "AdversarialTrainerFBFPyTorch is torch-only, has no ratio and its own cyclic lr"
-            if p["method"] == "fgsm_rs"
-            else "PGD (Madry et al.): random start, max_iter steps of eps_step, projected"
-        ),
+        "note": METHOD_NOTES[p["method"]],
     }
 
 

@@ -46,7 +46,7 @@ ART = "adversarial-robustness-toolbox"
 #: Each defense's parameters (all required) and their kinds: "int", "float" or a tuple of choices.
 DEFENSES: dict[str, dict[str, Any]] = {
     "adversarial_training": {
-        "method": ("fgsm_rs", "pgd"),
+        "method": ("fgsm", "fgsm_rs", "pgd"),
         "eps": "float",
         "step_size": "float",
         "steps": "int",
@@ -93,8 +93,10 @@ def check_params(defense: str, params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = float(v)
     if defense == "adversarial_training":
-        if out["method"] == "fgsm_rs" and out["steps"] != 1:
-            raise HarnessError(f"defense {defense!r}: steps must be 1 for method fgsm_rs, got {out['steps']}")
+        if out["method"] in ("fgsm", "fgsm_rs") and out["steps"] != 1:
+            raise HarnessError(
+                f"defense {defense!r}: steps must be 1 for method {out['method']}, got {out['steps']}"
+            )
         if not 0 < out["ratio"] <= 1:
             raise HarnessError(f"defense {defense!r}: ratio must be in (0, 1], got {out['ratio']}")
     return out
