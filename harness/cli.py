@@ -40,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from advharness.config.experiment import load_experiment
     from advharness.execution.orchestrate import plan_table, run_experiment
 
-    exp = load_experiment(args.experiment, args.overrides)
+    exp = load_experiment(args.experiment, args.overrides, quick=args.quick)
     backend = "ray" if args.ray_address else args.backend
     if args.dry_run:
         cells = plan_table(exp, args.results_dir, args.out, args.retry_failed)
@@ -72,7 +72,7 @@ def _cmd_harden(args: argparse.Namespace) -> int:
     from advharness.config.experiment import load_experiment
     from advharness.execution.harden import harden, rounds_table
 
-    exp = load_experiment(args.experiment, args.overrides)
+    exp = load_experiment(args.experiment, args.overrides, quick=args.quick)
     h = harden(
         exp,
         target=args.target,
@@ -205,6 +205,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     """The options of commands that run cells (run, harden)."""
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the file's quick profile: its quick overrides first, results under <name>-quick",
+    )
     p.add_argument(
         "--backend",
         choices=["pool", "inline", "ray"],

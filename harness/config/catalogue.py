@@ -384,6 +384,16 @@ RECIPES: dict[str, Recipe] = {
         batch_size=32,
         lr=3e-3,
     ),
+    # softmax (multinomial logistic) regression: Goodfellow et al. 2015's shallow classifier
+    "mnist_softmax": Recipe(
+        "mnist_softmax",
+        "mnist",
+        (1, 28, 28),
+        (("flatten",), ("dense", 10)),
+        epochs=20,
+        batch_size=64,
+        lr=1e-3,
+    ),
     "mnist_cnn": Recipe(
         "mnist_cnn",
         "mnist",

@@ -236,6 +236,9 @@ class Experiment(BaseModel):
     #: Also attack every defense with the white-box pool crafted on its undefended model
     #: (transfer cells).
     defense_transfer: Bool = True
+    #: A short profile of the experiment: overrides (``key=value``, as on the command line)
+    #: that ``--quick`` applies, e.g. ``[data.n_samples=16]``; the run is named ``<name>-quick``.
+    quick: list[str] = Field(default_factory=list)
     #: ``advharness harden`` stops at the first round whose worst-case success rate over
     #: the pool is at most this (None: every round runs).
     target_success_rate: Float | None = Field(default=None, ge=0, le=1)
@@ -415,15 +418,20 @@ def _problems(err: ValidationError, expansion: Expansion) -> list[Problem]:
     return out
 
 
-def parse_experiment(data: Any, source: str = "experiment", overrides: Sequence[str] = ()) -> Experiment:
+def parse_experiment(
+    data: Any, source: str = "experiment", overrides: Sequence[str] = (), quick: bool = False
+) -> Experiment:
     """Validate a mapping (e.g. parsed YAML) into an :class:`Experiment`.
 
     ``overrides`` (``path=value``, see :func:`advharness.config.grid.apply_overrides`) are applied
-    first, then grids are expanded. Every problem is reported, one line each:
+    first, then grids are expanded. ``quick``: the file's ``quick`` overrides come first (and
+    the name gets ``-quick``). Every problem is reported, one line each:
     ``<source>: <location>: <message>``.
     """
     if not isinstance(data, dict):
         raise HarnessError(f"{source}: expected a mapping at the top level")
+    if quick:
+        overrides = [*quick_overrides(data, source), *overrides]
     try:
         data = apply_overrides(data, overrides)
     except HarnessError as e:
@@ -448,11 +456,24 @@ def parse_experiment(data: Any, source: str = "experiment", overrides: Sequence[
     return exp.model_copy(update={"attacks": unique_specs(exp.attacks)})
 
 
-def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
-    """Read and validate an experiment file (``overrides`` as in :func:`parse_experiment`)."""
+def quick_overrides(data: dict[str, Any], source: str) -> list[str]:
+    """The ``quick`` profile of a raw experiment mapping as overrides (its name gets
+    ``-quick`` unless the profile names it); a one-line error when it has none."""
+    profile = data.get("quick")
+    if not profile:
+        raise HarnessError(f"{source}: --quick needs a quick profile in the file (quick: [key=value, ...])")
+    if not isinstance(profile, list) or not all(isinstance(o, str) for o in profile):
+        raise HarnessError(f"{source}: quick must be a list of key=value overrides, got {profile!r}")
+    named = any(o.partition("=")[0].strip() == "name" for o in profile)
+    return [*profile, *([] if named else [f"name={data.get('name')}-quick"])]
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = (), quick: bool = False) -> Experiment:
+    """Read and validate an experiment file (``overrides`` and ``quick`` as in
+    :func:`parse_experiment`)."""
     from advharness.config.yaml_loader import load_file
 
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"experiment file not found: {p}")
-    return parse_experiment(load_file(p), str(p), overrides)
+    return parse_experiment(load_file(p), str(p), overrides, quick)
