@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import errors_of
+from conftest import errors_of, exp_dict
 
 from advharness.config.experiment import Experiment, load_experiment, parse_experiment
 from advharness.config.grid import apply_overrides
@@ -149,3 +149,22 @@ def test_load_experiment_with_overrides(tmp_path: Path) -> None:
     with pytest.raises(HarnessError) as e:
         load_experiment(path, ["attacks.fgsm.eps=1"])
     assert str(e.value) == f"{path}: override 'attacks.fgsm.eps=1': no attack 'fgsm' in the experiment"
+
+
+def test_the_quick_profile_applies_first_and_renames_the_run() -> None:
+    data = exp_dict(quick=["data.n_samples=4", "attacks[0].eps=0.2"])
+    full = parse_experiment(data)
+    assert (full.name, full.data.n_samples, full.attacks[0].eps) == ("g", 8, 0.1)
+    quick = parse_experiment(data, quick=True)
+    assert (quick.name, quick.data.n_samples, quick.attacks[0].eps) == ("g-quick", 4, 0.2)
+    # the command line still has the last word
+    assert parse_experiment(data, overrides=["data.n_samples=3"], quick=True).data.n_samples == 3
+    named = parse_experiment(exp_dict(quick=["name=short"]), quick=True)
+    assert named.name == "short"
+
+
+def test_quick_without_a_profile_is_one_line() -> None:
+    with pytest.raises(HarnessError, match=r"^exp.yaml: --quick needs a quick profile in the file"):
+        parse_experiment(exp_dict(), "exp.yaml", quick=True)
+    with pytest.raises(HarnessError, match="quick must be a list of key=value overrides"):
+        parse_experiment(exp_dict(quick="data.n_samples=4"), "exp.yaml", quick=True)
