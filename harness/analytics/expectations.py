@@ -146,9 +146,9 @@ def _single_cell(m: Measurement) -> pd.Series | None:
 
 
 def _cell_records(records: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
-    if "cell" in records.columns and "cell" in row.index:
-        return records[records["cell"] == row["cell"]]
-    return records[records["cell_key"] == row["cell_key"]]
+    col = "cell" if "cell" in records.columns and "cell" in row.index else "cell_key"
+    out: pd.DataFrame = records[records[col] == row[col]]
+    return out
 
 
 def _outcome(recs: pd.DataFrame, metric: str) -> pd.Series:
