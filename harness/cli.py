@@ -312,20 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="where to write it (default: <results>/report)")
     rp.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (latex/*.tex)")
     rp.set_defaults(func=_cmd_report)
-    c = sub.add_parser(
-        "compare",
-        help="two results directories cell by cell (intervals, tests, cells only in one), "
-        "or one against the published figures of its experiment (--expect)",
-    )
+    c = sub.add_parser("compare", help="two results directories cell by cell, or one against expect: entries")
     c.add_argument("results_a", metavar="RESULTS_A", help="results directory")
     c.add_argument("results_b", metavar="RESULTS_B", nargs="?", default=None, help="results directory")
     c.add_argument(
         "--expect",
         nargs="?",
         const="",
-        default=None,
         metavar="EXPERIMENT.yaml",
-        help="check the expect: entries of the experiment in RESULTS_A's manifest (or of this file)",
+        help="check the expect: entries of RESULTS_A's experiment (manifest), or of this file",
     )
     c.set_defaults(func=_cmd_compare)
     ls = sub.add_parser(
