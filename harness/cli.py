@@ -1,4 +1,4 @@
-"""Command line: ``advharness run|show|report|list`` (also ``python -m advharness``)."""
+"""Command line: ``advharness run|harden|show|compare|report|list`` (also ``python -m advharness``)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     checks = run_checks(result)
     print_table(result.summary, "table", f"{exp.name}: head-to-head", per_seed=False, checks=checks)
     print_checks(checks)
+    if exp.expect:  # stored as expectations.csv by the run
+        from advharness.reporting.compare import expectations_table, expectations_text
+
+        print(expectations_text(expectations_table(result, exp.expect), exp.name))
     print(f"results: {result.path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from advharness.reporting.compare import compare_command
+
+    print(compare_command(args.results_a, args.results_b, args.expect))
     return 0
 
 
@@ -306,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="where to write it (default: <results>/report)")
     rp.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (latex/*.tex)")
     rp.set_defaults(func=_cmd_report)
+    c = sub.add_parser("compare", help="two results directories cell by cell, or one against expect: entries")
+    c.add_argument("results_a", metavar="RESULTS_A", help="results directory")
+    c.add_argument("results_b", metavar="RESULTS_B", nargs="?", default=None, help="results directory")
+    c.add_argument(
+        "--expect",
+        nargs="?",
+        const="",
+        metavar="EXPERIMENT.yaml",
+        help="check the expect: entries of RESULTS_A's experiment (manifest), or of this file",
+    )
+    c.set_defaults(func=_cmd_compare)
     ls = sub.add_parser(
         "list",
         help="print the support matrix (attack x library x framework) and which frameworks are installed",

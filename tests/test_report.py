@@ -131,8 +131,10 @@ def test_markdown_has_the_tables_and_its_figures(run_dir: Path, tmp_path: Path) 
         "Clean inputs: reloaded",  # x was recovered: perturbations are shown
     ):
         assert needle in md, needle
-    # this run has every section's data but the defenses' (tests/test_harden.py has those)
-    assert md.count("not available") == 1 and "not available: no defended model in this run" in md
+    # this run has every section's data but the defenses' (tests/test_harden.py has those) and
+    # the published figures' (tests/test_expectations.py)
+    assert md.count("not available") == 2 and "not available: no defended model in this run" in md
+    assert "not available: the experiment has no expect: entries" in md
 
 
 def test_cli_writes_latex_and_says_where(

@@ -16,10 +16,12 @@ from advharness.analytics.agreement import (
     rank_biserial,
 )
 from advharness.analytics.checks import CHECKS, Check, checks_by_cell, sanity_checks
+from advharness.analytics.compare import compare_results
 from advharness.analytics.convergence import convergence_changes
 from advharness.analytics.curves import security_curves
 from advharness.analytics.defenses import defense_worst_case, detector_roc
 from advharness.analytics.distances import distance_cdf, per_sample_distances, step_radii
+from advharness.analytics.expectations import check_expectations
 from advharness.analytics.frames import one_per_sample, with_settings
 from advharness.analytics.intervals import (
     bootstrap_interval,
@@ -52,8 +54,10 @@ __all__ = [
     "best_distances",
     "best_implementation",
     "bootstrap_interval",
+    "check_expectations",
     "checks_by_cell",
     "compare_rates",
+    "compare_results",
     "compare_runs",
     "complementarity",
     "convergence_changes",

@@ -22,6 +22,7 @@ from advharness.config.catalogue import CLEAN_ACCURACY_FLOOR, LIBRARIES
 from advharness.config.checks import DEFAULT_CONVERGENCE_SAMPLES, Check
 from advharness.config.defenses import DefenseConfig
 from advharness.config.defenses_expand import defended_entries, defense_problems, defense_transfers
+from advharness.config.expect import Expectation, expectation_problems
 from advharness.config.experiment_checks import (
     param_size_problems,
     plan_too_large,
@@ -242,6 +243,9 @@ class Experiment(BaseModel):
     #: ``advharness harden`` stops at the first round whose worst-case success rate over
     #: the pool is at most this (None: every round runs).
     target_success_rate: Float | None = Field(default=None, ge=0, le=1)
+    #: Published figures and findings the results are compared with (see
+    #: :mod:`advharness.config.expect`).
+    expect: list[Expectation] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -315,6 +319,7 @@ class Experiment(BaseModel):
                     )
                 )
         problems += param_size_problems(self)
+        problems += expectation_problems(self)
         for i, a in enumerate(self.attacks):
             if a.source is not None and a.source not in keys:
                 problems.append(

@@ -61,6 +61,7 @@ def run_experiment(
     start = time.perf_counter()
     from advharness.execution.backends import BACKENDS
     from advharness.execution.worker import RunContext, fault_row
+    from advharness.reporting.compare import expectations_table, write_expectations
     from advharness.reporting.results import build_manifest, collect_store, write_results
     from advharness.zoo.data import load_dataset
 
@@ -146,6 +147,8 @@ def run_experiment(
         if results_root is not None or out_dir is not None:
             try:
                 result.path = write_results(result, run_dir)
+                if exp.expect:  # published vs measured, next to the tables
+                    write_expectations(expectations_table(result, exp.expect), run_dir)
             except OSError as e:
                 raise HarnessError(
                     f"{run_dir}: cannot write the result tables ({e.strerror or e})"

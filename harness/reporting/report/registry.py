@@ -13,6 +13,7 @@ from advharness.reporting.report.comparisons import build_agreement, build_optim
 from advharness.reporting.report.curves import build_distance_cdfs, build_security_curves
 from advharness.reporting.report.defenses import build_defenses
 from advharness.reporting.report.examples import build_examples
+from advharness.reporting.report.expectations import build_expectations
 from advharness.reporting.report.flags import build_flags, build_sanity_checks
 from advharness.reporting.report.head_to_head import build_head_to_head
 from advharness.reporting.report.overview import build_overview, build_provenance
@@ -21,6 +22,7 @@ from advharness.reporting.report.plots import build_query_efficiency, build_time
 SECTIONS: dict[str, Section] = {
     "overview": Section("What was run", build_overview),
     "head-to-head": Section("Head-to-head", build_head_to_head),
+    "published-vs-measured": Section("Published vs measured", build_expectations),
     "security-curves": Section("Security curves", build_security_curves),
     "distance-cdfs": Section("Distance CDFs (minimum-norm cells)", build_distance_cdfs),
     "optimality": Section("Optimality (AttackBench)", build_optimality),
