@@ -360,15 +360,19 @@ def test_without_robustbench_its_cells_are_unsupported_rows_naming_the_extra(
     weights = tmp_path / "Standard.pt"
     weights.write_bytes(b"")
     rb = {"robustbench": "Standard", "framework": "torch", "weights": str(weights)}
-    exp = parse_experiment(_experiment(root, [rb, FACTORY_ENTRY]))
+    squeezed = {"defense": "feature_squeezing", "of": "Standard-Linf", "params": {"bit_depth": 4}}
+    exp = parse_experiment(
+        {**_experiment(root, [rb, FACTORY_ENTRY]), "defenses": [squeezed], "defense_transfer": False}
+    )
     with pytest.raises(HarnessError) as e:
         load_robustbench_model(exp.models[0])
     assert str(e.value) == f"model 'Standard-Linf' (RobustBench Standard, cifar10 Linf): {NOT_INSTALLED}"
     res = run_experiment(exp, out_dir=tmp_path / "out", backend="inline")
     s = res.summary
-    assert len(s) == 4
-    rb_rows, others = s[s["model"] == "Standard-Linf"], s[s["model"] == "linear"]
-    assert len(rb_rows) == 2 and set(rb_rows["status"]) == {"unsupported"}
+    rb_rows, others = s[s["model"] != "linear"], s[s["model"] == "linear"]
+    # the model, its defended variant and that one's adaptive surrogate: unsupported, naming the extra
+    assert len(rb_rows) == 6 and len(set(rb_rows["model"])) == 3, s[["model", "status"]]
+    assert set(rb_rows["status"]) == {"unsupported"}
     assert set(rb_rows["reason"]) == {NOT_INSTALLED}
     assert set(others["status"]) == {"ok"}
     assert "official CIFAR-10 test split" in str(res.manifest)
