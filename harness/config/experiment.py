@@ -37,6 +37,7 @@ from advharness.config.grid import (
     expand_experiment,
     locate,
 )
+from advharness.config.robustbench import ROBUSTBENCH_FIELDS, fill_robustbench_wrapping
 from advharness.config.spec import AttackSpec
 from advharness.core.errors import HarnessError
 from advharness.core.types import Layout, Outputs
@@ -75,16 +76,6 @@ class DataConfig(BaseModel):
 
 #: Fields that describe how a factory model is wrapped (not for recipe models).
 FACTORY_FIELDS = ("weights", "input_shape", "nb_classes", "bounds", "layout", "outputs")
-#: What every RobustBench CIFAR-10 model takes and gives (filled in, and checked when given).
-ROBUSTBENCH_WRAPPING: dict[str, Any] = {
-    "input_shape": (3, 32, 32),
-    "nb_classes": 10,
-    "bounds": (0.0, 1.0),
-    "layout": "NCHW",
-    "outputs": "logits",
-}
-#: Fields only for RobustBench models.
-ROBUSTBENCH_FIELDS = ("dataset", "threat_model")
 
 
 class ModelConfig(BaseModel):
@@ -127,19 +118,7 @@ class ModelConfig(BaseModel):
     def _robustbench_wrapping(cls, data: Any) -> Any:
         """A RobustBench model's wrapping is fixed: filled in, and a value given that differs
         is refused."""
-        if not isinstance(data, dict) or data.get("robustbench") is None:
-            return data
-        out = dict(data)
-        for field, fixed in ROBUSTBENCH_WRAPPING.items():
-            given = out.setdefault(field, fixed)
-            same = (
-                list(given) == list(fixed)
-                if isinstance(fixed, tuple) and isinstance(given, list | tuple)
-                else given == fixed
-            )
-            if not same:
-                raise ValueError(f"{field}: a RobustBench model's is {_show(fixed)}, got {_show(given)}")
-        return out
+        return fill_robustbench_wrapping(data)
 
     @field_validator("recipe")
     @classmethod
@@ -411,10 +390,6 @@ class Experiment(BaseModel):
         """``attacks``, then the transfer attacks from each defended model's undefended one
         (``defense_transfer``)."""
         return [*self.attacks, *defense_transfers(self)]
-
-
-def _show(v: Any) -> str:
-    return str(list(v)) if isinstance(v, tuple | list) else repr(v)
 
 
 def _located(problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
