@@ -199,7 +199,7 @@ def test_bad_n_samples_or_offset(n_samples: int, offset: int) -> None:
 
 
 def test_unknown_dataset_and_split() -> None:
-    with pytest.raises(HarnessError, match="known datasets: digits, mnist"):
-        load_dataset("cifar10")
+    with pytest.raises(HarnessError, match="known datasets: digits, mnist, cifar10"):
+        load_dataset("imagenet")
     with pytest.raises(HarnessError, match="split"):
         load_dataset("digits", "validation")  # type: ignore[arg-type]

@@ -189,7 +189,10 @@ def test_weights_that_do_not_fit_are_one_line(factories: Path) -> None:
         ),
         ({"weights": "/nonexistent/w.pt"}, "models[0].weights: file not found: /nonexistent/w.pt"),
         ({"name": None, "nb_classes": None}, "models[0]: a factory model needs name, nb_classes"),
-        ({"recipe": "digits_mlp"}, "models[0]: give recipe or factory, not both"),
+        (
+            {"recipe": "digits_mlp"},
+            "models[0]: give one of recipe, factory or robustbench, not recipe and factory",
+        ),
         (
             {"input_shape": [8, 8]},
             "models[0]: input_shape must be (C, H, W), (H, W, C) or (features,), got [8, 8]",
@@ -229,7 +232,8 @@ def test_factory_fields_are_refused_on_recipe_models() -> None:
     )
     assert lines == ["models[0]: nb_classes, outputs: only for factory models (a recipe states its own)"]
     assert errors_of(exp_dict(models=[{"framework": "torch"}])) == [
-        "models[0]: a model needs recipe (a built-in) or factory ('package.module:function')"
+        "models[0]: a model needs recipe (a built-in), factory ('package.module:function') or "
+        "robustbench (a RobustBench model name)"
     ]
 
 

@@ -324,7 +324,11 @@ INTEGER_PARAMS = frozenset({"draws"})
 
 #: One image of each dataset, (C, H, W), as published: experiment files are checked against
 #: it before anything is loaded (and runs again against the images actually loaded).
-INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+}
 
 
 #: Query levels at which success is reported when a spec names none.

@@ -38,6 +38,7 @@ from advharness.config.grid import (
     expand_experiment,
     locate,
 )
+from advharness.config.robustbench import ROBUSTBENCH_FIELDS, fill_robustbench_wrapping
 from advharness.config.spec import AttackSpec
 from advharness.core.errors import HarnessError
 from advharness.core.types import Layout, Outputs
@@ -50,7 +51,7 @@ MAX_NAME_LENGTH = 100
 class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal["digits", "mnist"] = "digits"
+    dataset: Literal["digits", "mnist", "cifar10"] = "digits"
     split: Literal["train", "test"] = "test"
     n_samples: Int = Field(default=64, ge=1)
     offset: Int = Field(default=0, ge=0)
@@ -82,9 +83,11 @@ class ModelConfig(BaseModel):
     """One model: a built-in ``recipe`` in one framework (trained on first use, then cached);
     a user ``factory`` (``package.module:function`` returning a torch or Keras model, optional
     ``weights``, wrapped with ``input_shape``, ``nb_classes``, ``bounds``, ``layout``,
-    ``outputs``; see :mod:`advharness.zoo.factory`); or, with ``substitute_of``, a recipe's
-    architecture trained only from another model's answers to ``queries`` queries (ART
-    CopycatCNN; see :mod:`advharness.zoo.substitute`)."""
+    ``outputs``; see :mod:`advharness.zoo.factory`); a ``robustbench`` model (an architecture
+    of the ``robustbench`` package's model zoo, by its name there, ``dataset`` and
+    ``threat_model``, with ``weights`` from a local file; see :mod:`advharness.zoo.robustbench`);
+    or, with ``substitute_of``, a recipe's architecture trained only from another model's
+    answers to ``queries`` queries (ART CopycatCNN; see :mod:`advharness.zoo.substitute`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,6 +95,9 @@ class ModelConfig(BaseModel):
     framework: Literal["torch", "tensorflow"]
     recipe: str | None = None
     factory: str | None = None
+    robustbench: str | None = None
+    dataset: Literal["cifar10"] = "cifar10"
+    threat_model: Literal["Linf", "L2", "corruptions"] = "Linf"
     weights: str | None = None
     name: str | None = None
     input_shape: tuple[Annotated[Int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
@@ -107,6 +113,13 @@ class ModelConfig(BaseModel):
     #: the defense this model variant applies, and whether it is its adaptive surrogate.
     defense: DefenseConfig | None = None
     surrogate: Bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _robustbench_wrapping(cls, data: Any) -> Any:
+        """A RobustBench model's wrapping is fixed: filled in, and a value given that differs
+        is refused."""
+        return fill_robustbench_wrapping(data)
 
     @field_validator("recipe")
     @classmethod
@@ -148,10 +161,26 @@ class ModelConfig(BaseModel):
     def _kind(self) -> ModelConfig:
         if self.defense is not None:
             return self  # a defense's variant: built from the model(s) it names
-        if self.recipe is not None and self.factory is not None:
-            raise ValueError("give recipe or factory, not both")
-        if self.recipe is None and self.factory is None:
-            raise ValueError("a model needs recipe (a built-in) or factory ('package.module:function')")
+        kinds = [k for k in ("recipe", "factory", "robustbench") if getattr(self, k) is not None]
+        if len(kinds) > 1:
+            raise ValueError(f"give one of recipe, factory or robustbench, not {' and '.join(kinds)}")
+        if not kinds:
+            raise ValueError(
+                "a model needs recipe (a built-in), factory ('package.module:function') or "
+                "robustbench (a RobustBench model name)"
+            )
+        if self.robustbench is None:
+            extra = [f for f in ROBUSTBENCH_FIELDS if getattr(self, f) != type(self).model_fields[f].default]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for robustbench models")
+        else:
+            if self.framework != "torch":
+                raise ValueError("a RobustBench model is a torch model: framework must be torch")
+            if self.weights is None:
+                raise ValueError("a RobustBench model needs weights (a local file: nothing is downloaded)")
+            if self.substitute_of is not None or self.queries is not None:
+                raise ValueError("substitute_of and queries are for recipe models")
+            return self
         if self.substitute_of is not None and self.recipe is None:
             raise ValueError("a substitute model needs recipe (the architecture it trains)")
         if self.substitute_of is not None and self.queries is None:
@@ -181,7 +210,7 @@ class ModelConfig(BaseModel):
     def resolved_layout(self) -> Layout | None:
         """A factory model's layout: as given, else NCHW (torch) / NHWC (Keras) for images
         and flat for vectors; None for recipe models (the recipe states it)."""
-        if self.factory is None or self.input_shape is None:
+        if (self.factory is None and self.robustbench is None) or self.input_shape is None:
             return None
         if self.layout is not None:
             return self.layout
@@ -193,6 +222,8 @@ class ModelConfig(BaseModel):
     def key(self) -> str:
         if self.name:
             return self.name
+        if self.robustbench is not None:
+            return f"{self.robustbench}-{self.threat_model}"
         of = f"-of-{self.substitute_of}" if self.substitute_of else ""
         return f"{'substitute-' if of else ''}{self.recipe}-{self.framework}{of}"
 
@@ -311,6 +342,13 @@ class Experiment(BaseModel):
         for i, m in enumerate(self.models):
             if m.defense is not None or m.surrogate:
                 problems.append((("models", i), "defense variants go in the defenses section"))
+            if m.robustbench is not None and m.dataset != self.data.dataset:
+                problems.append(
+                    (
+                        ("models", i, "dataset"),
+                        f"a {m.dataset} model, but data.dataset is {self.data.dataset}",
+                    )
+                )
             if m.substitute_of is not None and m.substitute_of not in plain:
                 problems.append(
                     (

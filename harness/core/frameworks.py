@@ -15,6 +15,8 @@ from advharness.core.errors import HarnessError
 
 #: The optional frameworks, each with its extra (``pip install 'advharness[EXTRA]'``).
 OPTIONAL_FRAMEWORKS: dict[str, str] = {"torch": "torch", "tensorflow": "tensorflow", "ray": "ray"}
+#: Optional model sources, each with its extra: only the models that come from one need it.
+OPTIONAL_MODEL_SOURCES: dict[str, str] = {"robustbench": "robustbench"}
 
 
 def framework_available(name: str) -> bool:
@@ -31,7 +33,8 @@ def missing_framework_reason(name: str) -> str | None:
     ``tensorflow is not installed: pip install 'advharness[tensorflow]'``."""
     if framework_available(name):
         return None
-    return f"{name} is not installed: pip install 'advharness[{OPTIONAL_FRAMEWORKS.get(name, 'all')}]'"
+    extra = OPTIONAL_FRAMEWORKS.get(name) or OPTIONAL_MODEL_SOURCES.get(name, "all")
+    return f"{name} is not installed: pip install 'advharness[{extra}]'"
 
 
 def require_framework(name: str, what: str) -> None:

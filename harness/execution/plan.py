@@ -87,7 +87,14 @@ def model_identity(mc: ModelConfig, exp: Experiment, params: Mapping[str, str]) 
         if not framework_available(mc.framework):  # not imported: its cells are unsupported rows
             return {"factory": mc.factory, "framework_missing": mc.framework, **built}
         return {"factory": model_fingerprint(mc), **built}
-    assert mc.recipe is not None  # validated: exactly one of recipe / factory
+    if mc.robustbench is not None:
+        from advharness.core.frameworks import missing_framework_reason
+        from advharness.zoo.robustbench import robustbench_fingerprint
+
+        if missing_framework_reason("robustbench") is not None:  # its cells are unsupported rows
+            return {"robustbench": mc.robustbench, "framework_missing": "robustbench", **built}
+        return {"robustbench": robustbench_fingerprint(mc), **built}
+    assert mc.recipe is not None  # validated: exactly one of recipe / factory / robustbench
     return {"recipe": cache_paths(mc.recipe, mc.framework, data_path=d.path)[0].stem, **built}
 
 

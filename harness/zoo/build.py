@@ -1,4 +1,5 @@
-"""An experiment's models: recipes (trained once, cached), factories, substitutes."""
+"""An experiment's models: recipes (trained once, cached), factories, RobustBench models,
+substitutes."""
 
 from __future__ import annotations
 
@@ -16,8 +17,13 @@ def missing_framework(exp: Experiment, key: str) -> str | None:
     its target's) is not installed, as one line naming the extra to install; else None."""
     mc = next(m for m in exp.model_entries() if m.key == key)
     reason = missing_framework_reason(mc.framework)
+    if reason is None and mc.robustbench is not None:
+        reason = missing_framework_reason("robustbench")
     if reason is None and mc.substitute_of is not None:
         return missing_framework(exp, mc.substitute_of)
+    if reason is None and mc.defense is not None:  # built from models that may need one
+        bases = [mc.defense.of] if mc.defense.of is not None else list(mc.defense.members or ())
+        return next((r for b in bases if (r := missing_framework(exp, b)) is not None), None)
     return reason
 
 
@@ -50,6 +56,10 @@ def build_models(exp: Experiment, ds: Dataset, *, train: bool = True) -> dict[st
             from advharness.zoo.factory import load_factory_model
 
             m = load_factory_model(mc)
+        elif mc.robustbench is not None:
+            from advharness.zoo.robustbench import load_robustbench_model
+
+            m = load_robustbench_model(mc)
         else:
             assert mc.recipe is not None  # validated: exactly one of recipe / factory
             if not train and recipe_info(mc.recipe, mc.framework, data_path=exp.data.path) is None:

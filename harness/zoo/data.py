@@ -1,4 +1,5 @@
-"""Datasets: scikit-learn digits (embedded) and MNIST from IDX files in a directory.
+"""Datasets: scikit-learn digits (embedded), MNIST from IDX files in a directory, CIFAR-10
+from the official python-pickle batches in a directory (:mod:`advharness.zoo.cifar`).
 
 All images come out as float32 NCHW in [0, 1] with int64 labels; :func:`to_bounds` maps
 them onto a model's bounds (experiment files: ``data.scale``).
@@ -7,6 +8,7 @@ MNIST splits: with all four official IDX files in the directory, the official 60
 is used. With only the two test files (``t10k-*``), the 10,000 test images are re-split with
 a fixed seed (:data:`MNIST_RESPLIT_SEED`) into 8,000 ``train`` and 2,000 ``test`` images.
 Digits (1,797 images of 8x8) are split the same way: 25 % ``test``, the rest ``train``.
+CIFAR-10 always uses its official 50k/10k split.
 """
 
 from __future__ import annotations
@@ -165,17 +167,22 @@ def load_dataset(
     offset: int = 0,
     path: str | Path | None = None,
 ) -> Dataset:
-    """Load ``digits`` or ``mnist``; take ``n_samples`` images starting at ``offset``."""
+    """Load ``digits``, ``mnist`` or ``cifar10``; take ``n_samples`` images starting at ``offset``."""
     if split not in ("train", "test"):
         raise HarnessError(f"split must be 'train' or 'test', got {split!r}")
     if name == "digits":
         images, labels, source = _load_digits(split)
     elif name == "mnist":
         images, labels, source = _load_mnist(split, Path(path) if path else None)
+    elif name == "cifar10":
+        from advharness.zoo.cifar import load_cifar10
+
+        images, labels, source = load_cifar10(split, Path(path) if path else None)
     else:
-        raise HarnessError(f"unknown dataset {name!r}; known datasets: digits, mnist")
+        raise HarnessError(f"unknown dataset {name!r}; known datasets: digits, mnist, cifar10")
     x = images.astype(np.float32)
-    x = x.reshape(len(x), 1, *x.shape[1:])
+    if x.ndim == 3:  # grey images (N, H, W): one channel
+        x = x.reshape(len(x), 1, *x.shape[1:])
     y = labels.astype(np.int64)
     if offset < 0 or (n_samples is not None and n_samples < 1):
         raise HarnessError("n_samples must be >= 1 and offset >= 0")
