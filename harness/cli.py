@@ -67,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if exp.expect:  # stored as expectations.csv by the run
         from advharness.reporting.compare import expectations_table, expectations_text
 
-        print(expectations_text(expectations_table(result, exp.expect), exp.name))
+        print(expectations_text(expectations_table(result, exp.expect), exp.name, exp.deviations))
     print(f"results: {result.path}")
     return 0
 

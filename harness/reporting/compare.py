@@ -128,9 +128,13 @@ def expectations_table(result: RunResult, expectations: Sequence[Expectation]) -
     return check_expectations(result.summary, result.records, expectations)
 
 
-def expectations_text(table: pd.DataFrame, title: str) -> str:
-    """Published vs measured, one expectation per block of lines, and the verdict counts."""
+def expectations_text(table: pd.DataFrame, title: str, deviations: Sequence[str] = ()) -> str:
+    """Published vs measured, one expectation per block of lines, and the verdict counts;
+    first the experiment's ``deviations`` from the published setting, when it states any."""
     lines = [f"{title}: published vs measured"]
+    if deviations:
+        lines.append("deviations from the published setting:")
+        lines += [f"  - {d}" for d in deviations]
     for _, r in table.iterrows():
         lines.append(
             f"[{r['verdict']}] {r['metric']} ({r['kind']}) where {r['where']}  source: {r['source']}"
@@ -164,6 +168,7 @@ def compare_command(results_a: str, results_b: str | None, expect: str | None) -
     name_a = str(a.manifest.get("experiment", {}).get("name") or results_a)
     if expect is not None:
         expectations = expectations_of(a, expect or None)
-        return expectations_text(expectations_table(a, expectations), name_a)
+        deviations = a.manifest.get("experiment", {}).get("deviations") or ()
+        return expectations_text(expectations_table(a, expectations), name_a, deviations)
     assert results_b is not None
     return differences_text(compare_dirs(a, read_results(results_b)), results_a, results_b)
