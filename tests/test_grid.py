@@ -248,7 +248,7 @@ def test_all_problems_are_collected_in_file_order() -> None:
     )
     assert lines == [
         "models[0].framework: an empty grid",
-        "models[1].recipe: unknown recipe 'resnet'; known: digits_cnn, digits_mlp, mnist_cnn",
+        "models[1].recipe: unknown recipe 'resnet'; known: digits_cnn, digits_mlp, mnist_cnn, mnist_softmax",
         "attacks[0].eps: an empty grid",
         "attacks[1].eps: must be >= 0",
         "libraries: unknown library 'nope'; known: art, foolbox, cleverhans "
