@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from advharness.models.base import WrappedModel
 
 
-def _sha256_file(path: str | Path) -> str:
+def file_sha256(path: str | Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -53,7 +53,7 @@ def model_fingerprint(cfg: ModelConfig) -> str:
     if source and Path(source).is_file():
         h.update(b"source:" + Path(source).read_bytes())
     if cfg.weights is not None:
-        h.update(b"weights:" + _sha256_file(cfg.weights).encode())
+        h.update(b"weights:" + file_sha256(cfg.weights).encode())
     return h.hexdigest()
 
 
@@ -91,7 +91,6 @@ def _check_type(net: Any, cfg: ModelConfig) -> None:
 
 def load_factory_model(cfg: ModelConfig) -> WrappedModel:
     """Build, load and wrap a factory model; ``name`` and ``family`` are its key."""
-    from advharness.models.wrap import wrap_model
 
     if cfg.factory is None or cfg.input_shape is None or cfg.nb_classes is None:
         raise HarnessError(f"model {cfg.key!r} is not a factory model")
@@ -104,6 +103,20 @@ def load_factory_model(cfg: ModelConfig) -> WrappedModel:
     _check_type(net, cfg)
     if cfg.weights is not None:
         _load_weights(net, cfg)
+    info = {
+        "factory": cfg.factory,
+        "weights": cfg.weights,
+        "weights_sha256": file_sha256(cfg.weights) if cfg.weights is not None else None,
+    }
+    return wrap_entry(net, cfg, info)
+
+
+def wrap_entry(net: Any, cfg: ModelConfig, info: dict[str, Any]) -> WrappedModel:
+    """``net`` wrapped as models entry ``cfg`` states (shape, classes, bounds, layout,
+    outputs), named and grouped by its key, with ``info`` as its ``recipe_info``."""
+    from advharness.models.wrap import wrap_model
+
+    assert cfg.input_shape is not None and cfg.nb_classes is not None  # validated
     model = wrap_model(
         net,
         input_shape=tuple(cfg.input_shape),
@@ -114,11 +127,7 @@ def load_factory_model(cfg: ModelConfig) -> WrappedModel:
         name=cfg.key,
     )
     model.family = cfg.key
-    model.recipe_info = {  # type: ignore[attr-defined]
-        "factory": cfg.factory,
-        "weights": cfg.weights,
-        "weights_sha256": _sha256_file(cfg.weights) if cfg.weights is not None else None,
-    }
+    model.recipe_info = info  # type: ignore[attr-defined]
     return model
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from advharness.core.errors import HarnessError, one_line
 from advharness.core.frameworks import require_framework
 from advharness.core.versions import package_version
+from advharness.zoo.factory import file_sha256, wrap_entry
 
 if TYPE_CHECKING:
     from advharness.config.experiment import ModelConfig
@@ -31,11 +32,6 @@ if TYPE_CHECKING:
 
 #: Key prefixes RobustBench's ``load_model`` strips from checkpoints (DataParallel, wrappers).
 STRIPPED_PREFIXES = ("module.", "model.")
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _what(cfg: ModelConfig) -> str:
@@ -93,8 +89,6 @@ def load_robustbench_model(cfg: ModelConfig) -> WrappedModel:
     its key)."""
     import torch
 
-    from advharness.models.wrap import wrap_model
-
     assert cfg.weights is not None and cfg.input_shape is not None and cfg.nb_classes is not None  # validated
     net = architecture(cfg)
     try:
@@ -105,24 +99,18 @@ def load_robustbench_model(cfg: ModelConfig) -> WrappedModel:
     except Exception as e:
         raise HarnessError(f"{_what(cfg)}: cannot load weights {cfg.weights} ({one_line(e)})") from None
     net.eval()
-    model = wrap_model(
+    model = wrap_entry(
         net,
-        input_shape=tuple(cfg.input_shape),
-        nb_classes=cfg.nb_classes,
-        bounds=cfg.bounds,
-        layout=cfg.resolved_layout,
-        outputs=cfg.outputs,
-        name=cfg.key,
+        cfg,
+        {
+            "robustbench": cfg.robustbench,
+            "dataset": cfg.dataset,
+            "threat_model": cfg.threat_model,
+            "robustbench_version": package_version("robustbench"),
+            "weights": cfg.weights,
+            "weights_sha256": file_sha256(cfg.weights),
+        },
     )
-    model.family = cfg.key
-    model.recipe_info = {  # type: ignore[attr-defined]
-        "robustbench": cfg.robustbench,
-        "dataset": cfg.dataset,
-        "threat_model": cfg.threat_model,
-        "robustbench_version": package_version("robustbench"),
-        "weights": cfg.weights,
-        "weights_sha256": _sha256(cfg.weights),
-    }
     return model
 
 
@@ -139,5 +127,5 @@ def robustbench_fingerprint(cfg: ModelConfig) -> str:
         "bounds": list(cfg.bounds),
     }
     h = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
-    h.update(b"weights:" + _sha256(cfg.weights).encode())
+    h.update(b"weights:" + file_sha256(cfg.weights).encode())
     return h.hexdigest()
