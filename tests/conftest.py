@@ -154,3 +154,19 @@ def errors_of(data: dict[str, Any], overrides: tuple[str, ...] = ()) -> list[str
     lines = str(e.value).splitlines()
     assert all(line.startswith("exp.yaml: ") for line in lines), lines
     return [line.removeprefix("exp.yaml: ") for line in lines]
+
+
+def small_experiment(path: Path, **extra: object) -> Path:
+    """A small experiment file (digits MLP, ART and Foolbox, FGSM) at ``path``."""
+    import yaml
+
+    exp = {
+        "name": "ux",
+        "data": {"dataset": "digits", "n_samples": 8},
+        "models": [{"recipe": "digits_mlp", "framework": "torch"}],
+        "libraries": ["art", "foolbox"],
+        "attacks": [{"attack": "fgsm", "eps": 0.1}],
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(exp))
+    return path
