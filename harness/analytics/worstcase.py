@@ -44,8 +44,10 @@ def _over(frame: pd.DataFrame, over: Sequence[str]) -> list[str]:
     return out
 
 
-def _per_sample(runs: pd.DataFrame) -> pd.DataFrame:
-    """One group's runs -> per sample: correct, broken, n_members, n_broken_by, robust."""
+def per_sample_worst_case(runs: pd.DataFrame) -> pd.DataFrame:
+    """One group's runs (records of cells on one model and data) -> per ``sample``:
+    ``correct``, ``broken`` (by any run within its eps), ``n_members``, ``n_broken_by``,
+    ``robust``; ValueError when the runs disagree on which samples are correct."""
     per = runs.assign(
         broken=runs["success_at_eps"].astype(bool) & runs["correct"].astype(bool),
         correct=runs["correct"].astype(bool),
@@ -75,7 +77,7 @@ def worst_case_samples(
     the cells' settings) but those in ``over``."""
     recs = with_settings(records, summary)
     keys = group_columns(recs, exclude=_over(recs, over))
-    parts = [_per_sample(runs).assign(**ident) for ident, runs in groups(recs, keys)]
+    parts = [per_sample_worst_case(runs).assign(**ident) for ident, runs in groups(recs, keys)]
     if not parts:
         return pd.DataFrame()
     out = pd.concat(parts, ignore_index=True)
@@ -97,7 +99,7 @@ def worst_case(
     keys = group_columns(recs, exclude=cols)
     rows = []
     for ident, runs in groups(recs, keys):
-        samples = _per_sample(runs)
+        samples = per_sample_worst_case(runs)
         n, k_robust = len(samples), int(samples["robust"].sum())
         low, high = wilson_interval(k_robust, n, confidence)
         member_ra, labels = [], []

@@ -11,10 +11,16 @@ expect:
      source: "Madry et al. 2018, Table 1"}
   - {metric: mean_l2, where: {attack: cw, library: art}, greater_than: {library: foolbox},
      source: "torchattacks README: ART's C&W L2 larger"}
+  - {metric: robust_accuracy, where: {model: adv-torch}, direction: decreasing,
+     order: [{attack: pgd, restarts: 5}, {worst_case: true}], source: "Madry et al. 2018"}
+  - {metric: local_optimality, where: {attack: fgm}, equal_across: library, tolerance: 0.0,
+     source: "AttackBench: FGM's optimality identical in every library"}
 ```
 
 One expectation is a ``metric`` (a summary column, :data:`METRICS`) on the ``ok`` summary
-rows its ``where`` selects (column -> value, every pair must match), and exactly one of:
+rows its ``where`` selects (column -> value, every pair must match; ``worst_case: true``
+makes the selected cells one measurement of their per-sample worst case, for a rate), and
+exactly one of:
 
 * ``value`` with ``tolerance`` (absolute): a published figure;
 * ``equal_across: <column>`` with ``tolerance``: the metric is the same, within tolerance,
@@ -50,9 +56,11 @@ RATE_METRICS: dict[str, str] = {
     "robust_accuracy_at_eps": "n",
     "clean_accuracy": "n",
 }
-#: Every metric an expectation may name: the rates, per-cell distances, cost.
+#: Every metric an expectation may name: the rates, AttackBench's optimality, per-cell
+#: distances, cost.
 METRICS: tuple[str, ...] = (
     *RATE_METRICS,
+    "local_optimality",
     *(f"{stat}_{norm}" for stat in ("median", "mean") for norm in ("l0", "l1", "l2", "linf", "norm")),
     "time_s",
     "queries_per_sample",
@@ -85,6 +93,8 @@ SELECTOR_COLUMNS: tuple[str, ...] = (
     "check",
     "family",
 )
+#: The selector key that measures the per-sample worst case over the cells it selects.
+WORST_CASE = "worst_case"
 #: Columns ``equal_across`` may name.
 ACROSS_COLUMNS = ("library", "framework", "model", "run_seed")
 
@@ -97,8 +107,13 @@ def selector_problem(selector: Any) -> str | None:
     if not isinstance(selector, dict):
         return f"must be a mapping column -> value, got {selector!r}"
     for col, v in selector.items():
+        if col == WORST_CASE:
+            if v is not True:
+                return f"{WORST_CASE}: must be true (the per-sample worst case of the cells), got {v!r}"
+            continue
         if not isinstance(col, str) or (col not in SELECTOR_COLUMNS and not col.startswith("param_")):
-            return f"unknown column {col!r}; known: {', '.join(SELECTOR_COLUMNS)} or param_<name>"
+            known = ", ".join(SELECTOR_COLUMNS)
+            return f"unknown column {col!r}; known: {known}, param_<name> or {WORST_CASE}"
         if not isinstance(v, str | int | float | bool):
             return f"{col}: must be one value (a string, number or boolean), got {v!r}"
         if isinstance(v, float) and not math.isfinite(v):
@@ -170,6 +185,8 @@ class Expectation(BaseModel):
             )
         if kind == "equal_across" and self.equal_across in self.where:
             raise ValueError(f"where fixes {self.equal_across}: nothing to compare across")
+        if self.metric not in RATE_METRICS and any(WORST_CASE in s for s in self.sides()):
+            raise ValueError(f"{WORST_CASE} measures rates ({', '.join(RATE_METRICS)}), not {self.metric}")
         return self
 
     @property
