@@ -36,7 +36,12 @@ def _libraries(data: tuple[str, str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def test_cells_on_the_same_samples_are_not_pooled_as_independent_evidence() -> None:
-    entry = {"metric": "success_rate", "where": {"attack": "fgsm"}, "value": 0.25, "tolerance": 0.0}
+    entry: dict[str, Any] = {
+        "metric": "success_rate",
+        "where": {"attack": "fgsm"},
+        "value": 0.25,
+        "tolerance": 0.0,
+    }
     row = _check(*_libraries(("d", "d", "d")), **entry)
     low, high = (float(v) for v in wilson_interval(10, N))
     # three libraries on the same 40 images are 40 samples (120 outcomes), not 120
