@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EXPERIMENT.yaml",
         help="check the expect: entries of RESULTS_A's experiment (manifest), or of this file",
     )
+    c.add_argument(
+        "--metric",
+        default=None,
+        metavar="METRIC",
+        help="what two runs are compared on (default: success_rate): a rate (robust_accuracy, "
+        "clean_accuracy, success_rate_at_eps...), a distance (median_l2, mean_norm...) or a cost "
+        "(time_s, queries_per_sample...), as expect: names them",
+    )
     c.set_defaults(func=cmd_compare)
     ls = sub.add_parser(
         "list",

@@ -51,7 +51,7 @@ def filter_summary(summary: Any, **wanted: list[str] | None) -> Any:
 def cmd_compare(args: argparse.Namespace) -> int:
     from advharness.reporting.compare import compare_command
 
-    print(compare_command(args.results_a, args.results_b, args.expect))
+    print(compare_command(args.results_a, args.results_b, args.expect, args.metric))
     return 0
 
 
