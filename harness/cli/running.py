@@ -68,6 +68,10 @@ def cmd_harden(args: argparse.Namespace) -> int:
         print(h.table.to_string())
     checks = run_checks(h.result)
     print_checks(checks)
+    if exp.expect:  # over every round's cells, stored as expectations.csv by the loop
+        from advharness.reporting.compare import expectations_text
+
+        print(expectations_text(h.expectations, exp.name, exp.deviations))
     print(h.verdict())
     print(f"results: {h.result.path}")
     return 0
