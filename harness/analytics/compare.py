@@ -4,11 +4,18 @@ A cell's setting is its model, framework, library, attack, kind, norm, eps, targ
 threat model, seed and the settings that tell one attack's cells apart across the two runs
 (``steps``, ``param_<name>``..., :func:`~advharness.analytics.frames.setting_columns` of
 both summaries together), less the data and the batch size: two runs on different samples
-still compare, unpaired. Per shared cell: each run's success rate (among the initially
-correct samples) with its Wilson 95 % interval, the difference ``B - A``, and the test:
-McNemar's on the paired successes when both ran on the same data (``data_sha256``) and
-have records (:func:`~advharness.analytics.agreement.mcnemar`), else the two-proportion
-test (:func:`~advharness.analytics.intervals.compare_rates`). ``differs``: ``p < alpha``.
+still compare, unpaired. Per shared cell: each run's value of the compared metric (by
+default the success rate among the initially correct samples; any metric of
+:data:`~advharness.config.expect.METRICS`), for a rate with its Wilson 95 % interval, the
+difference ``B - A``, and the test that fits
+(:func:`~advharness.analytics.expectations.pair_test`): for a rate McNemar's on the paired
+per-sample outcomes when both ran on the same data (``data_sha256``) and have records
+(:func:`~advharness.analytics.agreement.mcnemar`), else the two-proportion test
+(:func:`~advharness.analytics.intervals.compare_rates`); for a distance (``median_l2``,
+``mean_linf``...) the Wilcoxon signed-rank test on the samples both runs broke, when paired
+(:func:`~advharness.analytics.agreement.paired_distance_test`), else none; for a cost
+(:data:`COST_METRICS`) none: one number per cell, nothing to test it on.
+``differs``: ``p < alpha``.
 """
 
 from __future__ import annotations
@@ -19,15 +26,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from advharness.analytics.agreement import mcnemar
-from advharness.analytics.checks_base import matched
+from advharness.analytics.expectations import Measurement, measure, pair_test
 from advharness.analytics.frames import CELL_COLUMNS, present, setting_columns
-from advharness.analytics.intervals import compare_rates, wilson_interval
+from advharness.analytics.intervals import wilson_interval
+from advharness.config.expect import METRICS, RATE_METRICS
+from advharness.core.errors import HarnessError
 
 #: Settings that do not make two cells different ones (the samples may differ: unpaired).
 NOT_SETTINGS = ("data_sha256", "batch_size")
 #: Metrics shown for both runs.
 SIDE_METRICS = ("success_rate", "robust_accuracy", "median_norm", "time_s")
+#: Metrics of cost: one number per cell, no per-sample outcome to test a difference on.
+COST_METRICS = ("time_s", "queries_per_sample", "forward_per_sample", "backward_per_sample")
+#: The tests that pair the two runs' samples.
+PAIRED_TESTS = ("mcnemar", "wilcoxon")
 
 
 def setting_keys(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
@@ -66,10 +78,45 @@ def _records(records: pd.DataFrame | None, row: pd.Series) -> pd.DataFrame:
     return out
 
 
-def _count(row: pd.Series) -> tuple[int, int]:
-    n = int(row.get("n_correct") or 0)
-    rate = float(row.get("success_rate", float("nan")))
+def _count(row: pd.Series, metric: str = "success_rate") -> tuple[int, int]:
+    """A rate's count and its denominator (:data:`~advharness.config.expect.RATE_METRICS`)."""
+    denominator = _number(row.get(RATE_METRICS[metric]))
+    n = 0 if math.isnan(denominator) else int(denominator)
+    rate = _number(row.get(metric))
     return (round(rate * n) if n and not math.isnan(rate) else 0), n
+
+
+def metric_columns(metric: str) -> tuple[str, ...]:
+    """The metrics shown for both runs when ``metric`` is compared (``<m>_a``, ``<m>_b``)."""
+    return tuple(dict.fromkeys([*SIDE_METRICS, metric]))
+
+
+def check_metric(metric: str) -> None:
+    """A one-line error unless ``metric`` is one two runs can be compared on."""
+    if metric not in METRICS:
+        raise HarnessError(f"compare: unknown metric {metric!r}; known: {', '.join(METRICS)}")
+
+
+def _test(
+    ra: pd.Series,
+    rb: pd.Series,
+    records_a: pd.DataFrame | None,
+    records_b: pd.DataFrame | None,
+    metric: str,
+) -> tuple[str, float]:
+    """:func:`~advharness.analytics.expectations.pair_test` of two runs' cells: their records
+    side by side, told apart by a ``cell`` of ``A`` and ``B``."""
+    if metric in COST_METRICS:
+        return "", float("nan")
+    sides = []
+    for side, row in (("A", ra), ("B", rb)):
+        found = measure(row.to_frame().T.assign(cell=side), {}, metric)
+        if not isinstance(found, Measurement):
+            return "", float("nan")
+        sides.append(found)
+    ca, cb = _records(records_a, ra), _records(records_b, rb)
+    records = pd.concat([ca.assign(cell="A"), cb.assign(cell="B")], ignore_index=True)
+    return pair_test(sides[0], sides[1], metric, records if not ca.empty and not cb.empty else None)
 
 
 def compare_results(
@@ -78,14 +125,19 @@ def compare_results(
     summary_b: pd.DataFrame,
     records_b: pd.DataFrame | None,
     alpha: float = 0.05,
+    metric: str = "success_rate",
 ) -> pd.DataFrame:
     """One row per cell setting of either run (see the module): the setting, ``in``
-    (``both``, ``A only``, ``B only``), ``status_a``/``status_b``, ``<metric>_a``/``_b`` of
-    :data:`SIDE_METRICS`, ``success_rate_{a,b}_ci_low/_high``, ``difference`` (B - A
-    success rate), ``paired``, ``test``, ``p_value`` and ``differs``. Cells that failed in
-    a run count as in it (their status says so) but get no test."""
+    (``both``, ``A only``, ``B only``), ``status_a``/``status_b``, ``<m>_a``/``_b`` of
+    :func:`metric_columns` (:data:`SIDE_METRICS` and ``metric``),
+    ``success_rate_{a,b}_ci_low/_high`` (and ``<metric>_{a,b}_ci_low/_high`` for another
+    rate), ``difference`` (B - A of ``metric``), ``paired``, ``test`` (``""``: none fits,
+    e.g. a cost), ``p_value`` and ``differs``. Cells that failed in a run count as in it
+    (their status says so) but get no test. An unknown ``metric``: a one-line error."""
+    check_metric(metric)
     keys = setting_keys(summary_a, summary_b)
     side_a, side_b = _by_setting(summary_a, keys), _by_setting(summary_b, keys)
+    rates = dict.fromkeys(["success_rate", *([metric] if metric in RATE_METRICS else [])])
     rows = []
     for setting in dict.fromkeys([*side_a, *side_b]):
         ra, rb = side_a.get(setting), side_b.get(setting)
@@ -95,22 +147,16 @@ def compare_results(
         row["in"] = "both" if ra is not None and rb is not None else ("A only" if rb is None else "B only")
         for side, r in (("a", ra), ("b", rb)):
             row[f"status_{side}"] = "" if r is None else str(r.get("status", "ok"))
-            for m in SIDE_METRICS:
+            for m in metric_columns(metric):
                 row[f"{m}_{side}"] = float("nan") if r is None else _number(r.get(m))
-            k, n = (0, 0) if r is None else _count(r)
-            low, high = wilson_interval(k, n)
-            row[f"success_rate_{side}_ci_low"], row[f"success_rate_{side}_ci_high"] = float(low), float(high)
+            for m in rates:
+                k, n = (0, 0) if r is None else _count(r, m)
+                low, high = wilson_interval(k, n)
+                row[f"{m}_{side}_ci_low"], row[f"{m}_{side}_ci_high"] = float(low), float(high)
         row.update(difference=float("nan"), paired=False, test="", p_value=float("nan"), differs=False)
         if ra is not None and rb is not None and row["status_a"] == "ok" and row["status_b"] == "ok":
-            row["difference"] = row["success_rate_b"] - row["success_rate_a"]
-            ca, cb = _records(records_a, ra), _records(records_b, rb)
-            paired = ra.get("data_sha256") == rb.get("data_sha256") and not ca.empty and not cb.empty
-            if paired:
-                both = matched(ca, cb, "success")
-                test, p = "mcnemar", float(mcnemar(both["broken_a"], both["broken_b"])["p_value"])
-            else:
-                res = compare_rates(*_count(ra), *_count(rb), alpha=alpha)
-                test, p = str(res["test"]), float(res["p_value"])
-            row.update(paired=bool(paired), test=test, p_value=p, differs=bool(p < alpha))
+            row["difference"] = row[f"{metric}_b"] - row[f"{metric}_a"]
+            test, p = _test(ra, rb, records_a, records_b, metric)
+            row.update(paired=test in PAIRED_TESTS, test=test, p_value=p, differs=bool(p < alpha))
         rows.append(row)
     return pd.DataFrame(rows)

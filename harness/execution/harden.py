@@ -6,7 +6,8 @@ from its undefended model) and runs what is new. All rounds share one results di
 a round re-uses every cell an earlier round (or an earlier run) stored. After each round the
 defense's worst case over the pool (:func:`advharness.analytics.defenses.defense_worst_case`)
 is compared with the target: the loop stops at the first round at or below it, or when the
-defenses are exhausted, and says which.
+defenses are exhausted, and says which. The experiment's ``expect:`` entries are checked on
+the whole loop's results (``expectations.csv``, as for a run).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class HardenResult:
     worst_case: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: The before/after table (:func:`advharness.reporting.harden.before_after`).
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Published vs measured over every round's cells
+    #: (:func:`advharness.reporting.compare.expectations_table`; empty without ``expect:``).
+    expectations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def verdict(self) -> str:
         """One line: why the loop stopped, at which round, with which rate."""
@@ -76,8 +80,11 @@ class HardenResult:
 
 
 def _round_experiment(exp: Experiment, n_defenses: int) -> Experiment:
+    """``exp`` with its first ``n_defenses`` defenses, without ``expect:`` (an entry may name
+    a later round's defended model; the loop checks them once, on every round's cells)."""
     data = exp.model_dump(mode="json")
     data["defenses"] = data["defenses"][:n_defenses]
+    data["expect"] = []
     return Experiment.model_validate(data)
 
 
@@ -134,6 +141,11 @@ def harden(
     assert result is not None
     h = HardenResult(result, rounds, target, stopped, worst)
     h.table = harden_tables(h, exp)[1]
+    if exp.expect:  # the rounds ran without them: the manifest records the file's
+        from advharness.reporting.compare import expectations_table
+
+        result.manifest.setdefault("experiment", {})["expect"] = exp.model_dump(mode="json")["expect"]
+        h.expectations = expectations_table(result, exp.expect)
     if result.path is not None:
         write_harden(h)
     return h
@@ -152,8 +164,11 @@ def harden_tables(h: HardenResult, exp: Experiment) -> tuple[pd.DataFrame, pd.Da
 
 def write_harden(h: HardenResult) -> Path:
     """Write the loop's tables into the run's results directory (``harden_rounds.csv``,
-    ``harden.csv``, ``defense_worst_case.csv``), each atomically; returns the directory."""
+    ``harden.csv``, ``defense_worst_case.csv``; with expectations, ``expectations.csv`` and
+    the manifest that records them), each atomically; returns the directory."""
     from advharness.core.atomic import atomic_write
+    from advharness.reporting.compare import write_expectations
+    from advharness.reporting.results import write_manifest
 
     assert h.result.path is not None
     out = Path(h.result.path)
@@ -161,6 +176,9 @@ def write_harden(h: HardenResult) -> Path:
     frames["defense_worst_case.csv"] = (h.worst_case, False)
     for name, (frame, index) in frames.items():
         atomic_write(out / name, lambda p, f=frame, i=index: f.to_csv(p, index=i))
+    if not h.expectations.empty:
+        write_expectations(h.expectations, out)
+        write_manifest(h.result.manifest, out)
     return out
 
 

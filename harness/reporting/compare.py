@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from advharness.analytics.compare import compare_results
+from advharness.analytics.compare import COST_METRICS, check_metric, compare_results, metric_columns
 from advharness.analytics.expectations import check_expectations
-from advharness.config.expect import Expectation
+from advharness.config.expect import RATE_METRICS, Expectation
 from advharness.core.atomic import atomic_write
 from advharness.core.errors import HarnessError
 from advharness.reporting.run_result import RunResult
@@ -32,14 +32,39 @@ def _rate(v: float, low: float, high: float) -> str:
     return f"{v:.3f} [{low:.2f}, {high:.2f}]"
 
 
-def differences_text(table: pd.DataFrame, name_a: str, name_b: str) -> str:
-    """The shared cells (success rate of each run with its interval, the difference, the
-    test), then the cells only one run has."""
+def _value(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.4g}"
+
+
+def _summary_line(n_both: int, n_diff: int, metric: str) -> str:
+    head = f"{n_both} cell settings in both runs"
+    if metric in COST_METRICS:
+        return f"{head}; {metric} is a cost, one number per cell: no test"
+    if metric in RATE_METRICS:
+        why = "McNemar on paired samples (same data), else the two-proportion test"
+    else:
+        why = "Wilcoxon signed-rank on the samples both runs broke, paired samples (same data) only"
+    return f"{head}; {n_diff} differ (p < 0.05: {why})"
+
+
+def _no_test(row: pd.Series, metric: str) -> str:
+    """The test column of a shared cell without a test: why none."""
+    if row["status_a"] != "ok" or row["status_b"] != "ok" or math.isnan(row["difference"]):
+        return "-"
+    if metric in COST_METRICS:
+        return "none (a cost)"
+    return "-" if metric in RATE_METRICS else "none (not paired)"
+
+
+def differences_text(table: pd.DataFrame, name_a: str, name_b: str, metric: str = "success_rate") -> str:
+    """The shared cells (``metric`` of each run, for a rate with its interval, the
+    difference, the test), then the cells only one run has."""
     if table.empty:
         return f"no cells in {name_a} or {name_b}"
-    shown = [c for c in table.columns if c in _key_columns(table)]
+    shown = [c for c in table.columns if c in _key_columns(table, metric)]
     both = table[table["in"] == "both"]
     lines = [f"A: {name_a}", f"B: {name_b}", ""]
+    rate = metric in RATE_METRICS
     if both.empty:
         lines.append("no cell setting is in both runs")
     else:
@@ -47,28 +72,32 @@ def differences_text(table: pd.DataFrame, name_a: str, name_b: str) -> str:
         out["status"] = [
             a if a == b else f"{a} / {b}" for a, b in zip(both["status_a"], both["status_b"], strict=True)
         ]
+        label = "success" if metric == "success_rate" else metric
         for side in ("a", "b"):
-            out[f"success {side.upper()} [95%]"] = [
-                _rate(v, lo, hi)
-                for v, lo, hi in zip(
-                    both[f"success_rate_{side}"],
-                    both[f"success_rate_{side}_ci_low"],
-                    both[f"success_rate_{side}_ci_high"],
-                    strict=True,
-                )
-            ]
-        out["B - A"] = both["difference"].map(lambda v: "-" if math.isnan(v) else f"{v:+.3f}")
+            values = both[f"{metric}_{side}"]
+            if rate:
+                out[f"{label} {side.upper()} [95%]"] = [
+                    _rate(v, lo, hi)
+                    for v, lo, hi in zip(
+                        values,
+                        both[f"{metric}_{side}_ci_low"],
+                        both[f"{metric}_{side}_ci_high"],
+                        strict=True,
+                    )
+                ]
+            else:
+                out[f"{label} {side.upper()}"] = values.map(_value)
+        spec = "+.3f" if rate else "+.4g"
+        out["B - A"] = both["difference"].map(lambda v: "-" if math.isnan(v) else format(v, spec))
         out["test"] = [
-            f"{t} p={p:.3g}" if t else "-" for t, p in zip(both["test"], both["p_value"], strict=True)
+            f"{r['test']} p={r['p_value']:.3g}" if r["test"] else _no_test(r, metric)
+            for _, r in both.iterrows()
         ]
         out["differs"] = both["differs"].map(lambda v: "yes" if v else "")
         n_diff = int(both["differs"].sum())
         with _wide():
             lines.append(out.to_string(index=False))
-        lines.append(
-            f"{len(both)} cell settings in both runs; {n_diff} differ (p < 0.05: McNemar on "
-            "paired samples (same data), else the two-proportion test)"
-        )
+        lines.append(_summary_line(len(both), n_diff, metric))
     for where, name in (("A only", name_a), ("B only", name_b)):
         only = table[table["in"] == where]
         if only.empty:
@@ -79,22 +108,25 @@ def differences_text(table: pd.DataFrame, name_a: str, name_b: str) -> str:
     return "\n".join(lines)
 
 
-def _key_columns(table: pd.DataFrame) -> list[str]:
+def _key_columns(table: pd.DataFrame, metric: str = "success_rate") -> list[str]:
     """The setting columns worth showing: those that vary in the table, plus the core ones."""
     core = ("model", "attack", "norm", "eps", "library")
+    measured = ("status_", *(f"{m}_" for m in metric_columns(metric)))
     return [
         c
         for c in table.columns
         if c not in ("in",)
-        and not c.startswith(("status_", "success_rate_", "robust_accuracy_", "median_norm_", "time_s_"))
+        and not c.startswith(measured)
         and c not in ("difference", "paired", "test", "p_value", "differs")
         and (c in core or table[c].astype(str).nunique() > 1)
     ]
 
 
-def compare_dirs(a: RunResult, b: RunResult, alpha: float = 0.05) -> pd.DataFrame:
+def compare_dirs(
+    a: RunResult, b: RunResult, alpha: float = 0.05, metric: str = "success_rate"
+) -> pd.DataFrame:
     """:func:`~advharness.analytics.compare.compare_results` of two loaded results."""
-    return compare_results(a.summary, a.records, b.summary, b.records, alpha)
+    return compare_results(a.summary, a.records, b.summary, b.records, alpha, metric)
 
 
 def expectations_of(result: RunResult, experiment_file: str | None = None) -> list[Expectation]:
@@ -156,14 +188,20 @@ def write_expectations(table: pd.DataFrame, run_dir: Path) -> Path:
     return path
 
 
-def compare_command(results_a: str, results_b: str | None, expect: str | None) -> str:
-    """What ``advharness compare`` prints: ``results_a`` against ``results_b``, or (``expect``
-    given: ``""`` for the manifest's experiment, else an experiment file) against the
-    published figures. One-line errors for bad input."""
+def compare_command(
+    results_a: str, results_b: str | None, expect: str | None, metric: str | None = None
+) -> str:
+    """What ``advharness compare`` prints: ``results_a`` against ``results_b`` on ``metric``
+    (None: the success rate), or (``expect`` given: ``""`` for the manifest's experiment,
+    else an experiment file) against the published figures. One-line errors for bad input."""
     from advharness.reporting.results import read_results
 
     if (results_b is None) == (expect is None):
         raise HarnessError("compare: give RESULTS_B (two runs) or --expect [EXPERIMENT.yaml], one of them")
+    if metric is not None:
+        check_metric(metric)
+        if expect is not None:
+            raise HarnessError("compare: --metric is for two runs; each expect: entry names its own metric")
     a = read_results(results_a)
     name_a = str(a.manifest.get("experiment", {}).get("name") or results_a)
     if expect is not None:
@@ -171,4 +209,6 @@ def compare_command(results_a: str, results_b: str | None, expect: str | None) -
         deviations = a.manifest.get("experiment", {}).get("deviations") or ()
         return expectations_text(expectations_table(a, expectations), name_a, deviations)
     assert results_b is not None
-    return differences_text(compare_dirs(a, read_results(results_b)), results_a, results_b)
+    metric = metric or "success_rate"
+    table = compare_dirs(a, read_results(results_b), metric=metric)
+    return differences_text(table, results_a, results_b, metric)

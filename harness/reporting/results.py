@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,11 +125,18 @@ def write_results(result: RunResult, target: Path) -> Path:
         "summary.parquet": lambda p: result.summary.to_parquet(p, index=False),
         "summary.csv": lambda p: result.summary.to_csv(p, index=False),
         "records.parquet": lambda p: result.records.to_parquet(p, index=False),
-        "manifest.json": lambda p: p.write_text(json.dumps(result.manifest, indent=2, default=str)),
     }
     for name, write in writers.items():
         atomic_write(target / name, write)
+    write_manifest(result.manifest, target)
     return target
+
+
+def write_manifest(manifest: Mapping[str, Any], target: Path) -> Path:
+    """Write ``manifest`` as ``<target>/manifest.json`` (atomically); returns its path."""
+    path = Path(target) / "manifest.json"
+    atomic_write(path, lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
+    return path
 
 
 def read_adversarials(path: str | Path, seen: bool = False) -> dict[int, np.ndarray]:
