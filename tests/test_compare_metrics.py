@@ -108,6 +108,10 @@ def test_a_bad_metric_is_one_line() -> None:
     a, b = _runs()
     with pytest.raises(HarnessError, match="compare: unknown metric 'robust_acc'; known: success_rate"):
         compare_results(*a, *b, metric="robust_acc")
+    with pytest.raises(
+        HarnessError, match="compare: local_optimality is relative to one run's empirical best"
+    ):
+        compare_results(*a, *b, metric="local_optimality")
     with pytest.raises(HarnessError, match="--metric is for two runs"):
         compare_command("a", None, "", "robust_accuracy")
 

@@ -8,7 +8,7 @@ still compare, unpaired. Per shared cell: each run's value of the compared metri
 default the success rate among the initially correct samples; any metric of
 :data:`~advharness.config.expect.METRICS`), for a rate with its Wilson 95 % interval, the
 difference ``B - A``, and the test that fits
-(:func:`~advharness.analytics.expectations.pair_test`): for a rate McNemar's on the paired
+(:func:`~advharness.analytics.measurement.pair_test`): for a rate McNemar's on the paired
 per-sample outcomes when both ran on the same data (``data_sha256``) and have records
 (:func:`~advharness.analytics.agreement.mcnemar`), else the two-proportion test
 (:func:`~advharness.analytics.intervals.compare_rates`); for a distance (``median_l2``,
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from advharness.analytics.expectations import Measurement, measure, pair_test
 from advharness.analytics.frames import CELL_COLUMNS, present, setting_columns
 from advharness.analytics.intervals import wilson_interval
+from advharness.analytics.measurement import OPTIMALITY, Measurement, RunData, measure, pair_test
 from advharness.config.expect import METRICS, RATE_METRICS
 from advharness.core.errors import HarnessError
 
@@ -95,6 +95,11 @@ def check_metric(metric: str) -> None:
     """A one-line error unless ``metric`` is one two runs can be compared on."""
     if metric not in METRICS:
         raise HarnessError(f"compare: unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    if metric == OPTIMALITY:
+        raise HarnessError(
+            f"compare: {OPTIMALITY} is relative to one run's empirical best, not a cell's own "
+            "number; check each run with --expect instead"
+        )
 
 
 def _test(
@@ -104,19 +109,22 @@ def _test(
     records_b: pd.DataFrame | None,
     metric: str,
 ) -> tuple[str, float]:
-    """:func:`~advharness.analytics.expectations.pair_test` of two runs' cells: their records
+    """:func:`~advharness.analytics.measurement.pair_test` of two runs' cells: their records
     side by side, told apart by a ``cell`` of ``A`` and ``B``."""
     if metric in COST_METRICS:
         return "", float("nan")
+    ca, cb = _records(records_a, ra), _records(records_b, rb)
+    both = not ca.empty and not cb.empty
+    summary = pd.DataFrame([ra.to_dict() | {"cell": "A"}, rb.to_dict() | {"cell": "B"}])
+    records = pd.concat([ca.assign(cell="A"), cb.assign(cell="B")], ignore_index=True) if both else None
+    data = RunData(summary, records)
     sides = []
-    for side, row in (("A", ra), ("B", rb)):
-        found = measure(row.to_frame().T.assign(cell=side), {}, metric)
+    for side in ("A", "B"):
+        found = measure(data, {"cell": side}, metric)
         if not isinstance(found, Measurement):
             return "", float("nan")
         sides.append(found)
-    ca, cb = _records(records_a, ra), _records(records_b, rb)
-    records = pd.concat([ca.assign(cell="A"), cb.assign(cell="B")], ignore_index=True)
-    return pair_test(sides[0], sides[1], metric, records if not ca.empty and not cb.empty else None)
+    return pair_test(data, sides[0], sides[1], metric)
 
 
 def compare_results(
