@@ -17,7 +17,7 @@ REPRODUCTIONS = sorted((ROOT / "experiments" / "reproductions").glob("*.yaml"))
 
 def test_the_shipped_reproductions_are_there() -> None:
     names = {p.stem for p in REPRODUCTIONS}
-    assert {"goodfellow_fgsm", "madry_mnist", "torchattacks_table"} <= names
+    assert {"goodfellow_fgsm", "madry_mnist", "torchattacks_table", "attackbench_protocol"} <= names
     for path in REPRODUCTIONS:
         exp = load_experiment(path)
         assert exp.expect and exp.deviations and exp.quick, path.name
