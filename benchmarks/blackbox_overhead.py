@@ -40,7 +40,8 @@ import numpy as np
 
 from advharness.adapters import get_adapter
 from advharness.adapters.base import AttackRequest
-from advharness.cells.cell import make_ledger, run_per_sample
+from advharness.cells.blackbox import run_per_sample
+from advharness.cells.cell import make_ledger
 from advharness.config.spec import AttackSpec
 from advharness.core.seeding import seed_everything
 from advharness.models.layout import to_layout
