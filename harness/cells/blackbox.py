@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from advharness.adapters.base import AttackOutput, AttackRequest, LibraryCall
-from advharness.config.querymode import POSITIONAL, attribution
+from advharness.config.querymode import PER_SAMPLE_BY_DEFAULT, POSITIONAL, attribution
 from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported
 from advharness.judging.batched import BatchedLedger
@@ -181,6 +181,9 @@ def run_batched(
         f"({len(todo)} of {len(x_adv)} attacked; samples the model already misclassifies are "
         f"skipped); every answered row attributed to its sample {how}"
     ]
+    reason = PER_SAMPLE_BY_DEFAULT.get((adapter.name, spec.attack))
+    if reason is not None:
+        notes.append(f"batched on request; this attack runs per sample by default: {reason}")
     if spec.budget is not None:
         notes.append(
             "rows past a sample's budget are answered truthfully but neither counted nor judged "

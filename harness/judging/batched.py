@@ -101,18 +101,22 @@ class BatchedLedger(QueryLedger):
         if self._one_hot.shape[0] != logits.shape[1]:
             self._one_hot = np.eye(logits.shape[1], dtype=np.float32)
         flat = np.asarray(rows, np.float32).reshape(n, -1)
-        row, sample, amb = self._attribute(flat)
+        row, sample, amb, distinct = self._attribute(flat)
         if self.budget is not None and bool(np.all(self._count[g] >= self.budget)):
             np.add.at(self._refused, sample, 1)  # refused: nothing more for these samples
             self.stopped.update(np.unique(sample).tolist())
             self._halted = True
             raise BudgetExhausted(f"samples {g.tolist()} used their budget of {self.budget} queries")
         pred = logits.argmax(axis=1)
-        self._charge(flat, pred, row, sample, amb)
+        if distinct:
+            self._charge_distinct(flat, pred, sample)
+        else:
+            self._charge(flat, pred, row, sample, amb)
         return self._one_hot[pred] if one_hot else logits
 
-    def _attribute(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Charges of one query: (row, sample, ambiguous) per charge, in row order."""
+    def _attribute(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Charges of one query: (row, sample, ambiguous) per charge, in row order, and
+        whether they are simply one distinct sample per row (row ``k``: ``sample[k]``)."""
         g = self.group
         assert g is not None
         n, m = len(flat), len(g)
@@ -124,7 +128,7 @@ class BatchedLedger(QueryLedger):
                     "this attack with query_mode: per-sample"
                 )
             self.by["position"] += n
-            return np.arange(n), g.copy(), np.zeros(n, bool)
+            return np.arange(n), g, np.zeros(n, bool), True
         finite = np.isfinite(flat).all(axis=1)
         owner = np.full(n, -1, np.int64)
         ok = np.zeros(n, bool)
@@ -136,6 +140,9 @@ class BatchedLedger(QueryLedger):
             if ok.sum() * 2 >= n:
                 break
         self.by["chunk"] += int(ok.sum())
+        if ok.all():  # a guess of distinct samples, all confirmed
+            self._guess = owner
+            return np.arange(n), g[owner], np.zeros(n, bool), True
         rows_amb: list[np.ndarray] = []
         samples_amb: list[np.ndarray] = []
         rest = np.flatnonzero(finite & ~ok)
@@ -155,12 +162,12 @@ class BatchedLedger(QueryLedger):
             samples_amb.append(np.tile(np.arange(m), bad.size))
         n_amb = n - int((owner >= 0).sum())
         self.by["ambiguous"] += n_amb
-        self._guess = owner if n_amb == 0 else None
+        self._guess = owner if n_amb == 0 and np.unique(owner).size == n else None
         mine = np.flatnonzero(owner >= 0)
         row = np.concatenate([mine, *rows_amb])
         pos = np.concatenate([owner[mine], *samples_amb])
         amb = np.concatenate([np.zeros(mine.size, bool), np.ones(row.size - mine.size, bool)])
-        return row, g[pos], amb
+        return row, g[pos], amb, False
 
     def _guesses(self, n: int, m: int) -> list[np.ndarray]:
         """Group positions the query's rows may be: the previous query's, then the first
@@ -172,15 +179,36 @@ class BatchedLedger(QueryLedger):
             out.append(np.arange(n))
         return out
 
+    def _charge_distinct(self, flat: np.ndarray, pred: np.ndarray, sample: np.ndarray) -> None:
+        """:meth:`_charge` when row ``k`` is distinct sample ``sample[k]``'s: no sorting."""
+        q = self._count[sample] + 1
+        if self.budget is not None and not bool((q <= self.budget).all()):
+            self._charge(flat, pred, np.arange(len(sample)), sample, np.zeros(len(sample), bool))
+            return
+        self._count[sample] = q
+        k = len(sample)
+        if self.buf_x is None:
+            self.buf_x = np.empty((self._cap, *self.x.shape[1:]), np.float32)
+        if self._buf_n + k > self._cap:
+            self._flush()
+        if k > self._cap:
+            self._judge_grouped(flat, pred, sample, q)
+            return
+        b = self._buf_n
+        self.buf_x.reshape(self._cap, -1)[b : b + k] = flat
+        self.buf_pred[b : b + k] = pred
+        self._buf_sample[b : b + k] = sample
+        self._buf_q[b : b + k] = q
+        self._buf_n = b + k
+
     def _charge(
         self, flat: np.ndarray, pred: np.ndarray, row: np.ndarray, sample: np.ndarray, amb: np.ndarray
     ) -> None:
         """Count each charge against its sample's budget; buffer the attributed rows within it."""
         order = np.lexsort((row, sample))  # per sample, in row (query) order
         s = sample[order]
-        start = np.r_[True, s[1:] != s[:-1]]
-        first = np.flatnonzero(start)
-        rank = np.arange(len(s)) - np.repeat(first, np.diff(np.r_[first, len(s)]))
+        first = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+        rank = np.arange(len(s)) - np.repeat(first, np.diff(np.append(first, len(s))))
         q = self._count[s] + rank + 1  # each charge's query index among its sample's
         within = q <= self.budget if self.budget is not None else np.ones(len(s), bool)
         self._count += np.bincount(s[within], minlength=len(self._count))
