@@ -30,7 +30,7 @@ LONG: dict[str, dict[str, Any]] = {
     "threshold": {"steps": 5},
     "boundary": {"steps": 200},
     "hsj": {"steps": 20, "params": {"max_evals": 40, "init_evals": 10}},
-    "signopt": {"steps": 20, "library_options": {"art": {"num_trial": 10}}},
+    "signopt": {"steps": 20, "library_options": {"art": {"num_trial": 10, "query_limit": 300}}},
     "gaussian_blur": {"steps": 200},
     "salt_and_pepper": {"steps": 200},
     "contrast": {"steps": 200},
