@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-from conftest import tiny_torch_model, to_layout
+from conftest import errors_of, exp_dict, tiny_torch_model, to_layout
 
 from advharness.adapters import ADAPTERS
 from advharness.adapters.base import Adapter, AttackOutput, AttackRequest
@@ -261,3 +261,13 @@ def test_registries_name_supported_blackbox_pairs() -> None:
         impl = get_adapter(lib).IMPLS.get(attack)
         assert impl is not None, (lib, attack)
     assert not set(PER_SAMPLE_BY_DEFAULT) & set(POSITIONAL)
+
+
+def test_query_mode_errors_name_the_field_and_the_fix() -> None:
+    assert errors_of(exp_dict(attacks=[{"attack": "fgsm", "eps": 0.1, "query_mode": "batched"}])) == [
+        "attacks[0]: query_mode applies to score-based and decision-based cells; this cell is "
+        "white-box (set threat_model, or drop query_mode)"
+    ]
+    assert errors_of(exp_dict(attacks=[{"attack": "square", "eps": 0.1, "query_mode": "batch"}])) == [
+        "attacks[0].query_mode: Input should be 'batched' or 'per-sample'"
+    ]
