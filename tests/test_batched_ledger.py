@@ -66,6 +66,27 @@ def test_rows_past_a_budget_are_answered_but_never_counted_nor_judged() -> None:
     assert led.by == {"position": 0, "chunk": 2, "search": 6, "ambiguous": 1}
 
 
+def test_a_fixed_budget_call_stops_once_every_sample_has_won_or_spent_its_budget() -> None:
+    led = BatchedLedger(
+        x=np.array([[0.0, 0.0], [1.0, 1.0]], np.float32), y=np.array([0, 1]), targets=None,
+        bounds=(0.0, 1.0), norm="l2", eps=0.7, enforce_eps=True, budget=5,
+    )  # fmt: skip
+    led.begin_group(np.array([0, 1]))
+    _ask(led, [[0.6, 0.0], [0.9, 0.9]])  # sample 0 wins at its first query
+    answered = 1
+    with pytest.raises(BudgetExhausted):
+        for _ in range(100):  # sample 1 spends its budget; sample 0 has nothing left to gain
+            _ask(led, [[0.9, 1.0]])
+            answered += 1
+    assert 5 <= answered <= 5 + 16  # who has won is judged at most 16 queries after the fact
+    led.end()
+    cols = led.columns(())
+    np.testing.assert_array_equal(cols["queries"], [1, 5])
+    np.testing.assert_array_equal(cols["queries_refused"], [0, answered - 5 + 1])
+    np.testing.assert_array_equal(cols["stopped_at_budget"], [False, True])
+    assert cols["first_success_query"][0] == 1
+
+
 def test_ambiguous_and_non_finite_rows_are_charged_to_every_candidate_and_never_used() -> None:
     led = _ledger(None, x=[[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]], y=[0, 0, 1])  # 0 and 1 are twins
     led.begin_group(np.array([0, 1, 2]))

@@ -21,7 +21,9 @@ truthfully (an answer that contradicts earlier ones makes searches such as HopSk
 step-size halving never end) but neither counted as its queries nor judged (they count in
 ``queries_refused`` and set ``stopped_at_budget``), so its result stays the best valid
 adversarial among its first ``budget`` queries. Once every sample of the call has spent its
-budget, the next query raises :class:`BudgetExhausted`, which stops the call.
+budget (or, in a fixed-budget cell, already has a valid adversarial within it: its success
+cannot improve), the next query raises
+:class:`BudgetExhausted`, which stops the call.
 
 Answered rows are buffered with their sample and per-sample query index, and judged in bulk
 per sample, as in :class:`QueryLedger`.
@@ -59,6 +61,8 @@ class BatchedLedger(QueryLedger):
         self._count = np.zeros(n, np.int64)  # queries charged within the budget
         self._refused = np.zeros(n, np.int64)  # rows past the budget
         self._ambiguous = np.zeros(n, np.int64)  # ambiguous rows charged (within the budget)
+        self._won = np.zeros(n, bool)  # a valid adversarial within the budget (as last judged)
+        self._since = 0  # queries since the buffer was last judged to see who has won
         self._buf_sample = np.empty(self._cap, np.int64)
         self._buf_q = np.empty(self._cap, np.int64)
         #: rows by how they were attributed: position, chunk rule, search, ambiguous
@@ -102,17 +106,43 @@ class BatchedLedger(QueryLedger):
             self._one_hot = np.eye(logits.shape[1], dtype=np.float32)
         flat = np.asarray(rows, np.float32).reshape(n, -1)
         row, sample, amb, distinct = self._attribute(flat)
-        if self.budget is not None and bool(np.all(self._count[g] >= self.budget)):
+        if self.budget is not None and self._call_done():
             np.add.at(self._refused, sample, 1)  # refused: nothing more for these samples
-            self.stopped.update(np.unique(sample).tolist())
+            spent = np.unique(sample[self._count[sample] >= self.budget])
+            self.stopped.update(spent.tolist())
             self._halted = True
-            raise BudgetExhausted(f"samples {g.tolist()} used their budget of {self.budget} queries")
+            raise BudgetExhausted(
+                f"samples {g.tolist()} used their budget of {self.budget} queries "
+                "(or, fixed-budget, found a valid adversarial within it)"
+            )
         pred = logits.argmax(axis=1)
         if distinct:
             self._charge_distinct(flat, pred, sample)
         else:
             self._charge(flat, pred, row, sample, amb)
         return self._one_hot[pred] if one_hot else logits
+
+    def _call_done(self) -> bool:
+        """Whether every sample of the call has spent its budget or, in a fixed-budget cell
+        (where success cannot improve), already has a valid adversarial within it: the
+        library has nothing left to do that the result could use. Who has won is judged
+        from the buffer at most every 16 queries (a stop comes at most that much later)."""
+        g = self.group
+        assert g is not None and self.budget is not None
+        spent = self._count[g] >= self.budget
+        if spent.all():
+            return True
+        if not (self.enforce_eps and self.eps is not None):
+            return False  # minimum-norm: later queries still improve the result
+        if (spent | self._won[g]).all():
+            return True
+        self._since += 1
+        if self._since < 16:
+            return False
+        self._since = 0
+        self._flush()
+        self._won[g] = [self._tracks[i].best_x is not None for i in g.tolist()]
+        return bool((spent | self._won[g]).all())
 
     def _attribute(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """Charges of one query: (row, sample, ambiguous) per charge, in row order, and
