@@ -1,8 +1,9 @@
 """Per-sample query accounting for black-box cells: exact counts, budgets, best-in-budget.
 
-A black-box cell calls the library once per sample (see :func:`advharness.cells.cell`), so every row a
-query-only oracle receives while sample ``i`` is active belongs to sample ``i``: the count is
-exact however the library re-batches, subsets or duplicates inputs internally. The oracles
+A per-sample black-box cell calls the library once per sample (see :mod:`advharness.cells.blackbox`),
+so every row a query-only oracle receives while sample ``i`` is active belongs to sample ``i``:
+the count is exact however the library re-batches, subsets or duplicates inputs internally (a
+batched cell's ledger, :mod:`advharness.judging.batched`, attributes each row instead). The oracles
 (:mod:`advharness.models.torch_model`, :mod:`advharness.models.tf_model`) hand every query to
 :meth:`QueryLedger.answer`, which
 
