@@ -6,8 +6,12 @@ classifies correctly. Attacks: HopSkipJump (L2; ART, Foolbox, CleverHans torch) 
 
 * ``direct_batch`` - the library called by hand on the raw model, whole batch at once;
 * ``direct_each``  - the same call made once per sample (the harness's calling pattern);
-* ``harness``      - the harness's black-box path: one call per sample through the
-  query-only oracle (decision-/score-based) with the ledger counting every sample's queries;
+* ``harness``      - the harness's black-box path per sample (``query_mode: per-sample``):
+  one call per sample through the query-only oracle (decision-/score-based) with the ledger
+  counting every sample's queries;
+* ``harness_batched`` - the harness's batched path (``query_mode: batched``): one call for the
+  batch through the oracle, the batched ledger attributing every row to its sample; its
+  adversarials are checked to be bit-identical to ``direct_batch``'s;
 * with ``--floor`` (torch): the library called per sample on two minimal stand-ins for an
   oracle, with no harness code at all. ``floor_answer`` returns what the threat model lets
   an oracle answer, computed the cheapest way (a one-hot top-1 label for a decision-based
@@ -40,7 +44,8 @@ import numpy as np
 
 from advharness.adapters import get_adapter
 from advharness.adapters.base import AttackRequest
-from advharness.cells.cell import make_ledger, run_per_sample
+from advharness.cells.blackbox import run_blackbox
+from advharness.cells.cell import make_ledger
 from advharness.config.spec import AttackSpec
 from advharness.core.seeding import seed_everything
 from advharness.models.layout import to_layout
@@ -231,17 +236,17 @@ def _floor_module(raw: Any, classes: int, one_hot: bool, record: bool) -> Any:
     return Floor().eval()
 
 
-def _harness(model: Any, lib: str, attack: str) -> Attack:
+def _harness(model: Any, lib: str, attack: str, mode: str = "per-sample") -> Attack:
     adapter = get_adapter(lib)
-    spec = SPECS[attack].resolve()
+    spec = SPECS[attack].model_copy(update={"query_mode": mode}).resolve()
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         from advharness.cells.cell import CellInputs
 
         req = AttackRequest(model, x, y, None, spec, seed=0, batch_size=64)
-        ledger = make_ledger(CellInputs(model, x, y, y, None), spec)
+        ledger = make_ledger(CellInputs(model, x, y, y, None), spec, lib)
         with model.with_access(spec.threat_model), model.with_ledger(ledger):
-            return run_per_sample(adapter, req, ledger, y).x_adv
+            return run_blackbox(adapter, req, ledger, y).x_adv
 
     return run
 
@@ -278,6 +283,7 @@ def bench(
             "direct_batch": direct,
             "direct_each": _each(direct),
             "harness": _harness(model, lib, attack),
+            "harness_batched": _harness(model, lib, attack, "batched"),
         }
         if floor:
             one_hot = SPECS[attack].resolve().threat_model == "decision-based"
@@ -292,8 +298,9 @@ def bench(
                 if r:
                     times[k].append(dt)
             for k, out in outs.items():
-                if k != "direct_batch" and not np.array_equal(out, outs["direct_each"]):
-                    raise SystemExit(f"{lib} {attack}: {k} output differs from the direct call")
+                ref = "direct_batch" if k == "harness_batched" else "direct_each"
+                if k != "direct_batch" and not np.array_equal(out, outs[ref]):
+                    raise SystemExit(f"{lib} {attack}: {k} output differs from {ref}")
         row: dict[str, Any] = {
             "framework": framework,
             "library": lib,
@@ -303,11 +310,13 @@ def bench(
         }
         row.update({f"{k}_s": statistics.median(v) for k, v in times.items()})
         for k in fns:
-            if k not in ("direct_batch", "direct_each"):
+            if k not in ("direct_batch", "direct_each", "harness_batched"):
                 row[f"{k}/direct_each"], row[f"{k}/direct_each_q1"], row[f"{k}/direct_each_q3"] = _paired(
                     times, k, "direct_each"
                 )
         row["harness/direct_batch"] = _paired(times, "harness", "direct_batch")[0]
+        key = "harness_batched/direct_batch"
+        row[key], row[f"{key}_q1"], row[f"{key}_q3"] = _paired(times, "harness_batched", "direct_batch")
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -347,15 +356,16 @@ def main() -> None:
     print(
         "\n| framework | library | attack | direct batch s | direct per-sample s | harness s "
         "| harness / direct per-sample | floor: answer only | floor: answer + record "
-        "| harness / direct batch |"
+        "| harness / direct batch | harness batched s | harness batched / direct batch |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['framework']} | {r['library']} | {r['attack']} | {r['direct_batch_s']:.2f} "
             f"| {r['direct_each_s']:.2f} | {r['harness_s']:.2f} "
             f"| {_cell(r, 'harness/direct_each')} | {_cell(r, 'floor_answer/direct_each')} "
-            f"| {_cell(r, 'floor_record/direct_each')} | {r['harness/direct_batch']:.2f} |"
+            f"| {_cell(r, 'floor_record/direct_each')} | {r['harness/direct_batch']:.2f} "
+            f"| {r['harness_batched_s']:.2f} | {_cell(r, 'harness_batched/direct_batch')} |"
         )
 
 

@@ -37,8 +37,16 @@ def test_noise_runs_in_the_ball_and_records_its_call(trained, digits) -> None:  
     outputs inside the eps-ball and the box, the library call explicit, queries exact (the
     first successful draw ends a sample's attack: one more query, Foolbox's final check)."""
     x, y = digits[0][:8], digits[1][:8]
+    # per sample: a sample's attack ends at its first successful draw (batched, Foolbox draws
+    # for the whole batch until every sample has one)
     specs = [
-        {"attack": "noise", "norm": norm, "eps": EPS[norm], "params": {"distribution": dist, "draws": DRAWS}}
+        {
+            "attack": "noise",
+            "norm": norm,
+            "eps": EPS[norm],
+            "params": {"distribution": dist, "draws": DRAWS},
+            "query_mode": "per-sample",
+        }
         for norm, dist in CLASSES
     ]
     res = run_attacks([trained], x, y, specs, ["foolbox"], return_adversarials=True)

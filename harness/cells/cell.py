@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from advharness.adapters.base import AttackOutput, AttackRequest, LibraryCall
+from advharness.adapters.base import AttackRequest, LibraryCall
+from advharness.cells.blackbox import new_ledger, query_summary, run_blackbox
 from advharness.cells.recording import make_recorder, path_summary
 from advharness.config.spec import ResolvedSpec
-from advharness.core.errors import Unsupported
 from advharness.core.seeding import seed_everything
 from advharness.judging.ledger import QueryLedger
 from advharness.judging.referee import judge, summarize, worst_of_evaluations
@@ -81,7 +81,8 @@ def attack_batch(
     White-box cells record what the attack passes through the counting wrapper (``record``
     and the model's ``record_path``; see :mod:`advharness.judging.path`)."""
     model = inputs.model
-    ledger = make_ledger(inputs, spec) if spec.threat_model != "white-box" else None
+    library = getattr(adapter, "name", None)
+    ledger = make_ledger(inputs, spec, library) if spec.threat_model != "white-box" else None
     recorder = None
     if ledger is None and record and model.record_path:
         recorder = make_recorder(model, inputs.x, inputs.y, inputs.targets, inputs.clean_pred, spec)
@@ -106,7 +107,7 @@ def attack_batch(
         t0 = time.perf_counter()
         if ledger is not None:
             with model.with_ledger(ledger):
-                out = run_per_sample(adapter, request, ledger, inputs.clean_pred)
+                out = run_blackbox(adapter, request, ledger, inputs.clean_pred)
         elif recorder is not None:
             with model.with_recorder(recorder):
                 out = adapter.run(request)
@@ -141,7 +142,7 @@ def attack_batch(
     }
     if ledger is not None:
         records = records.assign(**ledger.columns(spec.query_levels))
-        summary.update(query_summary(records, spec))
+        summary.update(query_summary(records, spec, ledger))
     if recorder is not None:
         iterative = spec.steps is not None and spec.steps > 1  # I4 asks whether iterations converged
         records = records.assign(**recorder.columns(records["success"].to_numpy(), iterative))
@@ -212,100 +213,7 @@ def clean_predictions(model: WrappedModel, x: np.ndarray, y: np.ndarray, logits:
     return worst_of_evaluations(preds, np.asarray(y))
 
 
-def make_ledger(inputs: CellInputs, spec: ResolvedSpec) -> QueryLedger:
-    """The per-sample ledger of a black-box cell on ``inputs``."""
-    model = inputs.model
-    return QueryLedger(
-        x=inputs.x,
-        y=inputs.y,
-        targets=inputs.targets,
-        bounds=model.bounds,
-        norm=spec.norm,
-        eps=spec.eps,
-        enforce_eps=spec.kind == "fixed",
-        budget=spec.budget,
-    )
-
-
-def run_per_sample(
-    adapter: Any, request: AttackRequest, ledger: QueryLedger, clean_pred: np.ndarray
-) -> AttackOutput:
-    """Call the library once per sample, so the ledger attributes every query exactly.
-
-    Samples the model already misclassifies are not attacked (0 queries; they never count
-    as successes). The other inputs of the batch travel as ``request.pool`` (starting points
-    some attacks take from the attacker's own images).
-    """
-    spec = request.spec
-    reason = adapter.unsupported_reason(spec.attack, spec.norm, request.model.framework, spec.targeted)
-    if reason:
-        raise Unsupported(reason)
-    x_adv = np.array(request.x, dtype=np.float32, copy=True)
-    calls: list[LibraryCall] = []
-
-    def record(call: LibraryCall) -> None:
-        calls.append(call)
-        request.announce(call)
-
-    todo = np.flatnonzero(clean_pred == request.y)
-    for i in todo:
-        one = slice(int(i), int(i) + 1)
-        sub = replace(
-            request,
-            x=request.x[one],
-            y=request.y[one],
-            pool=request.x,
-            targets=None if request.targets is None else request.targets[one],
-            on_call=record,
-        )
-        ledger.begin(int(i))
-        try:
-            x_adv[i] = adapter.run(sub).x_adv[0]
-        except Exception:
-            # The oracle stopped the attack at the budget (TF turns our exception into its
-            # own error type, so ask the ledger); the ledger holds the best result in budget.
-            if not ledger.exhausted():
-                raise
-        finally:
-            ledger.end()
-    call = calls[-1] if calls else None
-    if call is None:
-        call = LibraryCall(
-            callable="(not called)",
-            kwargs={},
-            notes=["no sample was classified correctly: nothing to attack"],
-        )
-    call.notes = [
-        *call.notes,
-        f"one library call per sample ({len(todo)} of {len(x_adv)} "
-        "attacked; samples the model already misclassifies are skipped) so every "
-        "query is attributed to its sample exactly",
-    ]
-    if spec.budget is not None:
-        call.notes.append(
-            f"budget {spec.budget} queries per sample, enforced by the oracle: "
-            "a query past it stops the attack on that sample; the result is the "
-            "best valid adversarial the oracle answered within the budget"
-        )
-    return AttackOutput(x_adv, call)
-
-
-def query_summary(records: pd.DataFrame, spec: ResolvedSpec) -> dict[str, Any]:
-    """Per-cell query statistics over the attacked (initially correct) samples."""
-    attacked = records[records["correct"]]
-    q = attacked["queries"].to_numpy()
-    out: dict[str, Any] = {
-        "budget": spec.budget,
-        "queries_mean": float(q.mean()) if len(q) else float("nan"),
-        "queries_median": float(np.median(q)) if len(q) else float("nan"),
-        "queries_max": int(q.max()) if len(q) else 0,
-        "n_stopped_at_budget": int(attacked["stopped_at_budget"].sum()),
-    }
-    first = attacked["first_success_query"]  # minimum-norm cells run without eps
-    for level in spec.query_levels:
-        hit = (first.to_numpy() <= level) if len(attacked) else np.zeros(0, bool)
-        out[f"success_at_q{level}"] = float(hit.mean()) if len(hit) else float("nan")
-        if spec.kind == "minimal":
-            norms = attacked[f"norm_at_q{level}"].to_numpy()
-            out[f"median_norm_at_q{level}"] = float(np.median(norms)) if len(norms) else float("nan")
-    return out
+def make_ledger(inputs: CellInputs, spec: ResolvedSpec, library: str | None = None) -> QueryLedger:
+    """The ledger of a black-box cell on ``inputs`` (batched or per sample, as ``spec``'s
+    ``query_mode`` says; see :func:`advharness.cells.blackbox.new_ledger`)."""
+    return new_ledger(inputs.model, inputs.x, inputs.y, inputs.targets, spec, library)

@@ -20,6 +20,7 @@ def run_cell(inputs: CellInputs, spec: ResolvedSpec, library: str, seed: int, ba
     """Attack ``inputs`` with ``library``'s ``spec`` and referee the result."""
     model = inputs.model
     adapter = get_adapter(library)
+    spec = spec.for_library(library)  # a black-box cell's query mode
     base: dict[str, Any] = {
         **spec.columns(),
         "library": library,

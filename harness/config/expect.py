@@ -85,6 +85,7 @@ SELECTOR_COLUMNS: tuple[str, ...] = (
     "random_start",
     "target_mode",
     "budget",
+    "query_mode",
     "search",
     "source_model",
     "defense",

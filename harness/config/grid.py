@@ -37,6 +37,7 @@ GRID_FIELDS: tuple[str, ...] = (
     "target_mode",
     "threat_model",
     "budget",
+    "query_mode",
 )
 #: At most this many specs from the attack entries together, whatever ``max_cells`` says.
 MAX_GRID_SPECS = 100_000

@@ -18,6 +18,7 @@ from advharness.config.catalogue import (
     Norm,
 )
 from advharness.config.fields import Bool, Float, Int, scalar
+from advharness.config.querymode import QueryMode, default_query_mode
 from advharness.core.types import ThreatModel
 
 #: At most this many bisection steps (float32 inputs: 2^-30 of a bracket is below rounding).
@@ -108,6 +109,9 @@ class AttackSpec(BaseModel):
     budget: Int | None = Field(default=None, ge=1)
     #: Query counts at which black-box success and norms are also reported.
     query_levels: tuple[Int, ...] = DEFAULT_QUERY_LEVELS
+    #: Black-box cells: one library call per chunk of samples (``batched``) or per sample;
+    #: None: the library's default (:func:`advharness.config.querymode.default_query_mode`).
+    query_mode: QueryMode | None = None
     #: Transfer: craft white-box on this model (its name) and referee on every other model.
     source: str | None = Field(default=None, min_length=1)
     #: Transfer: the models it is judged on (default: every model but the source).
@@ -155,6 +159,11 @@ class AttackSpec(BaseModel):
             raise ValueError(
                 "budget applies to score-based and decision-based cells; this cell "
                 "is white-box (set threat_model, or drop budget)"
+            )
+        if self.query_mode is not None and threat == "white-box":
+            raise ValueError(
+                "query_mode applies to score-based and decision-based cells; this cell "
+                "is white-box (set threat_model, or drop query_mode)"
             )
         if self.source is not None and threat != "white-box":
             raise ValueError(
@@ -215,6 +224,7 @@ class AttackSpec(BaseModel):
             threat_model=self.threat_model or d.threat_model,
             budget=self.budget,
             query_levels=tuple(sorted(set(self.query_levels))),
+            query_mode=self.query_mode,
             source=self.source,
             target_models=self.target_models,
             params=params,
@@ -289,6 +299,9 @@ class ResolvedSpec:
     threat_model: ThreatModel = "white-box"
     budget: int | None = None
     query_levels: tuple[Int, ...] = DEFAULT_QUERY_LEVELS
+    #: Black-box cells: ``batched`` or ``per-sample`` once :meth:`for_library` has filled
+    #: the library's default; None on white-box cells (and before).
+    query_mode: QueryMode | None = None
     source: str | None = None
     target_models: tuple[str, ...] | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -320,6 +333,13 @@ class ResolvedSpec:
         content key, its seed, its stored result) is the same at every radius."""
         return replace(self, eps=None) if self.kind == "minimal" else self
 
+    def for_library(self, library: str) -> ResolvedSpec:
+        """This spec as ``library`` runs it: a black-box cell's ``query_mode`` filled with the
+        library's default where the spec set none (white-box cells have none)."""
+        if self.threat_model == "white-box" or self.query_mode is not None:
+            return self
+        return replace(self, query_mode=default_query_mode(library, self.attack))
+
     def columns(self) -> dict[str, Any]:
         """Flat columns for results tables: every resolved field, ``param_<name>`` for each
         attack parameter; ``eps``/``step_size`` NaN and ``steps``/``budget`` None where unset;
@@ -338,6 +358,7 @@ class ResolvedSpec:
             "threat_model": self.threat_model,
             "budget": self.budget,
             "query_levels": ",".join(str(q) for q in self.query_levels),
+            "query_mode": self.query_mode or "",
             "target_models": ",".join(self.target_models or ()),
             "library_options": (
                 json.dumps(self.library_options, sort_keys=True, default=str) if self.library_options else ""
@@ -352,11 +373,15 @@ class ResolvedSpec:
         return dict(self.library_options.get(library, {}))
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field; ``search`` only when set (the content keys of cells without a search
-        stay what they were before searches existed)."""
+        """Every field; ``search`` only when set and ``query_mode`` only when ``batched`` (the
+        content keys of cells without a search, and of per-sample black-box cells, stay what
+        they were before searches and batched cells existed: a stored per-sample cell is
+        found again, and a batched one is never taken for it)."""
         out = asdict(self)
         if out["search"] is None:
             del out["search"]
+        if out["query_mode"] != "batched":
+            del out["query_mode"]
         return out
 
 

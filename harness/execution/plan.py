@@ -152,10 +152,11 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                 if mc.surrogate and (a.source or a.resolve().threat_model != "white-box"):
                     continue  # a surrogate is for white-box attacks; the rest run on the defense
                 reported = a.resolve()
-                spec = reported.for_cell()
-                seed = derive_seed(run_seed, mc.key, spec.label)
+                cell_spec = reported.for_cell()
+                seed = derive_seed(run_seed, mc.key, cell_spec.label)
                 twin = convergence_spec(a) if CONVERGENCE in exp.checks else None
                 for lib in exp.libraries:
+                    spec = cell_spec.for_library(lib)  # a black-box cell's query mode
                     content = {
                         "spec": spec.to_dict(),
                         "library": lib,
@@ -213,7 +214,7 @@ def _convergence_task(base: CellTask, twin: AttackSpec, samples: int, index: int
     """The convergence check of ``base``: ``twin`` (2x steps and restarts, see
     :mod:`advharness.config.checks`) on the first ``samples`` samples, keyed by the base
     cell's key, the twin spec and the subsample; same seed as the base cell."""
-    spec = twin.resolve().for_cell()
+    spec = twin.resolve().for_cell().for_library(base.library)
     check = {"check": CONVERGENCE, "check_of": base.key, "check_samples": samples}
     key = content_key({"spec": spec.to_dict(), **check})
     row = {

@@ -1,8 +1,9 @@
 """Per-sample query accounting for black-box cells: exact counts, budgets, best-in-budget.
 
-A black-box cell calls the library once per sample (see :func:`advharness.cells.cell`), so every row a
-query-only oracle receives while sample ``i`` is active belongs to sample ``i``: the count is
-exact however the library re-batches, subsets or duplicates inputs internally. The oracles
+A per-sample black-box cell calls the library once per sample (see :mod:`advharness.cells.blackbox`),
+so every row a query-only oracle receives while sample ``i`` is active belongs to sample ``i``:
+the count is exact however the library re-batches, subsets or duplicates inputs internally (a
+batched cell's ledger, :mod:`advharness.judging.batched`, attributes each row instead). The oracles
 (:mod:`advharness.models.torch_model`, :mod:`advharness.models.tf_model`) hand every query to
 :meth:`QueryLedger.answer`, which
 
@@ -184,7 +185,8 @@ class QueryLedger:
                 self.buf_pred[:k] = pred
                 self._buf_n = k
             else:  # larger than the buffer: judge it now
-                self._judge(np.asarray(kept, np.float32).reshape(k, -1), pred, track.queries)
+                flat = np.asarray(kept, np.float32).reshape(k, -1)
+                self._judge(flat, pred, track.queries + 1 + np.arange(k), i)
                 track.queries += k
         self._update_room()
         if k < n:
@@ -219,17 +221,17 @@ class QueryLedger:
             self._judge(
                 self.buf_x[: self._buf_n].reshape(self._buf_n, -1),
                 self.buf_pred[: self._buf_n],
-                track.queries,
+                track.queries + 1 + np.arange(self._buf_n),
+                self.active,
             )
             track.queries += self._buf_n
         self._buf_n = 0
         self._update_room()
 
-    def _judge(self, rows: np.ndarray, pred: np.ndarray, q0: int) -> None:
-        """Judge answered ``rows`` (flat float32; query indices ``q0 + 1 ...``) of the
-        active sample and record each improvement of its best valid adversarial."""
-        i = self.active
-        assert i is not None
+    def _judge(self, rows: np.ndarray, pred: np.ndarray, qidx: np.ndarray, i: int) -> None:
+        """Judge answered ``rows`` (flat float32, in query order; ``qidx``: each one's 1-based
+        query index among sample ``i``'s) of sample ``i`` and record each improvement of its
+        best valid adversarial."""
         track = self._tracks[i]
         goal = pred == self.targets[i] if self.targets is not None else pred != self.y[i]
         cand = np.flatnonzero(goal)
@@ -270,7 +272,7 @@ class QueryLedger:
         if not records.size:
             return
         track.improvements.extend(
-            zip((q0 + cand[records] + 1).tolist(), exact[records].tolist(), strict=True)
+            zip(qidx[cand[records]].tolist(), exact[records].tolist(), strict=True)
         )  # in query order
         track.best_norm = track.improvements[-1][1]
         track.best_x = rows[cand[records[-1]]].reshape(self.x.shape[1:]).copy()
@@ -310,6 +312,10 @@ class QueryLedger:
         return np.asarray(ok)
 
     # -- results -------------------------------------------------------------------------
+    def ambiguous_counts(self) -> np.ndarray:
+        """Per sample, the ambiguous rows charged to it (none: one sample per call)."""
+        return np.zeros(len(self.x), np.int64)
+
     def best_within_budget(self) -> np.ndarray:
         """Each sample's best valid adversarial seen in budget, else its clean input."""
         out = np.array(self.x, dtype=np.float32, copy=True)
@@ -325,6 +331,7 @@ class QueryLedger:
             "queries_refused": np.array([t.over_budget for t in self.tracks], dtype=np.int64),
             "stopped_at_budget": np.array([i in self.stopped for i in range(len(self.tracks))]),
             "first_success_query": np.array([t.first_success() for t in self.tracks]),
+            "queries_ambiguous": self.ambiguous_counts(),
         }
         for level in levels:
             cols[f"norm_at_q{level}"] = np.array([t.norm_at(level) for t in self.tracks])

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from advharness.judging.attribution import SEP_MARGIN as _SEP_MARGIN
+from advharness.judging.attribution import confirmed, unique
 from advharness.judging.referee import BOX_ATOL, EPS_ATOL, EPS_RTOL, input_scale, within_eps
 from advharness.judging.trace import I4_THRESHOLD, LossTraces
 
@@ -47,8 +49,6 @@ from advharness.judging.trace import I4_THRESHOLD, LossTraces
 #: ``TRACE_BYTES / (4 n)`` passes per sample, between 16 and :data:`TRACE_MAX_PASSES`.
 TRACE_BYTES = 32 << 20
 TRACE_MAX_PASSES = 4096
-#: Confirmation margin on the half-separation (float32 distances).
-_SEP_MARGIN = 1e-5
 _F32 = float(np.finfo(np.float32).eps)
 
 
@@ -158,7 +158,7 @@ class PathRecorder:
     @property
     def _radius(self) -> np.ndarray:
         """Half of each original's separation, less a float margin: a row nearer than this
-        to an original has no nearer original."""
+        to an original has no nearer original (:func:`~advharness.judging.attribution.confirmed`)."""
         if self._radius_cache is None:
             self._radius_cache = self.ops.separation() / 2 * (1 - _SEP_MARGIN)
         return self._radius_cache
@@ -194,27 +194,28 @@ class PathRecorder:
         norms = np.full(b, np.nan)
         index = np.arange(b)
         pos_dist = info[:, 0]
-        confirmed = np.zeros(b, bool)
+        confirmed_ = np.zeros(b, bool)
         offset = offsets[0] if offsets else None
         if offset is not None:
-            confirmed = finite & (pos_dist < self._radius[offset : offset + b])
+            sep = self.ops.separation()
+            confirmed_ = confirmed(pos_dist, sep[offset : offset + b], finite)
             norms = info[:, 1].copy()
-            if confirmed.sum() * 2 < b:  # mostly not this chunk: try the others
+            if confirmed_.sum() * 2 < b:  # mostly not this chunk: try the others
                 for other in offsets[1:]:
                     pos = self.ops.positional(x, other)
-                    ok = finite & (pos[:, 0] < self._radius[other : other + b])
-                    if ok.sum() > confirmed.sum():
-                        offset, confirmed, pos_dist, norms = other, ok, pos[:, 0], pos[:, 1].copy()
-            sample[confirmed] = offset + index[confirmed]
-        placed = int(confirmed.sum())  # rows attributed by their place in the chunk
-        rest = np.flatnonzero(finite & ~confirmed)
+                    ok = confirmed(pos[:, 0], sep[other : other + b], finite)
+                    if ok.sum() > confirmed_.sum():
+                        offset, confirmed_, pos_dist, norms = other, ok, pos[:, 0], pos[:, 1].copy()
+            sample[confirmed_] = offset + index[confirmed_]
+        placed = int(confirmed_.sum())  # rows attributed by their place in the chunk
+        rest = np.flatnonzero(finite & ~confirmed_)
         if rest.size:
             idx, dist = self.ops.nearest(x, rest)
             near, d1 = idx[:, 0], dist[:, 0]
-            unique = dist[:, 1] > d1 * (1 + _SEP_MARGIN) + _SEP_MARGIN * 1e-3
+            alone = unique(d1, dist[:, 1])
             by_position = np.zeros(rest.size, bool)
             if offset is not None:  # the row's place in the chunk is its unique nearest
-                by_position = unique & (pos_dist[rest] <= d1 * (1 + _SEP_MARGIN))
+                by_position = alone & (pos_dist[rest] <= d1 * (1 + _SEP_MARGIN))
                 sample[rest[by_position]] = offset + rest[by_position]
                 placed += int(by_position.sum())
             by_radius = ~by_position & (d1 < self._radius[near])

@@ -10,14 +10,11 @@ from typing import Any, cast
 
 import numpy as np
 
+from advharness.judging.attribution import CHUNK_ELEMENTS, pairwise, row_norms, separations
 from advharness.judging.path import PathOps
-from advharness.judging.referee import L0_ATOL
 
-#: Element budget of one chunk of a pairwise distance computation (float64).
-_CHUNK_ELEMENTS = 1 << 22
 #: Beyond this many originals, separations are bounded through L2 (BLAS) instead of exact.
 EXACT_SEPARATION_MAX = 2048
-_METRICS = {"l0": "hamming", "l1": "cityblock", "l2": "euclidean", "linf": "chebyshev"}
 
 
 def l2_separation_bound(orig: np.ndarray, norm: str) -> np.ndarray:
@@ -27,7 +24,7 @@ def l2_separation_bound(orig: np.ndarray, norm: str) -> np.ndarray:
     o = np.asarray(orig, np.float64).reshape(len(orig), -1)
     sq = (o * o).sum(axis=1)
     out = []
-    step = max(1, _CHUNK_ELEMENTS // max(1, len(o)))
+    step = max(1, CHUNK_ELEMENTS // max(1, len(o)))
     for i in range(0, len(o), step):
         d2 = np.maximum(sq[i : i + step, None] + sq[None, :] - 2 * o[i : i + step] @ o.T, 0)
         d2[np.arange(len(d2)), np.arange(i, i + len(d2))] = np.inf
@@ -39,21 +36,6 @@ def l2_separation_bound(orig: np.ndarray, norm: str) -> np.ndarray:
         spread = float(o.max() - o.min()) or 1.0
         return cast(np.ndarray, np.floor(l2**2 / spread**2))
     return cast(np.ndarray, l2)
-
-
-def row_norms(delta: np.ndarray, norm: str) -> tuple[np.ndarray, np.ndarray]:
-    """Attribution distance and spec norm of each row of ``delta`` (B, D), float32."""
-    if norm == "l2":
-        d = np.sqrt(np.einsum("ij,ij->i", delta, delta))
-        return d, d
-    if norm == "linf":
-        d = np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(delta), delta.dtype)
-        return d, d
-    if norm == "l1":
-        d = np.abs(delta).sum(axis=1)
-        return d, d
-    changed = np.count_nonzero(delta, axis=1).astype(delta.dtype)
-    return changed, (np.abs(delta) > L0_ATOL).sum(axis=1).astype(delta.dtype)
 
 
 class HostPathOps(PathOps):
@@ -102,16 +84,7 @@ class HostPathOps(PathOps):
 
     def _pairwise(self, a: np.ndarray) -> np.ndarray:
         """(len(a), n) attribution distances to every original (float64), chunked."""
-        from scipy.spatial.distance import cdist
-
-        scale = self._orig.shape[1] if self.norm == "l0" else 1  # hamming is a fraction
-        step = max(1, _CHUNK_ELEMENTS // max(1, self.n))
-        return np.concatenate(
-            [
-                cdist(a[i : i + step], self._orig, _METRICS[self.norm]) * scale
-                for i in range(0, max(len(a), 1), step)
-            ]
-        )
+        return pairwise(a, self._orig, self.norm)
 
     def nearest(self, x: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = self._pairwise(self._flat(x)[rows])
@@ -131,13 +104,7 @@ class HostPathOps(PathOps):
     def _separations(self) -> np.ndarray:
         if self.n > EXACT_SEPARATION_MAX:
             return l2_separation_bound(self._orig, self.norm)
-        out = []
-        step = max(1, _CHUNK_ELEMENTS // max(1, self.n))
-        for i in range(0, self.n, step):
-            d = self._pairwise(self._orig[i : i + step])
-            d[np.arange(len(d)), np.arange(i, i + len(d))] = np.inf
-            out.append(d.min(axis=1))
-        return np.concatenate(out)
+        return separations(self._orig, self.norm)
 
     def keep(self, x: Any, rows: np.ndarray, samples: np.ndarray) -> None:
         if self._best is None:
