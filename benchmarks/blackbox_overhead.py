@@ -1,8 +1,8 @@
 """Black-box overhead: the query-only oracle + per-sample ledger vs calling the library directly.
 
 Model: the ``mnist_cnn`` recipe; inputs: the first ``--n`` MNIST test images the model
-classifies correctly. Attacks: HopSkipJump (L2; ART, Foolbox, CleverHans torch) and Square
-(L-inf; ART, the only library that has it). Timings:
+classifies correctly. Attacks: HopSkipJump (L2; ART, Foolbox, CleverHans torch), Square
+(L-inf; ART, the only library that has it) and Boundary (L2; ART, Foolbox). Timings:
 
 * ``direct_batch`` - the library called by hand on the raw model, whole batch at once;
 * ``direct_each``  - the same call made once per sample (the harness's calling pattern);
@@ -19,6 +19,9 @@ classifies correctly. Attacks: HopSkipJump (L2; ART, Foolbox, CleverHans torch) 
   query's rows, the least an exact referee must do. They show what any enforcing, exactly
   counting oracle costs on this model, whatever its bookkeeping.
 
+``default mode`` is the mode a cell of the pair runs in unless its spec says otherwise
+(``advharness.config.querymode``), and ``harness default / direct batch`` the ratio of that
+mode's harness path to the direct batched call: what a user pays over calling the library.
 ``harness/direct_each`` is the cost of the oracle and the per-sample counting;
 ``harness/direct_batch`` adds the cost of calling the library once per sample. Every run
 re-seeds NumPy/torch/TF identically, and the per-sample variants' adversarials are checked to
@@ -46,6 +49,7 @@ from advharness.adapters import get_adapter
 from advharness.adapters.base import AttackRequest
 from advharness.cells.blackbox import run_blackbox
 from advharness.cells.cell import make_ledger
+from advharness.config.querymode import default_query_mode
 from advharness.config.spec import AttackSpec
 from advharness.core.seeding import seed_everything
 from advharness.models.layout import to_layout
@@ -54,6 +58,7 @@ from advharness.zoo.recipes import load_recipe
 
 HSJ = {"steps": 5, "max_evals": 100, "init_evals": 20}
 SQUARE = {"eps": 0.1, "steps": 300, "p_init": 0.05}
+BOUNDARY = {"steps": 200, "spherical_step": 0.01, "source_step": 0.01, "step_adaptation": 1.5}
 SPECS = {
     "hsj": AttackSpec(
         attack="hsj",
@@ -68,8 +73,21 @@ SPECS = {
         steps=SQUARE["steps"],
         params={"p_init": SQUARE["p_init"]},
     ),
+    "boundary": AttackSpec(
+        attack="boundary",
+        norm="l2",
+        steps=BOUNDARY["steps"],
+        params={k: BOUNDARY[k] for k in ("spherical_step", "source_step", "step_adaptation")},
+    ),
 }
-CASES = [("art", "hsj"), ("foolbox", "hsj"), ("cleverhans", "hsj"), ("art", "square")]
+CASES = [
+    ("art", "hsj"),
+    ("foolbox", "hsj"),
+    ("cleverhans", "hsj"),
+    ("art", "square"),
+    ("art", "boundary"),
+    ("foolbox", "boundary"),
+]
 Attack = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x, y) -> x_adv, numpy
 
 
@@ -109,11 +127,26 @@ def _art_estimator(model: Any, raw: Any) -> Any:
 
 
 def direct_art(model: Any, raw: Any, attack: str) -> Attack:
-    from art.attacks.evasion import HopSkipJump, SquareAttack
+    from art.attacks.evasion import BoundaryAttack, HopSkipJump, SquareAttack
 
     est = _art_estimator(model, raw)
-    if attack == "hsj":
-        a: Any = HopSkipJump(
+    if attack == "boundary":
+        a: Any = BoundaryAttack(
+            est,
+            batch_size=64,
+            targeted=False,
+            delta=BOUNDARY["spherical_step"],
+            epsilon=BOUNDARY["source_step"],
+            step_adapt=1.0 / BOUNDARY["step_adaptation"],
+            max_iter=BOUNDARY["steps"],
+            num_trial=25,
+            sample_size=20,
+            init_size=100,
+            min_epsilon=0.0,
+            verbose=False,
+        )
+    elif attack == "hsj":
+        a = HopSkipJump(
             est,
             batch_size=64,
             targeted=False,
@@ -159,16 +192,29 @@ def direct_foolbox(model: Any, raw: Any, attack: str) -> Attack:
     init = fb.attacks.LinearSearchBlendedUniformNoiseAttack(
         distance=fb.distances.l2, directions=1000, steps=50
     )
-    a = fb.attacks.HopSkipJumpAttack(
-        init_attack=init,
-        steps=HSJ["steps"],
-        initial_gradient_eval_steps=HSJ["init_evals"],
-        max_gradient_eval_steps=HSJ["max_evals"],
-        stepsize_search="geometric_progression",
-        gamma=1.0,
-        tensorboard=False,
-        constraint="l2",
-    )
+    a: Any
+    if attack == "boundary":
+        a = fb.attacks.BoundaryAttack(
+            init_attack=init,
+            steps=BOUNDARY["steps"],
+            spherical_step=BOUNDARY["spherical_step"],
+            source_step=BOUNDARY["source_step"],
+            source_step_convergance=1e-7,
+            step_adaptation=BOUNDARY["step_adaptation"],
+            tensorboard=False,
+            update_stats_every_k=10,
+        )
+    else:
+        a = fb.attacks.HopSkipJumpAttack(
+            init_attack=init,
+            steps=HSJ["steps"],
+            initial_gradient_eval_steps=HSJ["init_evals"],
+            max_gradient_eval_steps=HSJ["max_evals"],
+            stepsize_search="geometric_progression",
+            gamma=1.0,
+            tensorboard=False,
+            constraint="l2",
+        )
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         import eagerpy as ep
@@ -317,6 +363,10 @@ def bench(
         row["harness/direct_batch"] = _paired(times, "harness", "direct_batch")[0]
         key = "harness_batched/direct_batch"
         row[key], row[f"{key}_q1"], row[f"{key}_q3"] = _paired(times, "harness_batched", "direct_batch")
+        row["default_mode"] = default_query_mode(lib, attack)
+        used = "harness_batched" if row["default_mode"] == "batched" else "harness"
+        key = "harness_default/direct_batch"
+        row[key], row[f"{key}_q1"], row[f"{key}_q3"] = _paired(times, used, "direct_batch")
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -356,16 +406,18 @@ def main() -> None:
     print(
         "\n| framework | library | attack | direct batch s | direct per-sample s | harness s "
         "| harness / direct per-sample | floor: answer only | floor: answer + record "
-        "| harness / direct batch | harness batched s | harness batched / direct batch |"
+        "| harness / direct batch | harness batched s | harness batched / direct batch "
+        "| default mode | harness default / direct batch |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['framework']} | {r['library']} | {r['attack']} | {r['direct_batch_s']:.2f} "
             f"| {r['direct_each_s']:.2f} | {r['harness_s']:.2f} "
             f"| {_cell(r, 'harness/direct_each')} | {_cell(r, 'floor_answer/direct_each')} "
             f"| {_cell(r, 'floor_record/direct_each')} | {r['harness/direct_batch']:.2f} "
-            f"| {r['harness_batched_s']:.2f} | {_cell(r, 'harness_batched/direct_batch')} |"
+            f"| {r['harness_batched_s']:.2f} | {_cell(r, 'harness_batched/direct_batch')} "
+            f"| {r['default_mode']} | {_cell(r, 'harness_default/direct_batch')} |"
         )
 
 
