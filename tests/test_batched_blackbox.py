@@ -14,7 +14,7 @@ from advharness.adapters.base import Adapter, AttackOutput, AttackRequest
 from advharness.analytics.intervals import wilson_interval
 from advharness.cells.cell import CellInputs, CellResult
 from advharness.cells.dispatch import run_cell
-from advharness.config.querymode import PER_SAMPLE_BY_DEFAULT, POSITIONAL, default_query_mode
+from advharness.config.querymode import LOCKSTEP, PER_SAMPLE_BY_DEFAULT, POSITIONAL, default_query_mode
 from advharness.config.spec import AttackSpec
 from advharness.models.base import WrappedModel
 
@@ -271,3 +271,16 @@ def test_query_mode_errors_name_the_field_and_the_fix() -> None:
     assert errors_of(exp_dict(attacks=[{"attack": "square", "eps": 0.1, "query_mode": "batch"}])) == [
         "attacks[0].query_mode: Input should be 'batched' or 'per-sample'"
     ]
+
+
+@pytest.mark.parametrize("mode", ["batched", "per-sample"])
+def test_a_lockstep_attack_says_so_when_batched(
+    mode: str, torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
+) -> None:
+    assert set(LOCKSTEP) <= set(POSITIONAL)
+    params = {"max_evals": 20, "init_evals": 5}
+    spec = AttackSpec(attack="hsj", norm="l2", steps=2, params=params, budget=50, query_mode=mode)
+    res = _run(torch_model, image_batch[0][:4], spec, "foolbox", bs=4)
+    assert res.summary["status"] == "ok" and res.summary["query_mode"] == mode
+    # its query counts measure the library's lockstep batching, and the row says so
+    assert (LOCKSTEP[("foolbox", "hsj")] in res.summary["library_call"]) == (mode == "batched")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from advharness.adapters.base import AttackOutput, AttackRequest, LibraryCall
-from advharness.config.querymode import PER_SAMPLE_BY_DEFAULT, POSITIONAL, attribution
+from advharness.config.querymode import LOCKSTEP, PER_SAMPLE_BY_DEFAULT, POSITIONAL, attribution
 from advharness.config.spec import ResolvedSpec
 from advharness.core.errors import Unsupported
 from advharness.judging.batched import BatchedLedger
@@ -184,6 +184,9 @@ def run_batched(
     reason = PER_SAMPLE_BY_DEFAULT.get((adapter.name, spec.attack))
     if reason is not None:
         notes.append(f"batched on request; this attack runs per sample by default: {reason}")
+    lockstep = LOCKSTEP.get((adapter.name, spec.attack))
+    if lockstep is not None:  # every black-box cell reports queries and first successes
+        notes.append(lockstep)
     if spec.budget is not None:
         notes.append(
             "rows past a sample's budget are answered truthfully but neither counted nor judged "
