@@ -184,7 +184,7 @@ class QueryLedger:
                 self._take(rows, np.zeros(0, np.int64))  # the error
             return np.zeros_like(logits) if one_hot else logits
         pred = logits.argmax(axis=1)
-        if one_hot and self._one_hot.shape[0] != logits.shape[1]:
+        if self._one_hot.shape[0] != logits.shape[1]:  # the hot path's one-hot answers too
             self._one_hot = np.eye(logits.shape[1], dtype=np.float32)
         self._take(rows, pred)
         return self._one_hot[pred] if one_hot else logits
