@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import numpy as np
@@ -309,12 +309,19 @@ class TFModel(WrappedModel):
 
         self._device = check_device(device)
 
-    def device_scope(self) -> AbstractContextManager[None]:
+    @property
+    def tf_device(self) -> str:
+        """TensorFlow's name of the model's device: ``/CPU:0`` or ``/GPU:N``."""
         if self._device == "cpu":
-            return nullcontext()
+            return "/CPU:0"
         from advharness.core.frameworks import device_index
 
-        return cast(AbstractContextManager[None], tf.device(f"/GPU:{device_index(self._device)}"))
+        return f"/GPU:{device_index(self._device)}"
+
+    def device_scope(self) -> AbstractContextManager[None]:
+        """``tf.device`` of the model's device: a ``cpu`` model stays on the CPU even where
+        TensorFlow sees a GPU (where it would otherwise place the ops by itself)."""
+        return cast(AbstractContextManager[None], tf.device(self.tf_device))
 
     def release(self) -> None:
         if self._found_trainable is not None:

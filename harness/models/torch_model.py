@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 import numpy as np
@@ -215,6 +216,13 @@ class TorchModel(WrappedModel):
         self.module.to(self._device)
         self._counted_by_access.clear()  # each oracle notes its device when made
         self._library_forms.clear()
+
+    def device_scope(self) -> AbstractContextManager[None]:
+        """On a GPU, ``torch.cuda.device``: the current CUDA device is the model's during a
+        library call (ART's ``PyTorchClassifier`` puts the model on the current one)."""
+        if self._device.type != "cuda":
+            return nullcontext()
+        return cast(AbstractContextManager[None], torch.cuda.device(self._device))
 
     @property
     def torch_device(self) -> torch.device:
