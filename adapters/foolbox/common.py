@@ -137,11 +137,15 @@ def torch_model(model: WrappedModel) -> Any:
 
 def tf_model(model: WrappedModel) -> Any:
     import foolbox
-    import tensorflow as tf
 
-    # Foolbox's own default calls the deprecated tf.test.is_gpu_available(); decide here.
-    device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
-    return foolbox.TensorFlowModel(model.counted, bounds=model.bounds, device=device, preprocessing=None)
+    from advharness.models.tf_model import TFModel
+
+    assert isinstance(model, TFModel)
+    # The model entry's device (Foolbox's own default calls the deprecated
+    # tf.test.is_gpu_available() and would take the first GPU whatever the entry says).
+    return foolbox.TensorFlowModel(
+        model.counted, bounds=model.bounds, device=model.tf_device, preprocessing=None
+    )
 
 
 CONVERTERS: dict[str, Callable[[WrappedModel], Any]] = {"torch": torch_model, "tensorflow": tf_model}

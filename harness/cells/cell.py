@@ -105,14 +105,15 @@ def attack_batch(
             on_call=on_call,
         )
         t0 = time.perf_counter()
-        if ledger is not None:
-            with model.with_ledger(ledger):
-                out = run_blackbox(adapter, request, ledger, inputs.clean_pred)
-        elif recorder is not None:
-            with model.with_recorder(recorder):
+        with model.device_scope():  # TensorFlow on a GPU: the library's calls run there
+            if ledger is not None:
+                with model.with_ledger(ledger):
+                    out = run_blackbox(adapter, request, ledger, inputs.clean_pred)
+            elif recorder is not None:
+                with model.with_recorder(recorder):
+                    out = adapter.run(request)
+            else:
                 out = adapter.run(request)
-        else:
-            out = adapter.run(request)
         elapsed += time.perf_counter() - t0
         counts = model.counter.read()
         fwd, bwd = fwd + counts.forward, bwd + counts.backward

@@ -54,7 +54,14 @@ def defense_problems(exp: Experiment) -> list[Problem]:
 def _entry(d: DefenseConfig, known: dict[str, ModelConfig], *, surrogate: bool) -> ModelConfig:
     base = known[d.of if d.of is not None else (d.members or [""])[0]]
     key = d.surrogate_key if surrogate else d.key
-    return type(base)(framework=base.framework, bounds=base.bounds, name=key, defense=d, surrogate=surrogate)
+    return type(base)(
+        framework=base.framework,
+        device=base.device,
+        bounds=base.bounds,
+        name=key,
+        defense=d,
+        surrogate=surrogate,
+    )
 
 
 def defended_entries(exp: Experiment) -> list[ModelConfig]:

@@ -67,6 +67,9 @@ class ModelConfig(BaseModel):
 
     # first: the factory's check reads it
     framework: Literal["torch", "tensorflow"]
+    #: Where the model is evaluated and attacked: ``cpu``, ``cuda`` or ``cuda:N`` (recipes
+    #: still train on the CPU); unavailable here: the model's cells are unsupported rows.
+    device: str = "cpu"
     recipe: str | None = None
     factory: str | None = None
     robustbench: str | None = None
@@ -94,6 +97,13 @@ class ModelConfig(BaseModel):
         """A RobustBench model's wrapping is fixed: filled in, and a value given that differs
         is refused."""
         return fill_robustbench_wrapping(data)
+
+    @field_validator("device")
+    @classmethod
+    def _device_spelling(cls, v: str) -> str:
+        from advharness.core.frameworks import check_device
+
+        return check_device(v)  # a HarnessError is a ValueError: reported at models[i].device
 
     @field_validator("recipe")
     @classmethod

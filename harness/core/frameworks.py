@@ -10,6 +10,7 @@ when this module is imported.
 from __future__ import annotations
 
 import importlib.util
+import re
 
 from advharness.core.errors import HarnessError
 
@@ -43,3 +44,44 @@ def require_framework(name: str, what: str) -> None:
     reason = missing_framework_reason(name)
     if reason is not None:
         raise HarnessError(f"{what}: {reason}")
+
+
+#: The devices a model entry may name (one vocabulary for both frameworks): ``cpu``, ``cuda``
+#: (the first GPU) or ``cuda:N``; TensorFlow runs ``cuda:N`` as its ``/GPU:N``.
+DEVICE_SPELLING = re.compile(r"cpu|cuda(:[0-9]+)?")
+
+
+def check_device(device: str) -> str:
+    """``device`` if spelled ``cpu``, ``cuda`` or ``cuda:N``; else a one-line error."""
+    if not DEVICE_SPELLING.fullmatch(device):
+        raise HarnessError(f"device must be cpu, cuda or cuda:N (N a GPU index), got {device!r}")
+    return device
+
+
+def device_index(device: str) -> int:
+    """The GPU index of ``cuda``/``cuda:N`` (0 for ``cuda``)."""
+    return int(device.partition(":")[2] or 0)
+
+
+def missing_device_reason(framework: str, device: str) -> str | None:
+    """``None`` when ``framework`` (installed) can run on ``device`` here, else one line
+    naming the device: ``device cuda:1 is not available to torch here (1 CUDA device(s)
+    visible)``. Asks the framework (imported here, lazily); ``cpu`` is always available."""
+    if check_device(device) == "cpu":
+        return None
+    if framework == "torch":
+        import torch
+
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        what = "CUDA device(s)"
+    else:
+        from advharness.core.quiet import import_tensorflow
+
+        import_tensorflow()
+        import tensorflow as tf
+
+        found = len(tf.config.list_physical_devices("GPU"))
+        what = "GPU(s) visible to TensorFlow"
+    if device_index(device) < found:
+        return None
+    return f"device {device} is not available to {framework} here ({found} {what})"

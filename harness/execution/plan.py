@@ -138,6 +138,7 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
     attacks = exp.attack_entries()
     identities = {mc.key: model_identity(mc, exp, params) for mc in entries}
     frameworks = {mc.key: mc.framework for mc in entries}
+    devices = {mc.key: mc.device for mc in entries}
     harness_version = package_version("advharness")
     library_versions = {lib: get_adapter(lib).version_hint() for lib in exp.libraries}
     tasks: list[CellTask] = []
@@ -170,11 +171,14 @@ def plan_cells(exp: Experiment, ds: Dataset, params: Mapping[str, str]) -> list[
                         "batch_size": exp.batch_size,
                         "harness": harness_version,
                     }
+                    if devices[mc.key] != "cpu":  # CPU keys as before any device existed
+                        content["device"] = devices[mc.key].partition(":")[0]
                     key = content_key(content)
                     row = {
                         **spec.columns(),
                         "library": lib,
                         "framework": frameworks[mc.key],
+                        "device": devices[mc.key],
                         "model": mc.key,
                         "family": family(mc),
                         "threat_model": "transfer" if a.source else spec.threat_model,

@@ -96,14 +96,23 @@ class BatchedLedger(QueryLedger):
     def answer(self, rows: np.ndarray, logits: np.ndarray, one_hot: bool = False) -> np.ndarray:
         """Attribute, count and buffer ``rows``; the logits (or one-hot labels) back, or
         :class:`BudgetExhausted` once every sample of the call has spent its budget."""
+        if self.group is None:
+            raise RuntimeError("a black-box query arrived while no library call was running")
+        if len(rows) == 0:
+            return np.zeros_like(logits) if one_hot else logits
+        if self._one_hot.shape[0] != logits.shape[1]:
+            self._one_hot = np.eye(logits.shape[1], dtype=np.float32)
+        pred = logits.argmax(axis=1)
+        self._take(rows, pred)
+        return self._one_hot[pred] if one_hot else logits
+
+    def _take(self, rows: np.ndarray, pred: np.ndarray) -> None:
+        """Attribute, count and buffer ``rows`` (top-1 labels ``pred``); every row is read
+        (attribution by distance needs each one on the host)."""
         g = self.group
         if g is None:
             raise RuntimeError("a black-box query arrived while no library call was running")
         n = len(rows)
-        if n == 0:
-            return np.zeros_like(logits) if one_hot else logits
-        if self._one_hot.shape[0] != logits.shape[1]:
-            self._one_hot = np.eye(logits.shape[1], dtype=np.float32)
         flat = np.asarray(rows, np.float32).reshape(n, -1)
         row, sample, amb, distinct = self._attribute(flat)
         if self.budget is not None and self._call_done():
@@ -115,12 +124,10 @@ class BatchedLedger(QueryLedger):
                 f"samples {g.tolist()} used their budget of {self.budget} queries "
                 "(or, fixed-budget, found a valid adversarial within it)"
             )
-        pred = logits.argmax(axis=1)
         if distinct:
             self._charge_distinct(flat, pred, sample)
         else:
             self._charge(flat, pred, row, sample, amb)
-        return self._one_hot[pred] if one_hot else logits
 
     def _call_done(self) -> bool:
         """Whether every sample of the call has spent its budget or, in a fixed-budget cell

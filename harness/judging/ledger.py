@@ -158,8 +158,38 @@ class QueryLedger:
         self.room -= n
         return b
 
+    def take(self, rows: np.ndarray, pred: np.ndarray) -> None:
+        """:meth:`answer`'s accounting alone, for an oracle that makes its answer itself (on
+        its device): count, buffer and judge ``rows`` given their top-1 labels ``pred``;
+        raises :class:`BudgetExhausted` past the budget, as :meth:`answer`."""
+        if len(rows):
+            self._take(rows, pred)
+
+    def goal_rows(self, pred: np.ndarray) -> np.ndarray:
+        """Positions of the rows whose top-1 labels ``pred`` reach the active sample's goal:
+        the only rows judging reads (a hot-path oracle may leave the others unwritten)."""
+        assert self.active is not None
+        return np.flatnonzero(self._goal(pred, self.active))
+
+    def _goal(self, pred: np.ndarray, i: int) -> np.ndarray:
+        """Whether each top-1 label reaches sample ``i``'s goal (its target, or not its label)."""
+        goal = pred == self.targets[i] if self.targets is not None else pred != self.y[i]
+        return np.asarray(goal, bool)
+
     def _answer(self, rows: np.ndarray, logits: np.ndarray, one_hot: bool) -> np.ndarray:
         """:meth:`answer` off the hot path: no active sample, buffer full or unset, budget."""
+        n = len(rows)
+        if n == 0:  # nothing to count
+            if self.active is None:
+                self._take(rows, np.zeros(0, np.int64))  # the error
+            return np.zeros_like(logits) if one_hot else logits
+        pred = logits.argmax(axis=1)
+        if self._one_hot.shape[0] != logits.shape[1]:  # the hot path's one-hot answers too
+            self._one_hot = np.eye(logits.shape[1], dtype=np.float32)
+        self._take(rows, pred)
+        return self._one_hot[pred] if one_hot else logits
+
+    def _take(self, rows: np.ndarray, pred: np.ndarray) -> None:
         i = self.active
         if i is None:
             raise RuntimeError(
@@ -169,16 +199,11 @@ class QueryLedger:
         self._flush()
         track = self._tracks[i]
         n = len(rows)
-        if n == 0:  # nothing to count
-            return np.zeros_like(logits) if one_hot else logits
         k = n if self.budget is None else max(0, min(n, self.budget - track.queries))
-        answered = logits if k == n else logits[:k]
         if k:
-            if self._one_hot.shape[0] != answered.shape[1]:
-                self._one_hot = np.eye(answered.shape[1], dtype=np.float32)
             if self.buf_x is None:
                 self.buf_x = np.empty((self._cap, *self.x.shape[1:]), np.float32)
-            pred = answered.argmax(axis=1)
+            pred = pred if k == n else pred[:k]
             kept = rows if k == n else rows[:k]
             if k <= self._cap:  # into the buffer
                 self.buf_x[:k] = kept
@@ -195,7 +220,6 @@ class QueryLedger:
             self.stopped.add(i)
             self.room = 0
             raise BudgetExhausted(f"sample {i} used its budget of {self.budget} queries")
-        return self._one_hot[pred] if one_hot else answered
 
     def exhausted(self) -> bool:
         """Whether the active sample's attack was stopped at its budget."""
@@ -233,8 +257,7 @@ class QueryLedger:
         query index among sample ``i``'s) of sample ``i`` and record each improvement of its
         best valid adversarial."""
         track = self._tracks[i]
-        goal = pred == self.targets[i] if self.targets is not None else pred != self.y[i]
-        cand = np.flatnonzero(goal)
+        cand = np.flatnonzero(self._goal(pred, i))
         if not cand.size:
             return
         delta = rows[cand] - self._flat32[i]

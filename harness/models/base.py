@@ -14,7 +14,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -214,6 +214,19 @@ class WrappedModel(ABC):
     def device(self) -> str:
         return "cpu"
 
+    def place(self, device: str) -> None:
+        """Evaluate and attack the model on ``device`` (``cpu``, ``cuda``, ``cuda:N``; see
+        :func:`advharness.core.frameworks.check_device`). Only ``cpu`` unless a framework's
+        wrapper says otherwise."""
+        if device != "cpu":
+            raise HarnessError(
+                f"model {self.name!r}: a {type(self).__name__} runs on the cpu only, not {device}"
+            )
+
+    def device_scope(self) -> AbstractContextManager[None]:
+        """The context a library call on this model runs in (TensorFlow: its ``tf.device``)."""
+        return nullcontext()
+
     def predict_logits(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Harness-side forward pass (not counted): logits as float32 numpy."""
         x = np.asarray(x, dtype=np.float32)
@@ -297,8 +310,9 @@ class WrappedModel(ABC):
     def parameter_hash(self) -> str:
         """sha256 over the network's parameters and buffers (names, dtypes, shapes, bytes)
         and the wrapping facts (shape, classes, bounds, layout, outputs): what decides its
-        results, whoever loaded the weights. Cheap (one pass over the weights' bytes)."""
-        facts = {k: v for k, v in self.describe().items() if k not in ("name", "family")}
+        results, whoever loaded the weights (the device is keyed by the cell, not here).
+        Cheap (one pass over the weights' bytes)."""
+        facts = {k: v for k, v in self.describe().items() if k not in ("name", "family", "device")}
         h = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
         for name, a in self.parameter_arrays():
             if a.dtype.hasobject:  # not plain numbers: their text
@@ -331,6 +345,7 @@ class WrappedModel(ABC):
             "name": self.name,
             "family": self.family,
             "framework": self.framework,
+            "device": self.device,
             "input_shape": list(self.input_shape),
             "layout": self.layout,
             "nb_classes": self.nb_classes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import numpy as np
@@ -294,6 +295,33 @@ class TFModel(WrappedModel):
             model.trainable = False
         self.model = model
         self._counter = TFCounter()
+        self._device = "cpu"
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def place(self, device: str) -> None:
+        """Run the model's calls (the libraries' and the harness's) on ``device``: ``cuda:N``
+        is TensorFlow's ``/GPU:N`` (its variables stay where Keras put them; TensorFlow
+        copies them once)."""
+        from advharness.core.frameworks import check_device
+
+        self._device = check_device(device)
+
+    @property
+    def tf_device(self) -> str:
+        """TensorFlow's name of the model's device: ``/CPU:0`` or ``/GPU:N``."""
+        if self._device == "cpu":
+            return "/CPU:0"
+        from advharness.core.frameworks import device_index
+
+        return f"/GPU:{device_index(self._device)}"
+
+    def device_scope(self) -> AbstractContextManager[None]:
+        """``tf.device`` of the model's device: a ``cpu`` model stays on the CPU even where
+        TensorFlow sees a GPU (where it would otherwise place the ops by itself)."""
+        return cast(AbstractContextManager[None], tf.device(self.tf_device))
 
     def release(self) -> None:
         if self._found_trainable is not None:
@@ -307,7 +335,8 @@ class TFModel(WrappedModel):
         return CountingCallable(self.model, self._counter, self.outputs == "probabilities", self, access)
 
     def _raw_forward(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(tf.convert_to_tensor(x), training=False))
+        with self.device_scope():
+            return np.asarray(self.model(tf.convert_to_tensor(x), training=False))
 
     def to_tensor(self, x: np.ndarray) -> Any:
         return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
@@ -325,7 +354,7 @@ class TFModel(WrappedModel):
 
     def input_gradients(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         xt = tf.convert_to_tensor(np.asarray(x, np.float32))
-        with tf.GradientTape() as tape:
+        with self.device_scope(), tf.GradientTape() as tape:
             tape.watch(xt)
             out = tf.cast(self.model(xt, training=False), tf.float64)
             if self.outputs == "probabilities":

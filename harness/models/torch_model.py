@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 import numpy as np
 import torch
 
 from advharness.core.types import Layout, Outputs, ThreatModel
+from advharness.judging.ledger import QueryLedger
 from advharness.judging.path import PathOps
 from advharness.models.base import Counts, QueryCounter, WrappedModel
+
+#: Whether an oracle on a CPU network takes the device path too (it always does off the
+#: CPU): tests set it to check that both paths give the same ledger results.
+FORCE_DEVICE_PATH = False
 
 
 class TorchCounter(QueryCounter):
@@ -60,6 +66,7 @@ class CountingModule(torch.nn.Module):
         self._eye = torch.eye(0)  # rows of one-hot answers, sized on first use
         params = list(inner.parameters())
         self._on_cpu = not params or params[0].device.type == "cpu"
+        self._device_path = FORCE_DEVICE_PATH or not self._on_cpu
         self._dtype = network_dtype(inner)
 
     def _inner(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +111,9 @@ class CountingModule(torch.nn.Module):
         ledger = owner.ledger if owner is not None else None
         if ledger is None:
             return self._answer(out, out.argmax(1)) if self._one_hot else out
-        if not (self._on_cpu and 0 < rows <= ledger.room):
+        if self._device_path:
+            return self._device_oracle(x, out, rows, ledger)
+        if not 0 < rows <= ledger.room:
             # off the hot path (a sample's first query, buffer full, budget): via NumPy
             answer = ledger.answer(x.cpu().numpy(), out.cpu().numpy(), self._one_hot)
             return torch.from_numpy(answer).to(x.device)
@@ -116,11 +125,36 @@ class CountingModule(torch.nn.Module):
         views[0][b : b + rows] = x
         return self._answer(out, torch.argmax(out, 1, out=views[1][b : b + rows]))
 
+    def _device_oracle(
+        self, x: torch.Tensor, out: torch.Tensor, rows: int, ledger: QueryLedger
+    ) -> torch.Tensor:
+        """The oracle off the CPU: the answer (logits, or one-hot labels) is made and stays
+        on the device. Copied to the host per query: the ``rows`` top-1 labels (int64) and,
+        on the per-sample hot path, only the rows that reach the sample's goal (the only
+        ones the ledger judges; the others are never read). Every row is copied on a
+        sample's first query, at its budget and in batched cells, whose ledger attributes
+        each row by its distance to the originals on the host. No logits are copied."""
+        pred = out.argmax(1)
+        labels = pred.cpu().numpy()
+        if 0 < rows <= ledger.room:
+            b = ledger.reserve(rows)
+            ledger.buf_pred[b : b + rows] = labels
+            goal = ledger.goal_rows(labels)
+            assert ledger.buf_x is not None  # allocated by the sample's first query
+            if goal.size == rows:
+                ledger.buf_x[b : b + rows] = x.cpu().numpy()
+            elif goal.size:
+                picked = x.index_select(0, torch.from_numpy(goal).to(x.device))
+                ledger.buf_x[b + goal] = picked.cpu().numpy()
+        else:
+            ledger.take(x.detach().cpu().numpy(), labels)
+        return self._answer(out, pred)
+
     def _answer(self, out: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """The logits, or (decision-based) the one-hot top-1 labels ``pred``."""
         if not self._one_hot:
             return out
-        if self._eye.shape[0] != out.shape[1] or (not self._on_cpu and self._eye.device != out.device):
+        if self._eye.shape[0] != out.shape[1] or self._eye.device != out.device:
             self._eye = torch.eye(out.shape[1], device=out.device)
         return self._eye.index_select(0, pred)
 
@@ -172,6 +206,23 @@ class TorchModel(WrappedModel):
     @property
     def device(self) -> str:
         return str(self._device)
+
+    def place(self, device: str) -> None:
+        """Move the network to ``device`` (``module.to``): the libraries' queries and the
+        harness's forward passes run there. Before the library forms are made."""
+        from advharness.core.frameworks import check_device
+
+        self._device = torch.device(check_device(device))
+        self.module.to(self._device)
+        self._counted_by_access.clear()  # each oracle notes its device when made
+        self._library_forms.clear()
+
+    def device_scope(self) -> AbstractContextManager[None]:
+        """On a GPU, ``torch.cuda.device``: the current CUDA device is the model's during a
+        library call (ART's ``PyTorchClassifier`` puts the model on the current one)."""
+        if self._device.type != "cuda":
+            return nullcontext()
+        return cast(AbstractContextManager[None], torch.cuda.device(self._device))
 
     @property
     def torch_device(self) -> torch.device:

@@ -139,7 +139,8 @@ def probes_table(entries: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """Column types a reader can rely on: numeric ``eps``/``step_size`` (NaN where none),
-    nullable integers for ``steps``/``restarts``/``budget``, ``search`` empty where none, and
+    nullable integers for ``steps``/``restarts``/``budget``, ``search`` empty where none,
+    ``device`` ``cpu`` where none (cells stored before the field), and
     ``param_*`` columns that mix strings and numbers (different attacks) as strings."""
     s = summary.copy()
     for col in ("eps", "step_size"):
@@ -150,6 +151,8 @@ def tidy_summary(summary: pd.DataFrame) -> pd.DataFrame:
             s[col] = pd.to_numeric(s[col], errors="coerce").astype("Int64")
     if "search" in s:  # cells stored before eps searches existed have no such column
         s["search"] = s["search"].fillna("")
+    if "device" in s:  # cells stored before the device field ran on the CPU
+        s["device"] = s["device"].fillna("cpu")
     for col in [c for c in s.columns if c.startswith("param_")]:
         values = s[col].dropna()
         if values.map(type).nunique() > 1 and (values.map(lambda v: isinstance(v, str))).any():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from advharness.config.experiment import Experiment, ModelConfig
-from advharness.core.frameworks import missing_framework_reason
+from advharness.core.frameworks import missing_device_reason, missing_framework_reason
 from advharness.core.seeding import derive_seed
 from advharness.models.base import WrappedModel
 from advharness.zoo.data import Dataset
@@ -14,9 +14,12 @@ from advharness.zoo.data import Dataset
 
 def missing_framework(exp: Experiment, key: str) -> str | None:
     """Why model ``key`` of ``exp`` cannot be built here: its framework (a substitute's, or
-    its target's) is not installed, as one line naming the extra to install; else None."""
+    its target's) is not installed, as one line naming the extra to install, or its
+    ``device`` is not available here, as one line naming the device; else None."""
     mc = next(m for m in exp.model_entries() if m.key == key)
     reason = missing_framework_reason(mc.framework)
+    if reason is None:
+        reason = missing_device_reason(mc.framework, mc.device)
     if reason is None and mc.robustbench is not None:
         reason = missing_framework_reason("robustbench")
     if reason is None and mc.substitute_of is not None:
@@ -66,6 +69,7 @@ def build_models(exp: Experiment, ds: Dataset, *, train: bool = True) -> dict[st
                 continue
             m = load_recipe(mc.recipe, mc.framework, data_path=exp.data.path)
             m.name, m.family = mc.key, mc.recipe
+        m.place(mc.device)  # trained (recipes, substitutes) on the CPU; evaluated there
         models[mc.key] = m
     return models
 
