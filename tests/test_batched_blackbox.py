@@ -278,8 +278,16 @@ def test_a_lockstep_attack_says_so_when_batched(
     mode: str, torch_model: WrappedModel, image_batch: tuple[np.ndarray, np.ndarray]
 ) -> None:
     assert set(LOCKSTEP) <= set(POSITIONAL)
-    params = {"max_evals": 20, "init_evals": 5}
-    spec = AttackSpec(attack="hsj", norm="l2", steps=2, params=params, budget=50, query_mode=mode)
+    spec = AttackSpec.model_validate(
+        {
+            "attack": "hsj",
+            "norm": "l2",
+            "steps": 2,
+            "params": {"max_evals": 20, "init_evals": 5},
+            "budget": 50,
+            "query_mode": mode,
+        }
+    )
     res = _run(torch_model, image_batch[0][:4], spec, "foolbox", bs=4)
     assert res.summary["status"] == "ok" and res.summary["query_mode"] == mode
     # its query counts measure the library's lockstep batching, and the row says so
