@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from advharness.analytics.agreement import mcnemar, paired_distance_test
-from advharness.analytics.checks_base import SAMPLE_KEYS, matched
+from advharness.analytics.checks_base import SAMPLE_KEYS, matched, per_sample
 from advharness.analytics.distances import per_sample_distances
 from advharness.analytics.frames import present
 from advharness.analytics.intervals import compare_rates, wilson_interval
@@ -231,22 +231,20 @@ def measure(data: RunData, selector: Mapping[str, Any], metric: str) -> Measurem
     return Measurement(float(np.nanmean(values)), rows)
 
 
-def _outcomes(recs: pd.DataFrame, metric: str, keys: list[str]) -> pd.Series:
-    """Per sample (indexed by ``keys``), what the rate counts: success rates count the
-    initially correct samples only."""
-    correct = recs["correct"].astype(bool).to_numpy()
-    column = "success" if metric == "success_rate" else "success_at_eps"
-    hit = recs[column].astype(bool).to_numpy()
+def _outcomes(recs: pd.DataFrame, metric: str, by_sample: bool = False) -> pd.Series:
+    """Per sample (:func:`~advharness.analytics.checks_base.per_sample`'s index, or ``sample``
+    alone), what the rate counts: success rates count the initially correct samples only."""
+    ps = per_sample(recs, "success" if metric == "success_rate" else "success_at_eps")
     if metric == "clean_accuracy":
-        values, keep = correct, np.ones(len(recs), bool)
+        s = ps["correct"]
     elif metric.startswith("robust_accuracy"):
-        values, keep = correct & ~hit, np.ones(len(recs), bool)
+        s = ps["correct"] & ~ps["broken"]
     else:
-        values, keep = correct & hit, correct
-    picked = recs.loc[keep, keys]
-    index = pd.Index(picked[keys[0]]) if len(keys) == 1 else pd.MultiIndex.from_frame(picked)
-    s = pd.Series(values[keep], index=index)
-    return s[~s.index.duplicated()]
+        s = ps.loc[ps["correct"], "broken"]
+    if by_sample:
+        s.index = s.index.get_level_values("sample")
+        s = s[~s.index.duplicated()]
+    return s
 
 
 def _single(m: Measurement) -> pd.Series | None:
@@ -287,14 +285,13 @@ def _paired_outcomes(
         if metric.startswith("success_rate"):
             column = "success" if metric == "success_rate" else "success_at_eps"
             return matched(ca, cb, column)
-        keys = present(ca, SAMPLE_KEYS)
-        return pd.concat([_outcomes(ca, metric, keys), _outcomes(cb, metric, keys)], axis=1, join="inner")
+        return pd.concat([_outcomes(ca, metric), _outcomes(cb, metric)], axis=1, join="inner")
     sides = []
     for m, row in ((a, ra), (b, rb)):
         if m.outcomes is not None:
             sides.append(m.outcomes)
         elif row is not None and not data.cell_records(row).empty:
-            sides.append(_outcomes(data.cell_records(row), metric, ["sample"]))
+            sides.append(_outcomes(data.cell_records(row), metric, by_sample=True))
         else:
             return None
     return pd.concat(sides, axis=1, join="inner")

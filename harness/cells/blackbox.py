@@ -80,6 +80,19 @@ def _calls(adapter: Any, request: AttackRequest) -> tuple[list[LibraryCall], Any
     return calls, record
 
 
+def _part(request: AttackRequest, idx: np.ndarray | slice, record: Any) -> AttackRequest:
+    """``request`` on the samples ``idx`` alone; the whole batch travels as ``pool`` (the
+    starting points some attacks take from the attacker's own images)."""
+    return replace(
+        request,
+        x=request.x[idx],
+        y=request.y[idx],
+        pool=request.x,
+        targets=None if request.targets is None else request.targets[idx],
+        on_call=record,
+    )
+
+
 def _run(adapter: Any, sub: AttackRequest, ledger: QueryLedger) -> np.ndarray | None:
     """One library call; None when the ledger stopped it at the budget."""
     try:
@@ -119,17 +132,8 @@ def run_per_sample(
     x_adv = np.array(request.x, dtype=np.float32, copy=True)
     todo = np.flatnonzero(clean_pred == request.y)
     for i in todo:
-        one = slice(int(i), int(i) + 1)
-        sub = replace(
-            request,
-            x=request.x[one],
-            y=request.y[one],
-            pool=request.x,
-            targets=None if request.targets is None else request.targets[one],
-            on_call=record,
-        )
         ledger.begin(int(i))
-        out = _run(adapter, sub, ledger)
+        out = _run(adapter, _part(request, slice(int(i), int(i) + 1), record), ledger)
         if out is not None:
             x_adv[i] = out[0]
     note = (
@@ -153,16 +157,8 @@ def run_batched(
     bs = max(1, int(request.batch_size))
     for c in range(0, len(todo), bs):
         idx = todo[c : c + bs]
-        sub = replace(
-            request,
-            x=request.x[idx],
-            y=request.y[idx],
-            pool=request.x,
-            targets=None if request.targets is None else request.targets[idx],
-            on_call=record,
-        )
         ledger.begin_group(idx)
-        out = _run(adapter, sub, ledger)
+        out = _run(adapter, _part(request, idx, record), ledger)
         if out is not None:
             x_adv[idx] = out
     spec = request.spec
